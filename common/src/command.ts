@@ -1,0 +1,82 @@
+import { z } from 'zod';
+
+/** Lifecycle: PENDING → RUNNING → COMPLETED | FAILED. A retryable failure goes back to PENDING. */
+export const CommandStatus = z.enum(['PENDING', 'RUNNING', 'COMPLETED', 'FAILED']);
+export type CommandStatus = z.infer<typeof CommandStatus>;
+
+export const TERMINAL_STATUSES: readonly CommandStatus[] = ['COMPLETED', 'FAILED'];
+
+export const CommandType = z.enum(['DELAY', 'HTTP_GET_JSON']);
+export type CommandType = z.infer<typeof CommandType>;
+
+export const MAX_DELAY_MS = 86_400_000;
+export const MAX_URL_LENGTH = 2048;
+export const DEFAULT_MAX_ATTEMPTS = 3;
+export const DEFAULT_HTTP_TIMEOUT_MS = 30_000;
+/** A DELAY's default timeout is its own length plus this margin. */
+export const DELAY_TIMEOUT_MARGIN_MS = 30_000;
+
+export const DelayPayload = z.strictObject({
+  ms: z.int().min(0).max(MAX_DELAY_MS),
+});
+export type DelayPayload = z.infer<typeof DelayPayload>;
+
+export const HttpGetJsonPayload = z.strictObject({
+  url: z
+    .string()
+    .max(MAX_URL_LENGTH)
+    .refine(isHttpUrl, { message: 'must be an absolute http(s) URL' }),
+});
+export type HttpGetJsonPayload = z.infer<typeof HttpGetJsonPayload>;
+
+function isHttpUrl(value: string): boolean {
+  if (!URL.canParse(value)) return false;
+  const { protocol, hostname } = new URL(value);
+  return (protocol === 'http:' || protocol === 'https:') && hostname !== '';
+}
+
+export const Progress = z.strictObject({
+  percent: z.number().min(0).max(100),
+  message: z.string().max(1024).optional(),
+});
+export type Progress = z.infer<typeof Progress>;
+
+const isoTime = z.iso.datetime();
+
+/** A command as every client sees it. The lease id is never part of it (see ClaimedCommand). */
+export const Command = z.object({
+  id: z.string(),
+  type: CommandType,
+  payload: z.record(z.string(), z.unknown()),
+  status: CommandStatus,
+  result: z.unknown().nullable(),
+  error: z.string().nullable(),
+  agentId: z.string().nullable(),
+  attempts: z.int(),
+  maxAttempts: z.int(),
+  timeoutMs: z.int(),
+  leaseExpiresAt: isoTime.nullable(),
+  /** When a PENDING command may next be claimed (later than now during a retry backoff). */
+  availableAt: isoTime,
+  cancelRequested: z.boolean(),
+  progress: Progress.nullable(),
+  createdAt: isoTime,
+  updatedAt: isoTime,
+  startedAt: isoTime.nullable(),
+  finishedAt: isoTime.nullable(),
+});
+export type Command = z.infer<typeof Command>;
+
+/** What `GET /commands/next` hands to the agent that claimed the command. */
+export const ClaimedCommand = Command.extend({
+  leaseId: z.string(),
+  leaseExpiresAt: isoTime,
+});
+export type ClaimedCommand = z.infer<typeof ClaimedCommand>;
+
+export const SubmittedCommand = Command.extend({ commandId: z.string() });
+export type SubmittedCommand = z.infer<typeof SubmittedCommand>;
+
+export function isTerminal(status: CommandStatus): boolean {
+  return TERMINAL_STATUSES.includes(status);
+}

@@ -1,0 +1,105 @@
+import cors from '@fastify/cors';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { MAX_BODY_BYTES } from '@agent-executor/common';
+import Fastify, { type FastifyInstance } from 'fastify';
+import {
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import type { ServerConfig } from './config.js';
+import { installErrorHandler } from './error-handler.js';
+import { BadRequest } from './errors.js';
+import { LeaseReaper } from './lease-reaper.js';
+import { LongPoll } from './long-poll.js';
+import { agentRoutes } from './routes/agent.js';
+import { commandRoutes } from './routes/commands.js';
+import { healthRoutes } from './routes/health.js';
+import type { CommandStore, StoredEvent } from './store/store.js';
+
+export type { ServerConfig } from './config.js';
+export { loadConfig } from './config.js';
+export { SqliteCommandStore } from './store/sqlite.js';
+export type { CommandStore } from './store/store.js';
+
+export interface App extends FastifyInstance {
+  longPoll: LongPoll;
+}
+
+/** Builds the server around a store it does not own: the caller closes the store after the app. */
+export async function buildApp(config: ServerConfig, store: CommandStore): Promise<App> {
+  const app = Fastify({
+    bodyLimit: MAX_BODY_BYTES,
+    logger: {
+      level: config.logLevel,
+      // Tokens travel in headers (never logged) or in ?access_token= for EventSource: strip it.
+      serializers: { req: (req) => ({ method: req.method, url: stripToken(req.url), remoteAddress: req.ip }) },
+    },
+    disableRequestLogging: false,
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  installErrorHandler(app);
+  installJsonParser(app);
+
+  await app.register(cors, {
+    origin: config.corsOrigin,
+    exposedHeaders: ['Location', 'Link', 'Idempotent-Replayed', 'Preference-Applied'],
+  });
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'agent-executor control server', version: '0.1.0' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  const longPoll = new LongPoll({
+    claim: (agentId) => store.claim(agentId, config.leaseMs),
+    release: (command) => store.release(command.id, command.leaseId),
+  });
+  const dispatch = () => void longPoll.dispatch().catch((err: unknown) => app.log.error({ err }, 'dispatch failed'));
+  const onEvent = (event: StoredEvent) => {
+    const { status, availableAt } = event.command;
+    if (status === 'PENDING' && Date.parse(availableAt) <= Date.now()) dispatch();
+  };
+  store.events.on('event', onEvent);
+  const reaper = new LeaseReaper(store, { leaseMs: config.leaseMs, onAvailable: dispatch, log: app.log });
+
+  await app.register(healthRoutes, { store });
+  await app.register(commandRoutes, { store, apiToken: config.apiToken });
+  await app.register(agentRoutes, { store, longPoll, leaseMs: config.leaseMs, agentToken: config.agentToken });
+
+  app.addHook('onReady', async () => reaper.start());
+  // Before the server stops accepting: answer waiting polls (204) so close does not wait for them.
+  app.addHook('preClose', async () => longPoll.close());
+  app.addHook('onClose', async () => {
+    store.events.off('event', onEvent);
+    await reaper.stop();
+  });
+
+  return Object.assign(app, { longPoll }) as unknown as App;
+}
+
+/** JSON bodies; an empty body counts as no body, so `curl -X POST …/cancel` needs no `-d '{}'`. */
+function installJsonParser(app: FastifyInstance): void {
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    const text = body as string;
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(new BadRequest('body is not valid JSON'), undefined);
+    }
+  });
+}
+
+function stripToken(url: string): string {
+  return url.replace(/([?&]access_token=)[^&]*/g, '$1[redacted]');
+}

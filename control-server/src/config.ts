@@ -1,0 +1,66 @@
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+
+const DEFAULT_DB_PATH = fileURLToPath(new URL('../data/commands.db', import.meta.url));
+
+/** An empty variable counts as unset, so `PORT=` means "use the default", not "port 0". */
+const unsetIfEmpty = (value: unknown) => (value === '' ? undefined : value);
+const int = (min: number, max: number) => z.preprocess(unsetIfEmpty, z.coerce.number().int().min(min).max(max));
+const optionalSecret = z.preprocess(unsetIfEmpty, z.string().min(16, 'use at least 16 characters').optional());
+
+const Env = z.object({
+  PORT: int(0, 65_535).default(3000),
+  HOST: z.preprocess(unsetIfEmpty, z.string()).default('0.0.0.0'),
+  DB_PATH: z.preprocess(unsetIfEmpty, z.string()).default(DEFAULT_DB_PATH),
+  LEASE_MS: int(100, 3_600_000).default(30_000),
+  API_TOKEN: optionalSecret,
+  AGENT_TOKEN: optionalSecret,
+  LOG_LEVEL: z
+    .preprocess(unsetIfEmpty, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .default('info'),
+  CORS_ORIGIN: z.preprocess(unsetIfEmpty, z.string()).default('*'),
+  /** Interval of the `: ping` comment on SSE streams. */
+  SSE_PING_MS: int(10, 3_600_000).default(15_000),
+  DATABASE_URL: z.preprocess(unsetIfEmpty, z.string().optional()),
+});
+
+export interface ServerConfig {
+  port: number;
+  host: string;
+  dbPath: string;
+  leaseMs: number;
+  apiToken: string | undefined;
+  agentToken: string | undefined;
+  logLevel: string;
+  corsOrigin: string | string[];
+  ssePingMs: number;
+  databaseUrl: string | undefined;
+}
+
+export class ConfigError extends Error {}
+
+/** Parses the environment once. A bad value throws a ConfigError naming the variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  const parsed = Env.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  if (e.DATABASE_URL !== undefined) {
+    throw new ConfigError('invalid configuration:\n  DATABASE_URL: the PostgreSQL store is not available yet; unset it to use SQLite');
+  }
+  const origins = e.CORS_ORIGIN.split(',').map((o) => o.trim()).filter(Boolean);
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    dbPath: e.DB_PATH,
+    leaseMs: e.LEASE_MS,
+    apiToken: e.API_TOKEN,
+    agentToken: e.AGENT_TOKEN,
+    logLevel: e.LOG_LEVEL,
+    corsOrigin: origins.length === 1 && origins[0] === '*' ? '*' : origins,
+    ssePingMs: e.SSE_PING_MS,
+    databaseUrl: e.DATABASE_URL,
+  };
+}

@@ -1,0 +1,41 @@
+import { buildApp } from './app.js';
+import { ConfigError, loadConfig } from './config.js';
+import { SqliteCommandStore } from './store/sqlite.js';
+
+let config;
+try {
+  config = loadConfig();
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  console.error(`control-server: ${err.message}`);
+  process.exit(1);
+}
+
+const store = new SqliteCommandStore({ path: config.dbPath });
+const app = await buildApp(config, store);
+
+let closing = false;
+async function shutdown(signal: string): Promise<void> {
+  if (closing) return;
+  closing = true;
+  app.log.info({ signal }, 'shutting down: answering waiting polls, closing the database');
+  const force = setTimeout(() => {
+    app.log.error('shutdown took longer than 10 s; exiting');
+    process.exit(1);
+  }, 10_000);
+  force.unref();
+  await app.close();
+  await store.close();
+  process.exit(0);
+}
+process.once('SIGTERM', () => void shutdown('SIGTERM'));
+process.once('SIGINT', () => void shutdown('SIGINT'));
+
+try {
+  await app.listen({ port: config.port, host: config.host });
+  app.log.info({ dbPath: config.dbPath, leaseMs: config.leaseMs }, 'control server ready');
+} catch (err) {
+  app.log.error({ err }, 'could not start');
+  await store.close();
+  process.exit(1);
+}

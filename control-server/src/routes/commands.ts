@@ -1,0 +1,111 @@
+import {
+  Command,
+  CommandIdParams,
+  ErrorResponse,
+  ListQuery,
+  MAX_IDEMPOTENCY_KEY_LENGTH,
+  SubmitBody,
+  SubmittedCommand,
+} from '@agent-executor/common';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { requireBearer } from '../auth.js';
+import { NotFound } from '../errors.js';
+import type { CommandStore } from '../store/store.js';
+import { decodeCursor, encodeCursor, nextLink } from './paging.js';
+
+const SubmitHeaders = z.object({
+  'idempotency-key': z.string().min(1).max(MAX_IDEMPOTENCY_KEY_LENGTH).optional(),
+});
+
+const errors = { 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse };
+
+/** Client routes: submit, read, cancel, retry. Guarded by API_TOKEN when it is set. */
+export const commandRoutes: FastifyPluginAsyncZod<{ store: CommandStore; apiToken: string | undefined }> = async (
+  app,
+  { store, apiToken },
+) => {
+  app.addHook('onRequest', requireBearer(apiToken));
+
+  app.post(
+    '/commands',
+    {
+      schema: {
+        summary: 'Submit a command',
+        tags: ['commands'],
+        headers: SubmitHeaders,
+        body: SubmitBody,
+        response: { 200: SubmittedCommand, 201: SubmittedCommand, 413: ErrorResponse, 415: ErrorResponse, 422: ErrorResponse, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const { command, replayed } = await store.submit(request.body, request.headers['idempotency-key']);
+      if (replayed) void reply.code(200).header('Idempotent-Replayed', 'true');
+      else void reply.code(201);
+      return reply.header('Location', `/commands/${command.id}`).send({ commandId: command.id, ...command });
+    },
+  );
+
+  app.get(
+    '/commands',
+    {
+      schema: {
+        summary: 'List commands, newest first; the next page is in the Link header',
+        tags: ['commands'],
+        querystring: ListQuery,
+        response: { 200: z.array(Command), ...errors },
+      },
+    },
+    async (request, reply) => {
+      const { cursor, ...filter } = request.query;
+      const page = await store.list({ ...filter, beforeSeq: cursor === undefined ? undefined : decodeCursor(cursor) });
+      if (page.nextBeforeSeq !== undefined) {
+        void reply.header('Link', nextLink('/commands', request.query, encodeCursor(page.nextBeforeSeq)));
+      }
+      return page.commands;
+    },
+  );
+
+  app.get(
+    '/commands/:id',
+    {
+      schema: {
+        summary: 'One command: status and result',
+        tags: ['commands'],
+        params: CommandIdParams,
+        response: { 200: Command, ...errors },
+      },
+    },
+    async (request) => {
+      const command = await store.get(request.params.id);
+      if (!command) throw new NotFound(`command ${request.params.id} not found`);
+      return command;
+    },
+  );
+
+  app.post(
+    '/commands/:id/cancel',
+    {
+      schema: {
+        summary: 'Cancel: a PENDING command fails at once; a RUNNING one is aborted by its agent',
+        tags: ['commands'],
+        params: CommandIdParams,
+        response: { 200: Command, ...errors },
+      },
+    },
+    async (request) => store.cancel(request.params.id),
+  );
+
+  app.post(
+    '/commands/:id/retry',
+    {
+      schema: {
+        summary: 'Redrive a FAILED command with a fresh attempt budget',
+        tags: ['commands'],
+        params: CommandIdParams,
+        response: { 200: Command, ...errors },
+      },
+    },
+    async (request) => store.retry(request.params.id),
+  );
+};

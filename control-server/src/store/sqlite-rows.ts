@@ -1,0 +1,61 @@
+import type { ClaimedCommand, Command, CommandStatus, CommandType } from '@agent-executor/common';
+
+/** A row of the `commands` table, as better-sqlite3 returns it. */
+export interface CommandRow {
+  seq: number;
+  id: string;
+  type: CommandType;
+  payload: string;
+  status: CommandStatus;
+  result: string | null;
+  error: string | null;
+  agent_id: string | null;
+  lease_id: string | null;
+  lease_expires_at: number | null;
+  attempts: number;
+  max_attempts: number;
+  timeout_ms: number;
+  available_at: number;
+  cancel_requested: 0 | 1;
+  progress: string | null;
+  created_at: number;
+  updated_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  idempotency_key: string | null;
+  request_hash: string | null;
+  report_hash: string | null;
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
+
+export function rowToCommand(row: CommandRow): Command {
+  return {
+    id: row.id,
+    type: row.type,
+    payload: JSON.parse(row.payload) as Record<string, unknown>,
+    status: row.status,
+    result: row.result === null ? null : (JSON.parse(row.result) as unknown),
+    error: row.error,
+    agentId: row.agent_id,
+    attempts: row.attempts,
+    maxAttempts: row.max_attempts,
+    timeoutMs: row.timeout_ms,
+    leaseExpiresAt: isoOrNull(row.lease_expires_at),
+    availableAt: iso(row.available_at),
+    cancelRequested: row.cancel_requested === 1,
+    progress: row.progress === null ? null : (JSON.parse(row.progress) as Command['progress']),
+    createdAt: iso(row.created_at),
+    updatedAt: iso(row.updated_at),
+    startedAt: isoOrNull(row.started_at),
+    finishedAt: isoOrNull(row.finished_at),
+  };
+}
+
+export function rowToClaimed(row: CommandRow): ClaimedCommand {
+  if (row.lease_id === null || row.lease_expires_at === null) {
+    throw new Error(`command ${row.id} was claimed without a lease`);
+  }
+  return { ...rowToCommand(row), leaseId: row.lease_id, leaseExpiresAt: iso(row.lease_expires_at) };
+}

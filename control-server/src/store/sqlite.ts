@@ -1,0 +1,440 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import {
+  DEFAULT_HTTP_TIMEOUT_MS,
+  DEFAULT_MAX_ATTEMPTS,
+  DELAY_TIMEOUT_MARGIN_MS,
+  type ClaimedCommand,
+  type Command,
+  type CommandStatus,
+  type HeartbeatBody,
+  type HeartbeatResponse,
+  type ResultBody,
+  type SubmitBody,
+} from '@agent-executor/common';
+import { Conflict, NotFound, UnprocessableEntity } from '../errors.js';
+import { retryBackoffMs } from './backoff.js';
+import { migrateSqlite } from './migrate-sqlite.js';
+import { rowToClaimed, rowToCommand, type CommandRow } from './sqlite-rows.js';
+import type {
+  CommandStore,
+  EventFilter,
+  ListFilter,
+  ListPage,
+  ReportOutcome,
+  StoredEvent,
+  StoreEvents,
+  SubmitOutcome,
+  WakeTimes,
+} from './store.js';
+
+export interface SqliteStoreOptions {
+  path: string;
+  /** Injected for tests; defaults to Date.now and Math.random. */
+  now?: () => number;
+  random?: () => number;
+  /** The event log keeps at least this many events and at least this much time. */
+  eventRetention?: { count: number; ms: number };
+}
+
+interface EventRow {
+  seq: number;
+  kind: 'status' | 'progress';
+  data: string;
+  created_at: number;
+}
+
+const PRUNE_EVERY_EVENTS = 1_000;
+
+export class SqliteCommandStore implements CommandStore {
+  readonly events: StoreEvents;
+  private readonly emitter = new EventEmitter();
+  private readonly db: Database.Database;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private readonly retention: { count: number; ms: number };
+  private readonly stmt;
+  private readonly listStatements = new Map<string, Database.Statement>();
+  private eventsSincePrune = 0;
+
+  constructor(options: SqliteStoreOptions) {
+    this.now = options.now ?? Date.now;
+    this.random = options.random ?? Math.random;
+    this.retention = options.eventRetention ?? { count: 100_000, ms: 24 * 60 * 60 * 1000 };
+    if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+    this.db = new Database(options.path);
+    // WAL with synchronous=FULL: a commit is on disk before we answer 201, so even a power cut
+    // loses no accepted command. (NORMAL would survive a SIGKILL but not a power cut.)
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.pragma('foreign_keys = ON');
+    migrateSqlite(this.db);
+    this.emitter.setMaxListeners(0);
+    this.events = this.emitter as StoreEvents;
+    this.stmt = this.prepareStatements();
+  }
+
+  private prepareStatements() {
+    const db = this.db;
+    return {
+      insert: db.prepare(`INSERT INTO commands
+        (id, type, payload, status, max_attempts, timeout_ms, available_at, created_at, updated_at,
+         idempotency_key, request_hash)
+        VALUES (@id, @type, @payload, 'PENDING', @maxAttempts, @timeoutMs, @now, @now, @now,
+         @idempotencyKey, @requestHash)
+        RETURNING *`),
+      byId: db.prepare<[string], CommandRow>('SELECT * FROM commands WHERE id = ?'),
+      byIdempotencyKey: db.prepare<[string], CommandRow>('SELECT * FROM commands WHERE idempotency_key = ?'),
+      // One statement picks and leases: no other claim can take the same row in between.
+      claim: db.prepare(`UPDATE commands
+        SET status = 'RUNNING', agent_id = @agentId, lease_id = @leaseId, lease_expires_at = @leaseExpiresAt,
+            attempts = attempts + 1, started_at = @now, finished_at = NULL, progress = NULL,
+            report_hash = NULL, updated_at = @now
+        WHERE seq = (SELECT seq FROM commands WHERE status = 'PENDING' AND available_at <= @now
+                     ORDER BY available_at, seq LIMIT 1)
+        RETURNING *`),
+      release: db.prepare(`UPDATE commands
+        SET status = 'PENDING', lease_id = NULL, lease_expires_at = NULL, attempts = attempts - 1,
+            started_at = NULL, available_at = @now, updated_at = @now
+        WHERE id = @id AND status = 'RUNNING' AND lease_id = @leaseId
+        RETURNING *`),
+      report: db.prepare(`UPDATE commands
+        SET status = @status, result = @result, error = @error, available_at = @availableAt,
+            finished_at = @finishedAt, lease_id = NULL, lease_expires_at = NULL,
+            cancel_requested = CASE WHEN @status = 'PENDING' THEN cancel_requested ELSE 0 END,
+            report_hash = @reportHash, updated_at = @now
+        WHERE id = @id AND agent_id = @agentId AND lease_id = @leaseId AND status <> 'COMPLETED'
+        RETURNING *`),
+      heartbeat: db.prepare(`UPDATE commands
+        SET lease_expires_at = @leaseExpiresAt, progress = coalesce(@progress, progress), updated_at = @now
+        WHERE id = @id AND status = 'RUNNING' AND agent_id = @agentId AND lease_id = @leaseId
+        RETURNING *`),
+      cancelPending: db.prepare(`UPDATE commands
+        SET status = 'FAILED', error = 'canceled', lease_id = NULL, finished_at = @now, updated_at = @now
+        WHERE id = @id AND status = 'PENDING'
+        RETURNING *`),
+      cancelRunning: db.prepare(`UPDATE commands
+        SET cancel_requested = 1, updated_at = @now
+        WHERE id = @id AND status = 'RUNNING' AND cancel_requested = 0
+        RETURNING *`),
+      retry: db.prepare(`UPDATE commands
+        SET status = 'PENDING', attempts = 0, result = NULL, error = NULL, agent_id = NULL, lease_id = NULL,
+            cancel_requested = 0, progress = NULL, started_at = NULL, finished_at = NULL,
+            report_hash = NULL, available_at = @now, updated_at = @now
+        WHERE id = @id AND status = 'FAILED'
+        RETURNING *`),
+      expired: db.prepare<[number], CommandRow>(
+        `SELECT * FROM commands WHERE status = 'RUNNING' AND lease_expires_at <= ? ORDER BY lease_expires_at`,
+      ),
+      expire: db.prepare(`UPDATE commands
+        SET status = @status, error = @error, available_at = @availableAt, finished_at = @finishedAt,
+            lease_id = @keepLeaseId, lease_expires_at = NULL, updated_at = @now
+        WHERE id = @id AND status = 'RUNNING' AND lease_id = @leaseId AND lease_expires_at <= @now
+        RETURNING *`),
+      nextLeaseExpiry: db.prepare<[], { at: number | null }>(
+        `SELECT min(lease_expires_at) AS at FROM commands WHERE status = 'RUNNING'`,
+      ),
+      nextAvailable: db.prepare<[number], { at: number | null }>(
+        `SELECT min(available_at) AS at FROM commands WHERE status = 'PENDING' AND available_at > ?`,
+      ),
+      insertEvent: db.prepare(`INSERT INTO events (command_id, kind, data, created_at)
+        VALUES (?, ?, ?, ?) RETURNING seq`),
+      eventsSince: db.prepare<[number, number], EventRow>(
+        'SELECT seq, kind, data, created_at FROM events WHERE seq > ? ORDER BY seq LIMIT ?',
+      ),
+      eventsSinceForCommand: db.prepare<[string, number, number], EventRow>(
+        'SELECT seq, kind, data, created_at FROM events WHERE command_id = ? AND seq > ? ORDER BY seq LIMIT ?',
+      ),
+      lastEventSeq: db.prepare<[], { seq: number | null }>('SELECT max(seq) AS seq FROM events'),
+      pruneEvents: db.prepare(`DELETE FROM events WHERE seq IN (
+        SELECT seq FROM events WHERE seq <= (SELECT max(seq) FROM events) - @keepCount AND created_at < @before
+        ORDER BY seq LIMIT 10000)`),
+      countByStatus: db.prepare<[], { status: CommandStatus; n: number }>(
+        'SELECT status, count(*) AS n FROM commands GROUP BY status',
+      ),
+      ping: db.prepare('SELECT 1'),
+    };
+  }
+
+  /** Runs `change` in an IMMEDIATE transaction and emits its events once they are committed. */
+  private write<T>(change: (log: (kind: StoredEvent['kind'], row: CommandRow) => void) => T): T {
+    const pending: StoredEvent[] = [];
+    const log = (kind: StoredEvent['kind'], row: CommandRow) => {
+      const command = rowToCommand(row);
+      const createdAt = this.now();
+      const { seq } = this.stmt.insertEvent.get(row.id, kind, JSON.stringify(command), createdAt) as { seq: number };
+      pending.push({ seq, kind, command, createdAt });
+    };
+    const result = this.db.transaction(() => change(log)).immediate();
+    for (const event of pending) this.emitter.emit('event', event);
+    this.eventsSincePrune += pending.length;
+    if (this.eventsSincePrune >= PRUNE_EVERY_EVENTS) this.pruneEvents();
+    return result;
+  }
+
+  private pruneEvents(): void {
+    this.eventsSincePrune = 0;
+    this.stmt.pruneEvents.run({ keepCount: this.retention.count, before: this.now() - this.retention.ms });
+  }
+
+  private row(id: string): CommandRow {
+    const row = this.stmt.byId.get(id);
+    if (!row) throw new NotFound(`command ${id} not found`);
+    return row;
+  }
+
+  async submit(body: SubmitBody, idempotencyKey?: string): Promise<SubmitOutcome> {
+    const requestHash = idempotencyKey === undefined ? null : hashJson(body);
+    return this.write((log) => {
+      if (idempotencyKey !== undefined) {
+        const existing = this.stmt.byIdempotencyKey.get(idempotencyKey);
+        if (existing) {
+          if (existing.request_hash !== requestHash) {
+            throw new UnprocessableEntity('Idempotency-Key was already used with a different body');
+          }
+          return { command: rowToCommand(existing), replayed: true };
+        }
+      }
+      const row = this.stmt.insert.get({
+        id: randomUUID(),
+        type: body.type,
+        payload: JSON.stringify(body.payload),
+        maxAttempts: body.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+        timeoutMs: body.timeoutMs ?? defaultTimeoutMs(body),
+        now: this.now(),
+        idempotencyKey: idempotencyKey ?? null,
+        requestHash,
+      }) as CommandRow;
+      log('status', row);
+      return { command: rowToCommand(row), replayed: false };
+    });
+  }
+
+  async get(id: string): Promise<Command | undefined> {
+    const row = this.stmt.byId.get(id);
+    return row && rowToCommand(row);
+  }
+
+  async list(filter: ListFilter): Promise<ListPage> {
+    const where: string[] = [];
+    if (filter.status !== undefined) where.push('status = @status');
+    if (filter.type !== undefined) where.push('type = @type');
+    if (filter.agentId !== undefined) where.push('agent_id = @agentId');
+    if (filter.beforeSeq !== undefined) where.push('seq < @beforeSeq');
+    const sql = `SELECT * FROM commands ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY seq DESC LIMIT @limit`;
+    let statement = this.listStatements.get(sql);
+    if (!statement) {
+      statement = this.db.prepare(sql);
+      this.listStatements.set(sql, statement);
+    }
+    const rows = statement.all({
+      status: filter.status,
+      type: filter.type,
+      agentId: filter.agentId,
+      beforeSeq: filter.beforeSeq,
+      limit: filter.limit + 1,
+    }) as CommandRow[];
+    const page = rows.slice(0, filter.limit);
+    const last = page.at(-1);
+    return {
+      commands: page.map(rowToCommand),
+      ...(rows.length > filter.limit && last ? { nextBeforeSeq: last.seq } : {}),
+    };
+  }
+
+  async claim(agentId: string, leaseMs: number): Promise<ClaimedCommand | undefined> {
+    const now = this.now();
+    return this.write((log) => {
+      const row = this.stmt.claim.get({ agentId, leaseId: randomUUID(), leaseExpiresAt: now + leaseMs, now }) as
+        | CommandRow
+        | undefined;
+      if (!row) return undefined;
+      log('status', row);
+      return rowToClaimed(row);
+    });
+  }
+
+  async release(id: string, leaseId: string): Promise<void> {
+    this.write((log) => {
+      const row = this.stmt.release.get({ id, leaseId, now: this.now() }) as CommandRow | undefined;
+      if (row) log('status', row);
+    });
+  }
+
+  async report(id: string, body: ResultBody): Promise<ReportOutcome> {
+    const reportHash = hashJson([
+      body.agentId,
+      body.leaseId ?? null,
+      body.status ?? null,
+      body.result ?? null,
+      body.error ?? null,
+      body.retryable ?? null,
+    ]);
+    return this.write((log) => {
+      const current = this.row(id);
+      if (current.report_hash === reportHash) return { command: rowToCommand(current), replayed: true };
+      const leaseId = body.leaseId ?? current.lease_id;
+      if (current.lease_id === null || leaseId !== current.lease_id || current.agent_id !== body.agentId) {
+        throw new Conflict(reportConflictMessage(current, body.agentId));
+      }
+      const now = this.now();
+      const failed = body.status === 'FAILED';
+      const canRetry = failed && body.retryable === true && current.cancel_requested === 0 && current.attempts < current.max_attempts;
+      const status: CommandStatus = !failed ? 'COMPLETED' : canRetry ? 'PENDING' : 'FAILED';
+      const row = this.stmt.report.get({
+        id,
+        agentId: body.agentId,
+        leaseId,
+        status,
+        result: body.result === undefined ? null : JSON.stringify(body.result),
+        error: failed ? (body.error ?? 'failed') : null,
+        availableAt: canRetry ? now + retryBackoffMs(current.attempts, this.random) : current.available_at,
+        finishedAt: status === 'PENDING' ? null : now,
+        reportHash,
+        now,
+      }) as CommandRow | undefined;
+      if (!row) throw new Conflict(reportConflictMessage(current, body.agentId));
+      log('status', row);
+      return { command: rowToCommand(row), replayed: false };
+    });
+  }
+
+  async heartbeat(id: string, body: HeartbeatBody, leaseMs: number): Promise<HeartbeatResponse> {
+    return this.write((log) => {
+      const now = this.now();
+      const row = this.stmt.heartbeat.get({
+        id,
+        agentId: body.agentId,
+        leaseId: body.leaseId,
+        leaseExpiresAt: now + leaseMs,
+        progress: body.progress === undefined ? null : JSON.stringify(body.progress),
+        now,
+      }) as CommandRow | undefined;
+      if (!row) {
+        this.row(id);
+        throw new Conflict(`lease lost: command ${id} is no longer leased to ${body.agentId} under this lease`);
+      }
+      if (body.progress !== undefined) log('progress', row);
+      return {
+        leaseExpiresAt: new Date(row.lease_expires_at ?? now).toISOString(),
+        cancelRequested: row.cancel_requested === 1,
+      };
+    });
+  }
+
+  async cancel(id: string): Promise<Command> {
+    return this.write((log) => {
+      const current = this.row(id);
+      if (current.status === 'RUNNING' && current.cancel_requested === 1) return rowToCommand(current);
+      const params = { id, now: this.now() };
+      const row = (this.stmt.cancelPending.get(params) ?? this.stmt.cancelRunning.get(params)) as
+        | CommandRow
+        | undefined;
+      if (!row) throw new Conflict(`command ${id} is already ${current.status}`);
+      log('status', row);
+      return rowToCommand(row);
+    });
+  }
+
+  async retry(id: string): Promise<Command> {
+    return this.write((log) => {
+      const current = this.row(id);
+      const row = this.stmt.retry.get({ id, now: this.now() }) as CommandRow | undefined;
+      if (!row) throw new Conflict(`only a FAILED command can be retried; command ${id} is ${current.status}`);
+      log('status', row);
+      return rowToCommand(row);
+    });
+  }
+
+  async requeueExpired(): Promise<Command[]> {
+    return this.write((log) => {
+      const now = this.now();
+      const changed: Command[] = [];
+      for (const expired of this.stmt.expired.all(now)) {
+        const canceled = expired.cancel_requested === 1;
+        const retry = !canceled && expired.attempts < expired.max_attempts;
+        const row = this.stmt.expire.get({
+          id: expired.id,
+          leaseId: expired.lease_id,
+          status: retry ? 'PENDING' : 'FAILED',
+          error: canceled ? 'canceled' : 'lease expired',
+          availableAt: retry ? now + retryBackoffMs(expired.attempts, this.random) : expired.available_at,
+          finishedAt: retry ? null : now,
+          // The holder may still report late, unless the command was canceled.
+          keepLeaseId: canceled ? null : expired.lease_id,
+          now,
+        }) as CommandRow | undefined;
+        if (!row) continue;
+        log('status', row);
+        changed.push(rowToCommand(row));
+      }
+      return changed;
+    });
+  }
+
+  async nextWakeAt(): Promise<WakeTimes> {
+    const leaseExpiresAt = this.stmt.nextLeaseExpiry.get()?.at ?? null;
+    const availableAt = this.stmt.nextAvailable.get(this.now())?.at ?? null;
+    return {
+      ...(leaseExpiresAt === null ? {} : { leaseExpiresAt }),
+      ...(availableAt === null ? {} : { availableAt }),
+    };
+  }
+
+  async eventsSince(afterSeq: number, limit: number, filter: EventFilter = {}): Promise<StoredEvent[]> {
+    const rows =
+      filter.commandId === undefined
+        ? this.stmt.eventsSince.all(afterSeq, limit)
+        : this.stmt.eventsSinceForCommand.all(filter.commandId, afterSeq, limit);
+    const events = rows.map((row) => ({
+      seq: row.seq,
+      kind: row.kind,
+      command: JSON.parse(row.data) as Command,
+      createdAt: row.created_at,
+    }));
+    return filter.status === undefined ? events : events.filter((e) => e.command.status === filter.status);
+  }
+
+  async lastEventSeq(): Promise<number> {
+    return this.stmt.lastEventSeq.get()?.seq ?? 0;
+  }
+
+  async countByStatus(): Promise<Record<CommandStatus, number>> {
+    const counts: Record<CommandStatus, number> = { PENDING: 0, RUNNING: 0, COMPLETED: 0, FAILED: 0 };
+    for (const { status, n } of this.stmt.countByStatus.all()) counts[status] = n;
+    return counts;
+  }
+
+  async ping(): Promise<void> {
+    this.stmt.ping.get();
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}
+
+function defaultTimeoutMs(body: SubmitBody): number {
+  return body.type === 'DELAY' ? body.payload.ms + DELAY_TIMEOUT_MARGIN_MS : DEFAULT_HTTP_TIMEOUT_MS;
+}
+
+/** Stable hash of a JSON value: object keys sorted, so key order does not change it. */
+function hashJson(value: unknown): string {
+  return createHash('sha256').update(JSON.stringify(value, sortKeys)).digest('hex');
+}
+
+function sortKeys(_key: string, value: unknown): unknown {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+  return Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+function reportConflictMessage(row: CommandRow, agentId: string): string {
+  if (row.status === 'COMPLETED' || row.status === 'FAILED') return `command ${row.id} is already ${row.status}`;
+  if (row.agent_id !== agentId) return `command ${row.id} is leased to another agent`;
+  return `the lease of ${agentId} on command ${row.id} has ended`;
+}

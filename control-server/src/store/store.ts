@@ -1,0 +1,98 @@
+import type {
+  ClaimedCommand,
+  Command,
+  CommandStatus,
+  CommandType,
+  HeartbeatBody,
+  HeartbeatResponse,
+  Progress,
+  ResultBody,
+  SubmitBody,
+} from '@agent-executor/common';
+
+/** One entry of the persisted event log: the SSE event id, its kind and the command after the change. */
+export interface StoredEvent {
+  seq: number;
+  kind: 'status' | 'progress';
+  command: Command;
+  createdAt: number;
+}
+
+export interface SubmitOutcome {
+  command: Command;
+  /** True when an Idempotency-Key matched an earlier submit with the same body. */
+  replayed: boolean;
+}
+
+export interface ListFilter {
+  status?: CommandStatus | undefined;
+  type?: CommandType | undefined;
+  agentId?: string | undefined;
+  limit: number;
+  /** Only commands older than this sequence number (exclusive); opaque to clients. */
+  beforeSeq?: number | undefined;
+}
+
+export interface ListPage {
+  commands: Command[];
+  /** Pass as `beforeSeq` to read the next (older) page; absent on the last page. */
+  nextBeforeSeq?: number;
+}
+
+export interface ReportOutcome {
+  command: Command;
+  /** True when the same report had already been taken: nothing changed. */
+  replayed: boolean;
+}
+
+export interface EventFilter {
+  commandId?: string | undefined;
+  status?: CommandStatus | undefined;
+}
+
+/**
+ * Listeners for changes. The SQLite store emits in-process; a PostgreSQL store will emit what it
+ * hears through LISTEN/NOTIFY, so every replica sees every change.
+ */
+export interface StoreEvents {
+  on(event: 'event', listener: (event: StoredEvent) => void): void;
+  off(event: 'event', listener: (event: StoredEvent) => void): void;
+}
+
+/**
+ * Everything the routes and the lease reaper know of storage. Every method that changes a command
+ * is one guarded transition: when its precondition no longer holds it throws Conflict (409) or
+ * NotFound (404), and changes nothing.
+ */
+export interface CommandStore {
+  readonly events: StoreEvents;
+  submit(body: SubmitBody, idempotencyKey?: string): Promise<SubmitOutcome>;
+  get(id: string): Promise<Command | undefined>;
+  list(filter: ListFilter): Promise<ListPage>;
+  /** Leases the oldest available PENDING command to `agentId`, or answers undefined. */
+  claim(agentId: string, leaseMs: number): Promise<ClaimedCommand | undefined>;
+  /** Undoes a claim whose answer could not be delivered (the polling agent had gone away). */
+  release(id: string, leaseId: string): Promise<void>;
+  report(id: string, body: ResultBody): Promise<ReportOutcome>;
+  heartbeat(id: string, body: HeartbeatBody, leaseMs: number): Promise<HeartbeatResponse>;
+  cancel(id: string): Promise<Command>;
+  retry(id: string): Promise<Command>;
+  /** Requeues (or fails, when attempts are spent) every RUNNING command whose lease ran out. */
+  requeueExpired(): Promise<Command[]>;
+  /** The earliest moment something changes by itself: a lease expiry or a backoff ending. */
+  nextWakeAt(): Promise<WakeTimes>;
+  eventsSince(afterSeq: number, limit: number, filter?: EventFilter): Promise<StoredEvent[]>;
+  lastEventSeq(): Promise<number>;
+  countByStatus(): Promise<Record<CommandStatus, number>>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export type { Progress };
+
+export interface WakeTimes {
+  /** The earliest lease expiry of a RUNNING command. */
+  leaseExpiresAt?: number;
+  /** The earliest end of a retry backoff, for a PENDING command not yet available. */
+  availableAt?: number;
+}
