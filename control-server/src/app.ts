@@ -1,4 +1,5 @@
 import cors from '@fastify/cors';
+import { fastifySSE } from '@fastify/sse';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { MAX_BODY_BYTES } from '@agent-executor/common';
@@ -16,7 +17,9 @@ import { LeaseReaper } from './lease-reaper.js';
 import { LongPoll } from './long-poll.js';
 import { agentRoutes } from './routes/agent.js';
 import { commandRoutes } from './routes/commands.js';
+import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
+import { SseHub } from './sse/hub.js';
 import type { CommandStore, StoredEvent } from './store/store.js';
 
 export type { ServerConfig } from './config.js';
@@ -26,7 +29,11 @@ export type { CommandStore } from './store/store.js';
 
 export interface App extends FastifyInstance {
   longPoll: LongPoll;
+  sseHub: SseHub;
 }
+
+/** A client this many events behind is dropped (it resumes from the log with Last-Event-ID). */
+const SSE_MAX_QUEUED_EVENTS = 10_000;
 
 /** Builds the server around a store it does not own: the caller closes the store after the app. */
 export async function buildApp(config: ServerConfig, store: CommandStore): Promise<App> {
@@ -71,19 +78,26 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   store.events.on('event', onEvent);
   const reaper = new LeaseReaper(store, { leaseMs: config.leaseMs, onAvailable: dispatch, log: app.log });
 
+  await app.register(fastifySSE, { heartbeatInterval: 0 });
+  const sseHub = new SseHub(store, config.ssePingMs);
+
   await app.register(healthRoutes, { store });
+  await app.register(eventRoutes, { store, hub: sseHub, apiToken: config.apiToken, maxQueued: SSE_MAX_QUEUED_EVENTS });
   await app.register(commandRoutes, { store, apiToken: config.apiToken });
   await app.register(agentRoutes, { store, longPoll, leaseMs: config.leaseMs, agentToken: config.agentToken });
 
   app.addHook('onReady', async () => reaper.start());
   // Before the server stops accepting: answer waiting polls (204) so close does not wait for them.
-  app.addHook('preClose', async () => longPoll.close());
+  app.addHook('preClose', async () => {
+    longPoll.close();
+    sseHub.close();
+  });
   app.addHook('onClose', async () => {
     store.events.off('event', onEvent);
     await reaper.stop();
   });
 
-  return Object.assign(app, { longPoll }) as unknown as App;
+  return Object.assign(app, { longPoll, sseHub }) as unknown as App;
 }
 
 /** JSON bodies; an empty body counts as no body, so `curl -X POST …/cancel` needs no `-d '{}'`. */

@@ -149,6 +149,9 @@ export class SqliteCommandStore implements CommandStore {
       eventsSinceForCommand: db.prepare<[string, number, number], EventRow>(
         'SELECT seq, kind, data, created_at FROM events WHERE command_id = ? AND seq > ? ORDER BY seq LIMIT ?',
       ),
+      lastEventFor: db.prepare<[string], EventRow>(
+        'SELECT seq, kind, data, created_at FROM events WHERE command_id = ? ORDER BY seq DESC LIMIT 1',
+      ),
       lastEventSeq: db.prepare<[], { seq: number | null }>('SELECT max(seq) AS seq FROM events'),
       pruneEvents: db.prepare(`DELETE FROM events WHERE seq IN (
         SELECT seq FROM events WHERE seq <= (SELECT max(seq) FROM events) - @keepCount AND created_at < @before
@@ -391,13 +394,13 @@ export class SqliteCommandStore implements CommandStore {
       filter.commandId === undefined
         ? this.stmt.eventsSince.all(afterSeq, limit)
         : this.stmt.eventsSinceForCommand.all(filter.commandId, afterSeq, limit);
-    const events = rows.map((row) => ({
-      seq: row.seq,
-      kind: row.kind,
-      command: JSON.parse(row.data) as Command,
-      createdAt: row.created_at,
-    }));
+    const events = rows.map(toStoredEvent);
     return filter.status === undefined ? events : events.filter((e) => e.command.status === filter.status);
+  }
+
+  async lastEventFor(commandId: string): Promise<StoredEvent | undefined> {
+    const row = this.stmt.lastEventFor.get(commandId);
+    return row && toStoredEvent(row);
   }
 
   async lastEventSeq(): Promise<number> {
@@ -417,6 +420,10 @@ export class SqliteCommandStore implements CommandStore {
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
   }
+}
+
+function toStoredEvent(row: EventRow): StoredEvent {
+  return { seq: row.seq, kind: row.kind, command: JSON.parse(row.data) as Command, createdAt: row.created_at };
 }
 
 function defaultTimeoutMs(body: SubmitBody): number {

@@ -83,6 +83,8 @@ export interface CommandStore {
   nextWakeAt(): Promise<WakeTimes>;
   eventsSince(afterSeq: number, limit: number, filter?: EventFilter): Promise<StoredEvent[]>;
   lastEventSeq(): Promise<number>;
+  /** The newest logged event of one command, if the log still holds one. */
+  lastEventFor(commandId: string): Promise<StoredEvent | undefined>;
   countByStatus(): Promise<Record<CommandStatus, number>>;
   ping(): Promise<void>;
   close(): Promise<void>;

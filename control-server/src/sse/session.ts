@@ -1,0 +1,131 @@
+import { isTerminal } from '@agent-executor/common';
+import type { FastifyReply } from 'fastify';
+import type { StoredEvent } from '../store/store.js';
+
+export interface SessionOptions {
+  /** Which events this client asked for. */
+  accepts: (event: StoredEvent) => boolean;
+  /** Close the stream after a terminal status event (the one-command stream). */
+  endAfterTerminal: boolean;
+  /** A client this many events behind is dropped; it resumes with Last-Event-ID. */
+  maxQueued: number;
+}
+
+/**
+ * One SSE client. Events are taken in sequence order, each at most once: while the backlog is
+ * replayed, live events wait in a buffer, and anything at or below the last sequence already
+ * taken is skipped. Writes go out one at a time, honouring the socket's backpressure.
+ */
+export class SseSession {
+  private lastSeq = 0;
+  private replaying = true;
+  private readonly live: StoredEvent[] = [];
+  private readonly queue: StoredEvent[] = [];
+  private pumping = false;
+  private ending = false;
+  private closed = false;
+  private readonly closeListeners: Array<() => void> = [];
+
+  constructor(
+    private readonly reply: FastifyReply,
+    private readonly options: SessionOptions,
+  ) {
+    reply.sse.onClose(() => this.markClosed());
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  onClose(listener: () => void): void {
+    this.closeListeners.push(listener);
+  }
+
+  /** A live event from the hub. */
+  offer(event: StoredEvent): void {
+    if (this.replaying) this.live.push(event);
+    else this.take(event);
+  }
+
+  /** An event read from the log while catching up. */
+  replay(event: StoredEvent): void {
+    this.take(event);
+  }
+
+  /** Ends the catch-up: the buffered live events follow, without a gap or a duplicate. */
+  goLive(): void {
+    this.replaying = false;
+    for (const event of this.live.splice(0)) this.take(event);
+  }
+
+  /** A comment line keeps proxies from closing an idle stream. */
+  ping(): void {
+    if (!this.closed && this.queue.length === 0) this.reply.raw.write(': ping\n\n');
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.reply.sse.close();
+    this.markClosed();
+  }
+
+  private take(event: StoredEvent): void {
+    if (this.closed || this.ending || event.seq <= this.lastSeq) return;
+    this.lastSeq = event.seq;
+    if (!this.options.accepts(event)) return;
+    if (this.queue.length >= this.options.maxQueued) {
+      this.reply.log.warn({ queued: this.queue.length }, 'SSE client too slow; dropping it (it can resume)');
+      this.close();
+      return;
+    }
+    this.queue.push(event);
+    if (this.options.endAfterTerminal && event.kind === 'status' && isTerminal(event.command.status)) {
+      this.ending = true;
+    }
+    void this.pump();
+  }
+
+  /** Sends the current state of a command when its log entries have been pruned: no id to resume from. */
+  sendUnlogged(event: Omit<StoredEvent, 'seq'>): void {
+    this.queue.push({ ...event, seq: 0 });
+    if (this.options.endAfterTerminal && isTerminal(event.command.status)) this.ending = true;
+    void this.pump();
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      for (let event = this.queue.shift(); event && !this.closed; event = this.queue.shift()) {
+        await this.reply.sse.send({
+          ...(event.seq > 0 ? { id: String(event.seq) } : {}),
+          event: event.kind,
+          data: serialized(event),
+        });
+      }
+      if (this.ending && this.queue.length === 0) this.close();
+    } catch {
+      this.close();
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private markClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue.length = 0;
+    for (const listener of this.closeListeners.splice(0)) listener();
+  }
+}
+
+/** The hub hands the same event object to every session: serialise it once. */
+const serializedEvents = new WeakMap<StoredEvent, string>();
+function serialized(event: StoredEvent): string {
+  let data = serializedEvents.get(event);
+  if (data === undefined) {
+    data = JSON.stringify(event.command);
+    serializedEvents.set(event, data);
+  }
+  return data;
+}
