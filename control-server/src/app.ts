@@ -15,10 +15,12 @@ import { installErrorHandler } from './error-handler.js';
 import { BadRequest } from './errors.js';
 import { LeaseReaper } from './lease-reaper.js';
 import { LongPoll } from './long-poll.js';
+import { installMetrics } from './metrics.js';
 import { agentRoutes } from './routes/agent.js';
 import { commandRoutes } from './routes/commands.js';
 import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
+import { metricsRoutes } from './routes/metrics.js';
 import { SseHub } from './sse/hub.js';
 import type { CommandStore, StoredEvent } from './store/store.js';
 
@@ -81,7 +83,14 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   await app.register(fastifySSE, { heartbeatInterval: 0 });
   const sseHub = new SseHub(store, config.ssePingMs);
 
+  const metrics = installMetrics(app, {
+    store,
+    waitingPolls: () => longPoll.size,
+    sseClients: () => sseHub.size,
+  });
+
   await app.register(healthRoutes, { store });
+  await app.register(metricsRoutes, { registry: metrics, apiToken: config.apiToken });
   await app.register(eventRoutes, { store, hub: sseHub, apiToken: config.apiToken, maxQueued: SSE_MAX_QUEUED_EVENTS });
   await app.register(commandRoutes, { store, apiToken: config.apiToken });
   await app.register(agentRoutes, { store, longPoll, leaseMs: config.leaseMs, agentToken: config.agentToken });

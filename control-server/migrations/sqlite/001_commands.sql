@@ -39,6 +39,8 @@ CREATE TABLE events (
   seq        INTEGER PRIMARY KEY AUTOINCREMENT, -- the SSE event id; AUTOINCREMENT never reuses one
   command_id TEXT    NOT NULL,
   kind       TEXT    NOT NULL CHECK (kind IN ('status', 'progress')),
+  transition TEXT    NOT NULL CHECK (transition IN
+               ('submit', 'claim', 'release', 'report', 'progress', 'cancel', 'retry', 'expire')),
   data       TEXT    NOT NULL, -- the whole command, as JSON, after the change
   created_at INTEGER NOT NULL
 );

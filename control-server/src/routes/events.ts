@@ -87,7 +87,7 @@ export const eventRoutes: FastifyPluginAsyncZod<EventRoutesOptions> = async (app
       if (after !== undefined) return replayAfter(session, after, { commandId: id });
       const latest = await store.lastEventFor(id);
       if (latest) session.replay(latest);
-      else session.sendUnlogged({ kind: 'status', command: current, createdAt: Date.now() });
+      else session.sendUnlogged(current);
       session.goLive();
     },
   );

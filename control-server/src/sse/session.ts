@@ -1,4 +1,4 @@
-import { isTerminal } from '@agent-executor/common';
+import { isTerminal, type Command } from '@agent-executor/common';
 import type { FastifyReply } from 'fastify';
 import type { StoredEvent } from '../store/store.js';
 
@@ -86,9 +86,9 @@ export class SseSession {
   }
 
   /** Sends the current state of a command when its log entries have been pruned: no id to resume from. */
-  sendUnlogged(event: Omit<StoredEvent, 'seq'>): void {
-    this.queue.push({ ...event, seq: 0 });
-    if (this.options.endAfterTerminal && isTerminal(event.command.status)) this.ending = true;
+  sendUnlogged(command: Command): void {
+    this.queue.push({ seq: 0, kind: 'status', transition: 'submit', command, createdAt: Date.now() });
+    if (this.options.endAfterTerminal && isTerminal(command.status)) this.ending = true;
     void this.pump();
   }
 

@@ -28,6 +28,7 @@ import type {
   StoredEvent,
   StoreEvents,
   SubmitOutcome,
+  Transition,
   WakeTimes,
 } from './store.js';
 
@@ -43,6 +44,7 @@ export interface SqliteStoreOptions {
 interface EventRow {
   seq: number;
   kind: 'status' | 'progress';
+  transition: Transition;
   data: string;
   created_at: number;
 }
@@ -141,16 +143,16 @@ export class SqliteCommandStore implements CommandStore {
       nextAvailable: db.prepare<[number], { at: number | null }>(
         `SELECT min(available_at) AS at FROM commands WHERE status = 'PENDING' AND available_at > ?`,
       ),
-      insertEvent: db.prepare(`INSERT INTO events (command_id, kind, data, created_at)
-        VALUES (?, ?, ?, ?) RETURNING seq`),
+      insertEvent: db.prepare(`INSERT INTO events (command_id, kind, transition, data, created_at)
+        VALUES (?, ?, ?, ?, ?) RETURNING seq`),
       eventsSince: db.prepare<[number, number], EventRow>(
-        'SELECT seq, kind, data, created_at FROM events WHERE seq > ? ORDER BY seq LIMIT ?',
+        'SELECT seq, kind, transition, data, created_at FROM events WHERE seq > ? ORDER BY seq LIMIT ?',
       ),
       eventsSinceForCommand: db.prepare<[string, number, number], EventRow>(
-        'SELECT seq, kind, data, created_at FROM events WHERE command_id = ? AND seq > ? ORDER BY seq LIMIT ?',
+        'SELECT seq, kind, transition, data, created_at FROM events WHERE command_id = ? AND seq > ? ORDER BY seq LIMIT ?',
       ),
       lastEventFor: db.prepare<[string], EventRow>(
-        'SELECT seq, kind, data, created_at FROM events WHERE command_id = ? ORDER BY seq DESC LIMIT 1',
+        'SELECT seq, kind, transition, data, created_at FROM events WHERE command_id = ? ORDER BY seq DESC LIMIT 1',
       ),
       lastEventSeq: db.prepare<[], { seq: number | null }>('SELECT max(seq) AS seq FROM events'),
       pruneEvents: db.prepare(`DELETE FROM events WHERE seq IN (
@@ -164,13 +166,16 @@ export class SqliteCommandStore implements CommandStore {
   }
 
   /** Runs `change` in an IMMEDIATE transaction and emits its events once they are committed. */
-  private write<T>(change: (log: (kind: StoredEvent['kind'], row: CommandRow) => void) => T): T {
+  private write<T>(change: (log: (transition: Transition, row: CommandRow) => void) => T): T {
     const pending: StoredEvent[] = [];
-    const log = (kind: StoredEvent['kind'], row: CommandRow) => {
+    const log = (transition: Transition, row: CommandRow) => {
       const command = rowToCommand(row);
+      const kind = transition === 'progress' ? 'progress' : 'status';
       const createdAt = this.now();
-      const { seq } = this.stmt.insertEvent.get(row.id, kind, JSON.stringify(command), createdAt) as { seq: number };
-      pending.push({ seq, kind, command, createdAt });
+      const { seq } = this.stmt.insertEvent.get(row.id, kind, transition, JSON.stringify(command), createdAt) as {
+        seq: number;
+      };
+      pending.push({ seq, kind, transition, command, createdAt });
     };
     const result = this.db.transaction(() => change(log)).immediate();
     for (const event of pending) this.emitter.emit('event', event);
@@ -212,7 +217,7 @@ export class SqliteCommandStore implements CommandStore {
         idempotencyKey: idempotencyKey ?? null,
         requestHash,
       }) as CommandRow;
-      log('status', row);
+      log('submit', row);
       return { command: rowToCommand(row), replayed: false };
     });
   }
@@ -257,7 +262,7 @@ export class SqliteCommandStore implements CommandStore {
         | CommandRow
         | undefined;
       if (!row) return undefined;
-      log('status', row);
+      log('claim', row);
       return rowToClaimed(row);
     });
   }
@@ -265,7 +270,7 @@ export class SqliteCommandStore implements CommandStore {
   async release(id: string, leaseId: string): Promise<void> {
     this.write((log) => {
       const row = this.stmt.release.get({ id, leaseId, now: this.now() }) as CommandRow | undefined;
-      if (row) log('status', row);
+      if (row) log('release', row);
     });
   }
 
@@ -302,7 +307,7 @@ export class SqliteCommandStore implements CommandStore {
         now,
       }) as CommandRow | undefined;
       if (!row) throw new Conflict(reportConflictMessage(current, body.agentId));
-      log('status', row);
+      log('report', row);
       return { command: rowToCommand(row), replayed: false };
     });
   }
@@ -339,7 +344,7 @@ export class SqliteCommandStore implements CommandStore {
         | CommandRow
         | undefined;
       if (!row) throw new Conflict(`command ${id} is already ${current.status}`);
-      log('status', row);
+      log('cancel', row);
       return rowToCommand(row);
     });
   }
@@ -349,7 +354,7 @@ export class SqliteCommandStore implements CommandStore {
       const current = this.row(id);
       const row = this.stmt.retry.get({ id, now: this.now() }) as CommandRow | undefined;
       if (!row) throw new Conflict(`only a FAILED command can be retried; command ${id} is ${current.status}`);
-      log('status', row);
+      log('retry', row);
       return rowToCommand(row);
     });
   }
@@ -373,7 +378,7 @@ export class SqliteCommandStore implements CommandStore {
           now,
         }) as CommandRow | undefined;
         if (!row) continue;
-        log('status', row);
+        log('expire', row);
         changed.push(rowToCommand(row));
       }
       return changed;
@@ -423,7 +428,13 @@ export class SqliteCommandStore implements CommandStore {
 }
 
 function toStoredEvent(row: EventRow): StoredEvent {
-  return { seq: row.seq, kind: row.kind, command: JSON.parse(row.data) as Command, createdAt: row.created_at };
+  return {
+    seq: row.seq,
+    kind: row.kind,
+    transition: row.transition,
+    command: JSON.parse(row.data) as Command,
+    createdAt: row.created_at,
+  };
 }
 
 function defaultTimeoutMs(body: SubmitBody): number {

@@ -11,9 +11,13 @@ import type {
 } from '@agent-executor/common';
 
 /** One entry of the persisted event log: the SSE event id, its kind and the command after the change. */
+export type Transition = 'submit' | 'claim' | 'release' | 'report' | 'progress' | 'cancel' | 'retry' | 'expire';
+
 export interface StoredEvent {
   seq: number;
   kind: 'status' | 'progress';
+  /** What caused the change. */
+  transition: Transition;
   command: Command;
   createdAt: number;
 }

@@ -1,0 +1,104 @@
+import type { FastifyInstance } from 'fastify';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { CommandStore, StoredEvent } from './store/store.js';
+
+export interface MetricsSources {
+  store: CommandStore;
+  waitingPolls: () => number;
+  sseClients: () => number;
+}
+
+/**
+ * Prometheus metrics, one registry per app. Counters move on store events, so they count what
+ * was committed, not what was attempted; gauges are read from their source at scrape time.
+ */
+export function installMetrics(app: FastifyInstance, sources: MetricsSources): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const { store } = sources;
+
+  new Gauge({
+    name: 'agent_executor_commands',
+    help: 'Stored commands by status',
+    labelNames: ['status'],
+    registers: [registry],
+    async collect() {
+      for (const [status, count] of Object.entries(await store.countByStatus())) this.set({ status }, count);
+    },
+  });
+  new Gauge({
+    name: 'agent_executor_queue_depth',
+    help: 'PENDING commands (including those waiting out a retry backoff)',
+    registers: [registry],
+    async collect() {
+      this.set((await store.countByStatus()).PENDING);
+    },
+  });
+  new Gauge({
+    name: 'agent_executor_waiting_polls',
+    help: 'Agent long-polls waiting for work',
+    registers: [registry],
+    collect() {
+      this.set(sources.waitingPolls());
+    },
+  });
+  new Gauge({
+    name: 'agent_executor_sse_clients',
+    help: 'Open Server-Sent Events streams',
+    registers: [registry],
+    collect() {
+      this.set(sources.sseClients());
+    },
+  });
+
+  const transitions = new Counter({
+    name: 'agent_executor_transitions_total',
+    help: 'Committed changes by kind (submit, claim, report, expire, cancel, retry, release, progress)',
+    labelNames: ['transition'],
+    registers: [registry],
+  });
+  const reports = new Counter({
+    name: 'agent_executor_reports_total',
+    help: 'Reports taken, by the status they led to (PENDING = retry scheduled)',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  const expiries = new Counter({
+    name: 'agent_executor_lease_expiries_total',
+    help: 'Leases that ran out, by the status they led to',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  const dispatchLatency = new Histogram({
+    name: 'agent_executor_dispatch_latency_seconds',
+    help: 'From a command becoming available (submit or end of backoff) to an agent claiming it',
+    buckets: [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [registry],
+  });
+  const httpDuration = new Histogram({
+    name: 'agent_executor_http_request_duration_seconds',
+    help: 'HTTP request durations by route',
+    labelNames: ['method', 'route', 'status_code'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30, 60],
+    registers: [registry],
+  });
+
+  const onEvent = ({ transition, command }: StoredEvent) => {
+    transitions.inc({ transition });
+    if (transition === 'report') reports.inc({ outcome: command.status });
+    if (transition === 'expire') expiries.inc({ outcome: command.status });
+    if (transition === 'claim' && command.startedAt !== null) {
+      dispatchLatency.observe(Math.max(0, Date.parse(command.startedAt) - Date.parse(command.availableAt)) / 1000);
+    }
+  };
+  store.events.on('event', onEvent);
+  app.addHook('onClose', async () => store.events.off('event', onEvent));
+
+  app.addHook('onResponse', async (request, reply) => {
+    httpDuration.observe(
+      { method: request.method, route: request.routeOptions.url ?? 'unknown', status_code: reply.statusCode },
+      reply.elapsedTime / 1000,
+    );
+  });
+  return registry;
+}
