@@ -46,7 +46,6 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
       // Tokens travel in headers (never logged) or in ?access_token= for EventSource: strip it.
       serializers: { req: (req) => ({ method: req.method, url: stripToken(req.url), remoteAddress: req.ip }) },
     },
-    disableRequestLogging: false,
   }).withTypeProvider<ZodTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler);
