@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import {
+  ClaimedCommand,
   Command,
   CommandStatus,
   CommandType,
@@ -7,6 +8,7 @@ import {
   HttpGetJsonPayload,
   MAX_DELAY_MS,
   Progress,
+  SubmittedCommand,
 } from './command.js';
 
 export const MAX_RESULT_BYTES = 256 * 1024;
@@ -96,3 +98,44 @@ export const ErrorResponse = z.object({
 export type ErrorResponse = z.infer<typeof ErrorResponse>;
 
 export const HealthResponse = z.object({ status: z.literal('ok') });
+
+// Batched forms, for throughput: one HTTP request (and one commit) for many commands.
+export const MAX_BATCH_SUBMIT = 1000;
+export const MAX_BATCH_CLAIM = 100;
+export const MAX_BATCH_REPORT = 1000;
+
+export const BatchSubmitBody = z.strictObject({
+  commands: z.array(SubmitBody).min(1).max(MAX_BATCH_SUBMIT),
+});
+export type BatchSubmitBody = z.infer<typeof BatchSubmitBody>;
+
+export const BatchSubmitResponse = z.object({ commands: z.array(SubmittedCommand) });
+
+export const NextBatchQuery = NextQuery.extend({
+  max: z.coerce.number().int().min(1).max(MAX_BATCH_CLAIM).default(10),
+});
+export type NextBatchQuery = z.infer<typeof NextBatchQuery>;
+
+export const BatchClaimResponse = z.object({ commands: z.array(ClaimedCommand) });
+export type BatchClaimResponse = z.infer<typeof BatchClaimResponse>;
+
+export const BatchReport = ResultBody.extend({ id: z.string().min(1).max(64) });
+export type BatchReport = z.infer<typeof BatchReport>;
+
+export const BatchResultBody = z.strictObject({
+  reports: z.array(BatchReport).min(1).max(MAX_BATCH_REPORT),
+});
+export type BatchResultBody = z.infer<typeof BatchResultBody>;
+
+/** One answer per report, in order: what the single-report route would have answered. */
+export const BatchResultResponse = z.object({
+  results: z.array(
+    z.object({
+      id: z.string(),
+      statusCode: z.int(),
+      command: Command.optional(),
+      message: z.string().optional(),
+    }),
+  ),
+});
+export type BatchResultResponse = z.infer<typeof BatchResultResponse>;

@@ -34,9 +34,6 @@ export interface App extends FastifyInstance {
   sseHub: SseHub;
 }
 
-/** A client this many events behind is dropped (it resumes from the log with Last-Event-ID). */
-const SSE_MAX_QUEUED_EVENTS = 10_000;
-
 /** Builds the server around a store it does not own: the caller closes the store after the app. */
 export async function buildApp(config: ServerConfig, store: CommandStore): Promise<App> {
   const app = Fastify({
@@ -68,7 +65,7 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   const longPoll = new LongPoll({
-    claim: (agentId) => store.claim(agentId, config.leaseMs),
+    claim: (agentId, max) => store.claimBatch(agentId, config.leaseMs, max),
     release: (command) => store.release(command.id, command.leaseId),
   });
   const dispatch = () => void longPoll.dispatch().catch((err: unknown) => app.log.error({ err }, 'dispatch failed'));
@@ -90,7 +87,7 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
 
   await app.register(healthRoutes, { store });
   await app.register(metricsRoutes, { registry: metrics, apiToken: config.apiToken });
-  await app.register(eventRoutes, { store, hub: sseHub, apiToken: config.apiToken, maxQueued: SSE_MAX_QUEUED_EVENTS });
+  await app.register(eventRoutes, { store, hub: sseHub, apiToken: config.apiToken, maxQueued: config.sseMaxQueued });
   await app.register(commandRoutes, { store, apiToken: config.apiToken });
   await app.register(agentRoutes, { store, longPoll, leaseMs: config.leaseMs, agentToken: config.agentToken });
 

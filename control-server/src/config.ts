@@ -21,6 +21,8 @@ const Env = z.object({
   CORS_ORIGIN: z.preprocess(unsetIfEmpty, z.string()).default('*'),
   /** Interval of the `: ping` comment on SSE streams. */
   SSE_PING_MS: int(10, 3_600_000).default(15_000),
+  /** An SSE client this many events behind is dropped; it resumes from the log with Last-Event-ID. */
+  SSE_MAX_QUEUED: int(1, 1_000_000).default(10_000),
   DATABASE_URL: z.preprocess(unsetIfEmpty, z.string().optional()),
 });
 
@@ -34,6 +36,7 @@ export interface ServerConfig {
   logLevel: string;
   corsOrigin: string | string[];
   ssePingMs: number;
+  sseMaxQueued: number;
   databaseUrl: string | undefined;
 }
 
@@ -61,6 +64,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     logLevel: e.LOG_LEVEL,
     corsOrigin: origins.length === 1 && origins[0] === '*' ? '*' : origins,
     ssePingMs: e.SSE_PING_MS,
+    sseMaxQueued: e.SSE_MAX_QUEUED,
     databaseUrl: e.DATABASE_URL,
   };
 }

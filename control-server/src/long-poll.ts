@@ -3,12 +3,13 @@ import type { ClaimedCommand } from '@agent-executor/common';
 
 interface Waiter {
   agentId: string;
+  max: number;
   response: ServerResponse;
-  settle: (command: ClaimedCommand | undefined) => void;
+  settle: (commands: ClaimedCommand[]) => void;
 }
 
 export interface LongPollOptions {
-  claim: (agentId: string) => Promise<ClaimedCommand | undefined>;
+  claim: (agentId: string, max: number) => Promise<ClaimedCommand[]>;
   /** Gives a claimed command back when the poll it was meant for has gone away meanwhile. */
   release: (command: ClaimedCommand) => Promise<void>;
 }
@@ -30,20 +31,23 @@ export class LongPoll {
     return this.waiters.length;
   }
 
-  /** Resolves with a claimed command, or undefined when the wait ends, the client leaves or we shut down. */
-  wait(agentId: string, ms: number, response: ServerResponse): Promise<ClaimedCommand | undefined> {
-    if (this.closed) return Promise.resolve(undefined);
+  /**
+   * Resolves with up to `max` claimed commands, or none when the wait ends, the client leaves or
+   * the server shuts down.
+   */
+  wait(agentId: string, max: number, ms: number, response: ServerResponse): Promise<ClaimedCommand[]> {
+    if (this.closed) return Promise.resolve([]);
     return new Promise((resolve) => {
-      const settle = (command: ClaimedCommand | undefined) => {
+      const settle = (commands: ClaimedCommand[]) => {
         clearTimeout(timer);
         response.off('close', onClose);
         this.remove(waiter);
-        resolve(command);
+        resolve(commands);
       };
-      const waiter: Waiter = { agentId, response, settle };
+      const waiter: Waiter = { agentId, max, response, settle };
       // A client that hangs up (an agent killed while it waits) leaves the queue at once.
-      const onClose = () => settle(undefined);
-      const timer = setTimeout(() => settle(undefined), ms);
+      const onClose = () => settle([]);
+      const timer = setTimeout(() => settle([]), ms);
       response.once('close', onClose);
       this.waiters.push(waiter);
       // Work may have arrived between the caller's own claim and this registration.
@@ -70,23 +74,23 @@ export class LongPoll {
   private async handOut(): Promise<void> {
     for (let waiter = this.waiters[0]; waiter; waiter = this.waiters[0]) {
       if (isGone(waiter.response)) {
-        waiter.settle(undefined);
+        waiter.settle([]);
         continue;
       }
-      const command = await this.options.claim(waiter.agentId);
-      if (!command) return;
+      const commands = await this.options.claim(waiter.agentId, waiter.max);
+      if (commands.length === 0) return;
       if (isGone(waiter.response) || !this.waiters.includes(waiter)) {
-        await this.options.release(command);
+        await Promise.all(commands.map((command) => this.options.release(command)));
         continue;
       }
-      waiter.settle(command);
+      waiter.settle(commands);
     }
   }
 
   /** Answers every waiting poll with "no work" (204); later waits answer at once. */
   close(): void {
     this.closed = true;
-    for (const waiter of [...this.waiters]) waiter.settle(undefined);
+    for (const waiter of [...this.waiters]) waiter.settle([]);
   }
 
   private remove(waiter: Waiter): void {

@@ -1,4 +1,7 @@
 import {
+  BatchClaimResponse,
+  BatchResultBody,
+  BatchResultResponse,
   ClaimedCommand,
   CommandIdParams,
   ErrorResponse,
@@ -6,14 +9,16 @@ import {
   HeartbeatResponse,
   MAX_LONG_POLL_WAIT_S,
   MAX_RESULT_BYTES,
+  NextBatchQuery,
   NextQuery,
   ResultBody,
   ResultResponse,
 } from '@agent-executor/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { requireBearer } from '../auth.js';
-import { PayloadTooLarge } from '../errors.js';
+import { HttpError, PayloadTooLarge } from '../errors.js';
 import type { LongPoll } from '../long-poll.js';
 import type { CommandStore } from '../store/store.js';
 
@@ -25,11 +30,22 @@ export interface AgentRoutesOptions {
 }
 
 const errors = { 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse };
+const noWork = z.null().describe('no work');
 
 /** Agent routes: poll (long-poll), report, heartbeat. Guarded by AGENT_TOKEN when it is set. */
 export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app, options) => {
   const { store, longPoll, leaseMs } = options;
   app.addHook('onRequest', requireBearer(options.agentToken));
+
+  /** Claims at once, or waits when asked to; an empty array means "no work". */
+  async function poll(request: FastifyRequest, reply: FastifyReply, agentId: string, max: number, wait?: number) {
+    const claimed = await store.claimBatch(agentId, leaseMs, max);
+    if (claimed.length > 0) return claimed;
+    const waitS = wait ?? preferredWait(headerValue(request.headers.prefer));
+    if (!waitS) return [];
+    void reply.header('Preference-Applied', `wait=${waitS}`);
+    return longPoll.wait(agentId, max, waitS * 1000, reply.raw);
+  }
 
   app.get(
     '/commands/next',
@@ -38,18 +54,29 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
         summary: 'Lease the next command; with wait (or Prefer: wait=N) hold the poll open until work appears',
         tags: ['agents'],
         querystring: NextQuery,
-        response: { 200: ClaimedCommand, 204: z.null().describe('no work'), ...errors },
+        response: { 200: ClaimedCommand, 204: noWork, ...errors },
       },
     },
     async (request, reply) => {
-      const { agentId } = request.query;
-      const claimed = await store.claim(agentId, leaseMs);
-      if (claimed) return claimed;
-      const waitS = request.query.wait ?? preferredWait(headerValue(request.headers.prefer));
-      if (!waitS) return reply.code(204).send(null);
-      void reply.header('Preference-Applied', `wait=${waitS}`);
-      const handed = await longPoll.wait(agentId, waitS * 1000, reply.raw);
-      return handed ?? reply.code(204).send(null);
+      const [command] = await poll(request, reply, request.query.agentId, 1, request.query.wait);
+      return command ?? reply.code(204).send(null);
+    },
+  );
+
+  app.get(
+    '/commands/next-batch',
+    {
+      schema: {
+        summary: 'Lease up to `max` commands at once (same waiting rules as /commands/next)',
+        tags: ['agents'],
+        querystring: NextBatchQuery,
+        response: { 200: BatchClaimResponse, 204: noWork, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const { agentId, max, wait } = request.query;
+      const commands = await poll(request, reply, agentId, max, wait);
+      return commands.length > 0 ? { commands } : reply.code(204).send(null);
     },
   );
 
@@ -65,12 +92,35 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
       },
     },
     async (request) => {
-      const { result } = request.body;
-      if (result !== undefined && Buffer.byteLength(JSON.stringify(result)) > MAX_RESULT_BYTES) {
-        throw new PayloadTooLarge(`result: larger than ${MAX_RESULT_BYTES} bytes of JSON`);
-      }
+      checkResultSize(request.body.result);
       const { command } = await store.report(request.params.id, request.body);
       return { success: true as const, command };
+    },
+  );
+
+  app.put(
+    '/commands/results',
+    {
+      schema: {
+        summary: 'Report many outcomes at once; each gets the answer the single route would give',
+        tags: ['agents'],
+        body: BatchResultBody,
+        response: { 200: BatchResultResponse, 413: ErrorResponse, ...errors },
+      },
+    },
+    async (request) => {
+      for (const report of request.body.reports) checkResultSize(report.result);
+      // Reports issued together share one group commit in the store.
+      const settled = await Promise.allSettled(request.body.reports.map(({ id, ...body }) => store.report(id, body)));
+      const results = settled.map((outcome, i) => {
+        const id = request.body.reports[i]?.id ?? '';
+        if (outcome.status === 'fulfilled') return { id, statusCode: 200, command: outcome.value.command };
+        if (outcome.reason instanceof HttpError) {
+          return { id, statusCode: outcome.reason.statusCode, message: outcome.reason.message };
+        }
+        throw outcome.reason;
+      });
+      return { results };
     },
   );
 
@@ -88,6 +138,12 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
     async (request) => store.heartbeat(request.params.id, request.body, leaseMs),
   );
 };
+
+function checkResultSize(result: unknown): void {
+  if (result !== undefined && Buffer.byteLength(JSON.stringify(result)) > MAX_RESULT_BYTES) {
+    throw new PayloadTooLarge(`result: larger than ${MAX_RESULT_BYTES} bytes of JSON`);
+  }
+}
 
 /** `Prefer: wait=N` (RFC 7240); values above the server's limit are capped, malformed ones ignored. */
 export function preferredWait(prefer: string | undefined): number | undefined {

@@ -1,4 +1,6 @@
 import {
+  BatchSubmitBody,
+  BatchSubmitResponse,
   Command,
   CommandIdParams,
   ErrorResponse,
@@ -43,6 +45,22 @@ export const commandRoutes: FastifyPluginAsyncZod<{ store: CommandStore; apiToke
       if (replayed) void reply.code(200).header('Idempotent-Replayed', 'true');
       else void reply.code(201);
       return reply.header('Location', `/commands/${command.id}`).send({ commandId: command.id, ...command });
+    },
+  );
+
+  app.post(
+    '/commands/batch',
+    {
+      schema: {
+        summary: 'Submit many commands in one request: all are stored, or none (any invalid one is a 400)',
+        tags: ['commands'],
+        body: BatchSubmitBody,
+        response: { 201: BatchSubmitResponse, 413: ErrorResponse, 415: ErrorResponse, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const commands = await store.submitBatch(request.body.commands);
+      return reply.code(201).send({ commands: commands.map((command) => ({ commandId: command.id, ...command })) });
     },
   );
 

@@ -17,6 +17,7 @@ import {
 } from '@agent-executor/common';
 import { Conflict, NotFound, UnprocessableEntity } from '../errors.js';
 import { retryBackoffMs } from './backoff.js';
+import { GroupCommit } from './group-commit.js';
 import { migrateSqlite } from './migrate-sqlite.js';
 import { rowToClaimed, rowToCommand, type CommandRow } from './sqlite-rows.js';
 import type {
@@ -61,6 +62,7 @@ export class SqliteCommandStore implements CommandStore {
   private readonly stmt;
   private readonly listStatements = new Map<string, Database.Statement>();
   private eventsSincePrune = 0;
+  private readonly commits: GroupCommit;
 
   constructor(options: SqliteStoreOptions) {
     this.now = options.now ?? Date.now;
@@ -78,6 +80,7 @@ export class SqliteCommandStore implements CommandStore {
     this.emitter.setMaxListeners(0);
     this.events = this.emitter as StoreEvents;
     this.stmt = this.prepareStatements();
+    this.commits = new GroupCommit(this.db);
   }
 
   private prepareStatements() {
@@ -93,15 +96,16 @@ export class SqliteCommandStore implements CommandStore {
       byIdempotencyKey: db.prepare<[string], CommandRow>('SELECT * FROM commands WHERE idempotency_key = ?'),
       // One statement picks and leases: no other claim can take the same row in between.
       claim: db.prepare(`UPDATE commands
-        SET status = 'RUNNING', agent_id = @agentId, lease_id = @leaseId, lease_expires_at = @leaseExpiresAt,
+        SET status = 'RUNNING', agent_id = @agentId, lease_id = lower(hex(randomblob(16))), lease_expires_at = @leaseExpiresAt,
             attempts = attempts + 1, started_at = @now, finished_at = NULL, progress = NULL,
             report_hash = NULL, updated_at = @now
-        WHERE seq = (SELECT seq FROM commands WHERE status = 'PENDING' AND available_at <= @now
-                     ORDER BY available_at, seq LIMIT 1)
+        WHERE seq IN (SELECT seq FROM commands WHERE status = 'PENDING' AND available_at <= @now
+                      ORDER BY available_at, seq LIMIT @max)
         RETURNING *`),
+      // available_at is left alone: the command keeps its place at the head of the queue.
       release: db.prepare(`UPDATE commands
         SET status = 'PENDING', lease_id = NULL, lease_expires_at = NULL, attempts = attempts - 1,
-            started_at = NULL, available_at = @now, updated_at = @now
+            started_at = NULL, updated_at = @now
         WHERE id = @id AND status = 'RUNNING' AND lease_id = @leaseId
         RETURNING *`),
       report: db.prepare(`UPDATE commands
@@ -165,28 +169,46 @@ export class SqliteCommandStore implements CommandStore {
     };
   }
 
-  /** Runs `change` in an IMMEDIATE transaction and emits its events once they are committed. */
-  private write<T>(change: (log: (transition: Transition, row: CommandRow) => void) => T): T {
-    const pending: StoredEvent[] = [];
-    const log = (transition: Transition, row: CommandRow) => {
-      const command = rowToCommand(row);
-      const kind = transition === 'progress' ? 'progress' : 'status';
-      const createdAt = this.now();
-      const { seq } = this.stmt.insertEvent.get(row.id, kind, transition, JSON.stringify(command), createdAt) as {
-        seq: number;
+  /**
+   * Runs `change` as one write of a group commit and, once committed, emits its events in order.
+   * Events of a write that threw were rolled back with it and are never emitted.
+   */
+  private async write<T>(change: (log: (transition: Transition, row: CommandRow) => void) => T): Promise<T> {
+    const { value, events } = await this.commits.run(() => {
+      const logged: StoredEvent[] = [];
+      const log = (transition: Transition, row: CommandRow) => {
+        const command = rowToCommand(row);
+        const kind = transition === 'progress' ? 'progress' : 'status';
+        const createdAt = this.now();
+        const { seq } = this.stmt.insertEvent.get(row.id, kind, transition, JSON.stringify(command), createdAt) as {
+          seq: number;
+        };
+        logged.push({ seq, kind, transition, command, createdAt });
       };
-      pending.push({ seq, kind, transition, command, createdAt });
-    };
-    const result = this.db.transaction(() => change(log)).immediate();
-    for (const event of pending) this.emitter.emit('event', event);
-    this.eventsSincePrune += pending.length;
+      return { value: change(log), events: logged };
+    });
+    for (const event of events) this.emitter.emit('event', event);
+    this.eventsSincePrune += events.length;
     if (this.eventsSincePrune >= PRUNE_EVERY_EVENTS) this.pruneEvents();
-    return result;
+    return value;
   }
 
   private pruneEvents(): void {
     this.eventsSincePrune = 0;
     this.stmt.pruneEvents.run({ keepCount: this.retention.count, before: this.now() - this.retention.ms });
+  }
+
+  private insertCommand(body: SubmitBody, idempotencyKey: string | null, requestHash: string | null): CommandRow {
+    return this.stmt.insert.get({
+      id: randomUUID(),
+      type: body.type,
+      payload: JSON.stringify(body.payload),
+      maxAttempts: body.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+      timeoutMs: body.timeoutMs ?? defaultTimeoutMs(body),
+      now: this.now(),
+      idempotencyKey,
+      requestHash,
+    }) as CommandRow;
   }
 
   private row(id: string): CommandRow {
@@ -207,19 +229,20 @@ export class SqliteCommandStore implements CommandStore {
           return { command: rowToCommand(existing), replayed: true };
         }
       }
-      const row = this.stmt.insert.get({
-        id: randomUUID(),
-        type: body.type,
-        payload: JSON.stringify(body.payload),
-        maxAttempts: body.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
-        timeoutMs: body.timeoutMs ?? defaultTimeoutMs(body),
-        now: this.now(),
-        idempotencyKey: idempotencyKey ?? null,
-        requestHash,
-      }) as CommandRow;
+      const row = this.insertCommand(body, idempotencyKey ?? null, requestHash);
       log('submit', row);
       return { command: rowToCommand(row), replayed: false };
     });
+  }
+
+  async submitBatch(bodies: SubmitBody[]): Promise<Command[]> {
+    return this.write((log) =>
+      bodies.map((body) => {
+        const row = this.insertCommand(body, null, null);
+        log('submit', row);
+        return rowToCommand(row);
+      }),
+    );
   }
 
   async get(id: string): Promise<Command | undefined> {
@@ -256,19 +279,25 @@ export class SqliteCommandStore implements CommandStore {
   }
 
   async claim(agentId: string, leaseMs: number): Promise<ClaimedCommand | undefined> {
-    const now = this.now();
+    return (await this.claimBatch(agentId, leaseMs, 1))[0];
+  }
+
+  async claimBatch(agentId: string, leaseMs: number, max: number): Promise<ClaimedCommand[]> {
     return this.write((log) => {
-      const row = this.stmt.claim.get({ agentId, leaseId: randomUUID(), leaseExpiresAt: now + leaseMs, now }) as
-        | CommandRow
-        | undefined;
-      if (!row) return undefined;
-      log('claim', row);
-      return rowToClaimed(row);
+      const now = this.now();
+      // Each row gets its own random lease id (128 bits from SQLite's randomblob).
+      const rows = this.stmt.claim.all({ agentId, leaseExpiresAt: now + leaseMs, now, max }) as CommandRow[];
+      return rows
+        .sort((a, b) => a.available_at - b.available_at || a.seq - b.seq)
+        .map((row) => {
+          log('claim', row);
+          return rowToClaimed(row);
+        });
     });
   }
 
   async release(id: string, leaseId: string): Promise<void> {
-    this.write((log) => {
+    await this.write((log) => {
       const row = this.stmt.release.get({ id, leaseId, now: this.now() }) as CommandRow | undefined;
       if (row) log('release', row);
     });
@@ -423,7 +452,9 @@ export class SqliteCommandStore implements CommandStore {
   }
 
   async close(): Promise<void> {
-    if (this.db.open) this.db.close();
+    if (!this.db.open) return;
+    this.commits.flush();
+    this.db.close();
   }
 }
 

@@ -71,10 +71,14 @@ export interface StoreEvents {
 export interface CommandStore {
   readonly events: StoreEvents;
   submit(body: SubmitBody, idempotencyKey?: string): Promise<SubmitOutcome>;
+  /** Stores every command, or none, in one transaction. */
+  submitBatch(bodies: SubmitBody[]): Promise<Command[]>;
   get(id: string): Promise<Command | undefined>;
   list(filter: ListFilter): Promise<ListPage>;
   /** Leases the oldest available PENDING command to `agentId`, or answers undefined. */
   claim(agentId: string, leaseMs: number): Promise<ClaimedCommand | undefined>;
+  /** Leases up to `max` of the oldest available PENDING commands to `agentId` in one statement. */
+  claimBatch(agentId: string, leaseMs: number, max: number): Promise<ClaimedCommand[]>;
   /** Undoes a claim whose answer could not be delivered (the polling agent had gone away). */
   release(id: string, leaseId: string): Promise<void>;
   report(id: string, body: ResultBody): Promise<ReportOutcome>;
