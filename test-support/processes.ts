@@ -119,3 +119,43 @@ export async function startServer(env: Record<string, string> & { DB_PATH: strin
 export function startAgent(env: Record<string, string> & { SERVER_URL: string; IDEMPOTENCY_DB_PATH: string }, args: string[] = []): RunningProcess {
   return startProcess(AGENT_MAIN, args, env);
 }
+
+/**
+ * Resolves with the first match of `pattern` in what the process has written so far or writes
+ * next (woken by each chunk of output, not by a timer); fails if the process ends first.
+ */
+export async function waitForOutput(
+  proc: RunningProcess,
+  pattern: RegExp,
+  { timeoutMs = 10_000 } = {},
+): Promise<RegExpMatchArray> {
+  const streams = [proc.child.stdout, proc.child.stderr].filter((s) => s !== null);
+  return new Promise((resolve, reject) => {
+    let done = false;
+    const finish = (settle: () => void) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      for (const s of streams) s.off('data', check);
+      proc.child.off('close', onClose);
+      settle();
+    };
+    // These listeners run after startProcess's own, so output() already holds the new chunk.
+    const check = () => {
+      const match = proc.output().match(pattern);
+      if (match) finish(() => resolve(match));
+    };
+    const onClose = () => {
+      check();
+      finish(() => reject(new Error(`process ${proc.pid} ended before printing ${pattern}:\n${proc.output()}`)));
+    };
+    const timer = setTimeout(
+      () => finish(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${pattern} from ${proc.pid}:\n${proc.output()}`))),
+      timeoutMs,
+    );
+    for (const s of streams) s.on('data', check);
+    proc.child.once('close', onClose);
+    check();
+    if (proc.child.stdout?.readableEnded && proc.child.stderr?.readableEnded) onClose();
+  });
+}

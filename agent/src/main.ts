@@ -1,1 +1,101 @@
-export {};
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { ConfigError, loadConfig, type AgentConfig } from './config.js';
+import { CrashDrill } from './crash-drill.js';
+import { DatabaseInUse, openDatabase } from './database.js';
+import { executors } from './executors/index.js';
+import { agentIdentity } from './identity.js';
+import { Outbox } from './outbox.js';
+import { ServerClient } from './server-client.js';
+import { SsrfGuard } from './ssrf-guard.js';
+import { Worker } from './worker.js';
+
+/** Settled outbox rows older than this are forgotten at start-up. */
+const OUTBOX_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
+
+function fail(message: string): never {
+  console.error(`agent: ${message}`);
+  process.exit(1);
+}
+
+function flags(): { killAfterS: number | undefined; randomFailures: boolean; seed: number | undefined } {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        'kill-after': { type: 'string' },
+        'random-failures': { type: 'boolean', default: false },
+        seed: { type: 'string' },
+      },
+    }));
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  const number = (name: string, raw: string | undefined, valid: (n: number) => boolean) => {
+    if (raw === undefined) return undefined;
+    const n = Number(raw);
+    if (raw.trim() === '' || !valid(n)) fail(`--${name}=${raw}: not a valid value`);
+    return n;
+  };
+  return {
+    killAfterS: number('kill-after', values['kill-after'], (n) => Number.isFinite(n) && n >= 0),
+    randomFailures: values['random-failures'] ?? false,
+    seed: number('seed', values.seed, Number.isSafeInteger),
+  };
+}
+
+let config: AgentConfig;
+try {
+  config = loadConfig();
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  fail(err.message);
+}
+const drill = new CrashDrill({ ...flags(), crashAt: config.crashAt });
+
+let db;
+try {
+  db = openDatabase(config.dbPath);
+} catch (err) {
+  fail(err instanceof DatabaseInUse ? err.message : `cannot open IDEMPOTENCY_DB_PATH ${config.dbPath}: ${(err as Error).message}`);
+}
+const outbox = new Outbox(db);
+outbox.prune(OUTBOX_RETENTION_MS);
+const agentId = agentIdentity(db, config.agentId);
+
+const log = pino({ level: config.logLevel, base: { agentId }, timestamp: pino.stdTimeFunctions.isoTime });
+const client = new ServerClient({ serverUrl: config.serverUrl, agentId, token: config.agentToken, log });
+const worker = new Worker({
+  client,
+  outbox,
+  executors: executors({ guard: new SsrfGuard(config.blockPrivate) }),
+  agentId,
+  concurrency: config.concurrency,
+  longPollWaitS: config.longPollWaitS,
+  pollIntervalMs: config.pollIntervalMs,
+  drill,
+  log,
+});
+
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    log.info(`${signal}: stopping`);
+    void worker.stop(config.drainMs);
+  });
+}
+
+log.info({ serverUrl: config.serverUrl, dbPath: config.dbPath }, `agent ${agentId} starting`);
+if (drill.enabled) log.warn('crash drill armed: this agent will SIGKILL itself');
+drill.start();
+let exitCode = 0;
+try {
+  await worker.run();
+  log.info('stopped');
+} catch (err) {
+  log.fatal(`stopped: ${(err as Error).message}`);
+  exitCode = 1;
+}
+drill.stop();
+await client.close();
+db.close();
+process.exit(exitCode);

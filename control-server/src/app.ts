@@ -16,6 +16,7 @@ import { BadRequest } from './errors.js';
 import { LeaseReaper } from './lease-reaper.js';
 import { LongPoll } from './long-poll.js';
 import { installMetrics } from './metrics.js';
+import { endQuietConnectionsOnClose } from './quiet-connections.js';
 import { agentRoutes } from './routes/agent.js';
 import { commandRoutes } from './routes/commands.js';
 import { eventRoutes } from './routes/events.js';
@@ -49,9 +50,12 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   app.setSerializerCompiler(serializerCompiler);
   installErrorHandler(app);
   installJsonParser(app);
+  endQuietConnectionsOnClose(app);
 
   await app.register(cors, {
     origin: config.corsOrigin,
+    // The plugin's default (GET, HEAD, POST) would refuse the PUT of a result.
+    methods: ['GET', 'HEAD', 'POST', 'PUT'],
     exposedHeaders: ['Location', 'Link', 'Idempotent-Replayed', 'Preference-Applied'],
   });
   await app.register(swagger, {
@@ -105,9 +109,12 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   return Object.assign(app, { longPoll, sseHub }) as unknown as App;
 }
 
-/** JSON bodies; an empty body counts as no body, so `curl -X POST …/cancel` needs no `-d '{}'`. */
+/**
+ * JSON bodies only: Fastify's built-in text/plain parser goes too, so any other type is a 415.
+ * An empty body counts as no body, so `curl -X POST …/cancel` needs no `-d '{}'`.
+ */
 function installJsonParser(app: FastifyInstance): void {
-  app.removeContentTypeParser('application/json');
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
     const text = body as string;
     if (text.trim() === '') return done(null, undefined);

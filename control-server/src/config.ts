@@ -44,7 +44,9 @@ export class ConfigError extends Error {}
 
 /** Parses the environment once. A bad value throws a ConfigError naming the variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
-  const parsed = Env.safeParse(env);
+  // Drop empty variables before parsing: `.default()` only applies to a value that is undefined
+  // on the way in, so an empty string turned into undefined by a preprocess never got it.
+  const parsed = Env.safeParse(Object.fromEntries(Object.entries(env).filter(([, value]) => value !== '')));
   if (!parsed.success) {
     const lines = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);

@@ -12,7 +12,9 @@ export function installErrorHandler(app: FastifyInstance): void {
         message: v.message ?? 'invalid',
       }));
       const where = error.validationContext === 'body' ? '' : `${error.validationContext} `;
-      const message = issues.map((i) => `${where}${i.path || '(root)'}: ${i.message}`).join('; ');
+      // A missing or non-object body reads "body: …", not "(root): …".
+      const root = error.validationContext === 'body' ? 'body' : '(root)';
+      const message = issues.map((i) => `${where}${i.path || root}: ${i.message}`).join('; ');
       return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message, issues });
     }
     const statusCode = error instanceof HttpError ? error.statusCode : (error.statusCode ?? 500);

@@ -18,7 +18,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { requireBearer } from '../auth.js';
-import { HttpError, PayloadTooLarge } from '../errors.js';
+import { BadRequest, HttpError, PayloadTooLarge } from '../errors.js';
 import type { LongPoll } from '../long-poll.js';
 import type { CommandStore } from '../store/store.js';
 
@@ -139,10 +139,34 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
   );
 };
 
+/**
+ * JSON.stringify recurses: a result nested a few thousand levels deep (well within 1 MiB) would
+ * overflow the stack while it is measured or stored, a 500 for bad input. No real result nests
+ * this deep.
+ */
+const MAX_RESULT_DEPTH = 1000;
+
 function checkResultSize(result: unknown): void {
-  if (result !== undefined && Buffer.byteLength(JSON.stringify(result)) > MAX_RESULT_BYTES) {
+  if (result === undefined) return;
+  if (jsonDepth(result) > MAX_RESULT_DEPTH) {
+    throw new BadRequest(`result: nested deeper than ${MAX_RESULT_DEPTH} levels`);
+  }
+  if (Buffer.byteLength(JSON.stringify(result)) > MAX_RESULT_BYTES) {
     throw new PayloadTooLarge(`result: larger than ${MAX_RESULT_BYTES} bytes of JSON`);
   }
+}
+
+/** How deeply a parsed JSON value nests (a scalar is 0), measured without recursion. */
+function jsonDepth(value: unknown): number {
+  let deepest = 0;
+  const pending: Array<[unknown, number]> = [[value, 0]];
+  for (let item = pending.pop(); item; item = pending.pop()) {
+    const [node, depth] = item;
+    if (node === null || typeof node !== 'object') continue;
+    deepest = Math.max(deepest, depth + 1);
+    for (const child of Object.values(node)) pending.push([child, depth + 1]);
+  }
+  return deepest;
 }
 
 /** `Prefer: wait=N` (RFC 7240); values above the server's limit are capped, malformed ones ignored. */

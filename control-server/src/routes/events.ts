@@ -1,4 +1,4 @@
-import { CommandIdParams, CommandStatus, ErrorResponse } from '@agent-executor/common';
+import { CommandIdParams, CommandStatus, ErrorResponse, isTerminal } from '@agent-executor/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -75,7 +75,7 @@ export const eventRoutes: FastifyPluginAsyncZod<EventRoutesOptions> = async (app
         tags: ['events'],
         params: CommandIdParams,
         querystring: CommandEventsQuery,
-        response: streamResponse,
+        response: { ...streamResponse, 204: z.null().describe('the client has already seen this command end') },
       },
     },
     async (request, reply) => {
@@ -83,6 +83,11 @@ export const eventRoutes: FastifyPluginAsyncZod<EventRoutesOptions> = async (app
       const after = resumePoint(request, request.query.lastEventId);
       const current = await store.get(id);
       if (!current) throw new NotFound(`command ${id} not found`);
+      if (after !== undefined && isTerminal(current.status) && ((await store.lastEventFor(id))?.seq ?? 0) <= after) {
+        // A reconnect after the end. 204 tells EventSource to stop: an empty stream would have
+        // browsers reconnect every `retry` ms, forever.
+        return reply.code(204).send(null);
+      }
       const session = open(reply, { accepts: (e) => e.command.id === id, endAfterTerminal: true });
       if (after !== undefined) return replayAfter(session, after, { commandId: id });
       const latest = await store.lastEventFor(id);
@@ -104,11 +109,14 @@ export const eventRoutes: FastifyPluginAsyncZod<EventRoutesOptions> = async (app
   async function replayAfter(session: SseSession, afterSeq: number, filter: EventFilter): Promise<void> {
     let events: StoredEvent[];
     let cursor = afterSeq;
+    // A page never overflows the client's queue; the next is read once the socket has taken it.
+    const page = Math.min(REPLAY_PAGE, options.maxQueued);
     do {
-      events = await store.eventsSince(cursor, REPLAY_PAGE, { commandId: filter.commandId });
+      events = await store.eventsSince(cursor, page, { commandId: filter.commandId });
       for (const event of events) session.replay(event);
       cursor = events.at(-1)?.seq ?? cursor;
-    } while (events.length === REPLAY_PAGE && !session.isClosed);
+      await session.drained();
+    } while (events.length === page && !session.isClosed);
     session.goLive();
   }
 };

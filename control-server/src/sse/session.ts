@@ -25,6 +25,7 @@ export class SseSession {
   private ending = false;
   private closed = false;
   private readonly closeListeners: Array<() => void> = [];
+  private readonly drainWaiters: Array<() => void> = [];
 
   constructor(
     private readonly reply: FastifyReply,
@@ -43,8 +44,21 @@ export class SseSession {
 
   /** A live event from the hub. */
   offer(event: StoredEvent): void {
-    if (this.replaying) this.live.push(event);
-    else this.take(event);
+    if (!this.replaying) return this.take(event);
+    if (!this.options.accepts(event)) return;
+    // Live events held back during a long catch-up count against the same limit as the queue.
+    if (this.live.length >= this.options.maxQueued) return this.drop(this.live.length);
+    this.live.push(event);
+  }
+
+  /**
+   * Resolves once everything queued has been handed to the socket (or the client is gone). The
+   * catch-up reads its next page only then, so a long backlog never piles up in memory and a
+   * client far behind is not mistaken for a slow one.
+   */
+  drained(): Promise<void> {
+    if (this.closed || (this.queue.length === 0 && !this.pumping)) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
   /** An event read from the log while catching up. */
@@ -73,11 +87,7 @@ export class SseSession {
     if (this.closed || this.ending || event.seq <= this.lastSeq) return;
     this.lastSeq = event.seq;
     if (!this.options.accepts(event)) return;
-    if (this.queue.length >= this.options.maxQueued) {
-      this.reply.log.warn({ queued: this.queue.length }, 'SSE client too slow; dropping it (it can resume)');
-      this.close();
-      return;
-    }
+    if (this.queue.length >= this.options.maxQueued) return this.drop(this.queue.length);
     this.queue.push(event);
     if (this.options.endAfterTerminal && event.kind === 'status' && isTerminal(event.command.status)) {
       this.ending = true;
@@ -108,14 +118,28 @@ export class SseSession {
       this.close();
     } finally {
       this.pumping = false;
+      if (this.queue.length === 0) this.resolveDrained();
     }
+  }
+
+  private drop(queued: number): void {
+    this.reply.log.warn({ queued }, 'SSE client too slow; dropping it (it can resume)');
+    this.close();
+    // Ending the response is not enough: the unread bytes (megabytes of socket buffers) and the
+    // connection would be held until the client reads or the server stops.
+    this.reply.raw.destroy();
   }
 
   private markClosed(): void {
     if (this.closed) return;
     this.closed = true;
     this.queue.length = 0;
+    this.resolveDrained();
     for (const listener of this.closeListeners.splice(0)) listener();
+  }
+
+  private resolveDrained(): void {
+    for (const resolve of this.drainWaiters.splice(0)) resolve();
   }
 }
 

@@ -1,0 +1,66 @@
+import { fileURLToPath } from 'node:url';
+import { AgentId, MAX_LONG_POLL_WAIT_S } from '@agent-executor/common';
+import { z } from 'zod';
+import { DRILL_POINTS, type DrillPoint } from './crash-drill.js';
+
+const DEFAULT_DB_PATH = fileURLToPath(new URL('../data/idempotency.db', import.meta.url));
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** Only the two words: `HTTP_BLOCK_PRIVATE=yes` is a mistake worth stopping for, not a silent false. */
+const bool = z.enum(['true', 'false']).default('false').transform((v) => v === 'true');
+
+const Env = z.object({
+  SERVER_URL: z.url({ protocol: /^https?$/, message: 'must be an http(s) URL' }).default('http://localhost:3000'),
+  POLL_INTERVAL: int(10, 3_600_000).default(2000),
+  LONG_POLL_WAIT: int(0, MAX_LONG_POLL_WAIT_S).default(25),
+  AGENT_ID: AgentId.optional(),
+  CONCURRENCY: int(1, 256).default(1),
+  IDEMPOTENCY_DB_PATH: z.string().default(DEFAULT_DB_PATH),
+  AGENT_TOKEN: z.string().optional(),
+  HTTP_BLOCK_PRIVATE: bool,
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** After SIGTERM, how long running commands may take before they are aborted. */
+  DRAIN_MS: int(0, 3_600_000).default(10_000),
+  /** Crash-drill hook for tests: SIGKILL at this point of the first command that reaches it. */
+  AGENT_CRASH_AT: z.enum(DRILL_POINTS).optional(),
+});
+
+export interface AgentConfig {
+  serverUrl: string;
+  pollIntervalMs: number;
+  longPollWaitS: number;
+  agentId: string | undefined;
+  concurrency: number;
+  dbPath: string;
+  agentToken: string | undefined;
+  blockPrivate: boolean;
+  logLevel: string;
+  drainMs: number;
+  crashAt: DrillPoint | undefined;
+}
+
+export class ConfigError extends Error {}
+
+/** Parses the environment once. A bad value throws a ConfigError naming the variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  // An empty variable counts as unset, so `POLL_INTERVAL=` means "the default", not 0.
+  const parsed = Env.safeParse(Object.fromEntries(Object.entries(env).filter(([, value]) => value !== '')));
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  return {
+    serverUrl: e.SERVER_URL.replace(/\/+$/, ''),
+    pollIntervalMs: e.POLL_INTERVAL,
+    longPollWaitS: e.LONG_POLL_WAIT,
+    agentId: e.AGENT_ID,
+    concurrency: e.CONCURRENCY,
+    dbPath: e.IDEMPOTENCY_DB_PATH,
+    agentToken: e.AGENT_TOKEN,
+    blockPrivate: e.HTTP_BLOCK_PRIVATE,
+    logLevel: e.LOG_LEVEL,
+    drainMs: e.DRAIN_MS,
+    crashAt: e.AGENT_CRASH_AT,
+  };
+}

@@ -1,0 +1,21 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DelayPayload } from '@agent-executor/common';
+import type { Executor } from './index.js';
+import { parsePayload } from './payload.js';
+
+export interface DelayResult {
+  ok: true;
+  tookMs: number;
+}
+
+/** Waits `ms`. The wait ends early, with the signal's reason, when the attempt is aborted. */
+export const delay: Executor<DelayResult> = async (payload, { signal, trackProgress }) => {
+  const { ms } = parsePayload(DelayPayload, payload);
+  const started = performance.now();
+  trackProgress(() => {
+    const elapsed = Math.min(ms, Math.round(performance.now() - started));
+    return { percent: ms === 0 ? 100 : Math.floor((elapsed / ms) * 100), message: `${elapsed} of ${ms} ms` };
+  });
+  await sleep(ms, undefined, { signal });
+  return { ok: true, tookMs: Math.round(performance.now() - started) };
+};

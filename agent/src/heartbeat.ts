@@ -1,0 +1,96 @@
+import type { ClaimedCommand, Progress } from '@agent-executor/common';
+import type { Logger } from 'pino';
+import type { ServerClient } from './server-client.js';
+
+export interface HeartbeatOptions {
+  client: ServerClient;
+  agentId: string;
+  command: ClaimedCommand;
+  /** Date.now() when the claim arrived. */
+  receivedAt: number;
+  progress: () => Progress | undefined;
+  /** The lease is gone: the server said 409/404, or it was not renewed in time. */
+  onLost: (why: string) => void;
+  onCancel: () => void;
+  log: Logger;
+}
+
+/** The server's default LEASE_MS, for a claim that does not tell its lease length. */
+const FALLBACK_LEASE_MS = 30_000;
+
+/**
+ * Renews a lease every third of its length while a command runs. The length is the server's
+ * LEASE_MS, read off the claim as leaseExpiresAt − startedAt (both from the server's clock, so
+ * no clock comparison). If no renewal succeeds within one lease length of *sending* the last
+ * successful one (of receiving the claim, at first), the server may have given the command to
+ * another agent, so the work is stopped: `onLost`.
+ */
+export class Heartbeat {
+  readonly leaseMs: number;
+  private interval: NodeJS.Timeout | undefined;
+  private deadline: NodeJS.Timeout | undefined;
+  private inFlight = false;
+  private stopped = false;
+  private readonly abort = new AbortController();
+
+  constructor(private readonly options: HeartbeatOptions) {
+    const { leaseExpiresAt, startedAt } = options.command;
+    const length = Date.parse(leaseExpiresAt) - Date.parse(startedAt ?? '');
+    this.leaseMs = Number.isFinite(length) && length > 0 ? length : FALLBACK_LEASE_MS;
+  }
+
+  get intervalMs(): number {
+    return Math.max(10, Math.floor(this.leaseMs / 3));
+  }
+
+  start(): void {
+    const { command, receivedAt } = this.options;
+    this.interval = setInterval(() => void this.beat(), this.intervalMs);
+    this.armDeadline(receivedAt + this.leaseMs);
+    // A claim that took long to arrive (by our clock, its lease is nearly over): renew at once
+    // rather than a third of a lease later, and learn early if it is lost already.
+    if (Date.parse(command.leaseExpiresAt) - receivedAt < this.intervalMs) void this.beat();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.interval);
+    clearTimeout(this.deadline);
+    this.abort.abort();
+  }
+
+  private armDeadline(at: number): void {
+    clearTimeout(this.deadline);
+    this.deadline = setTimeout(() => this.lose(`not renewed within ${this.leaseMs} ms`), Math.max(0, at - Date.now()));
+  }
+
+  private lose(why: string): void {
+    if (this.stopped) return;
+    this.stop();
+    this.options.onLost(why);
+  }
+
+  private async beat(): Promise<void> {
+    if (this.inFlight || this.stopped) return;
+    this.inFlight = true;
+    const { client, agentId, command, log } = this.options;
+    const sentAt = Date.now();
+    try {
+      const progress = this.options.progress();
+      const answer = await client.heartbeat(
+        command.id,
+        { agentId, leaseId: command.leaseId, ...(progress === undefined ? {} : { progress }) },
+        // Two intervals: a slow answer still counts, and a hung one makes way for the next try.
+        AbortSignal.any([this.abort.signal, AbortSignal.timeout(2 * this.intervalMs)]),
+      );
+      if (this.stopped) return;
+      if (answer.kind === 'lost') return this.lose(answer.message);
+      this.armDeadline(sentAt + this.leaseMs);
+      if (answer.cancelRequested) this.options.onCancel();
+    } catch (err) {
+      if (!this.stopped) log.warn({ commandId: command.id }, `heartbeat failed: ${(err as Error).message}`);
+    } finally {
+      this.inFlight = false;
+    }
+  }
+}

@@ -1,0 +1,87 @@
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { killAll, startAgent, tempDir } from '../../test-support/processes.js';
+import { ConfigError, loadConfig } from '../src/config.js';
+
+afterEach(async () => {
+  await killAll();
+});
+
+describe('agent configuration', () => {
+  it('has the documented defaults; the database path is resolved from the package, not the cwd', () => {
+    expect(loadConfig({})).toEqual({
+      serverUrl: 'http://localhost:3000',
+      pollIntervalMs: 2000,
+      longPollWaitS: 25,
+      agentId: undefined,
+      concurrency: 1,
+      dbPath: fileURLToPath(new URL('../data/idempotency.db', import.meta.url)),
+      agentToken: undefined,
+      blockPrivate: false,
+      logLevel: 'info',
+      drainMs: 10_000,
+      crashAt: undefined,
+    });
+  });
+
+  it('treats an empty variable as unset', () => {
+    const config = loadConfig({ POLL_INTERVAL: '', LONG_POLL_WAIT: '', AGENT_ID: '', HTTP_BLOCK_PRIVATE: '', AGENT_TOKEN: '' });
+    expect(config).toMatchObject({ pollIntervalMs: 2000, longPollWaitS: 25, agentId: undefined, blockPrivate: false, agentToken: undefined });
+  });
+
+  it('reads every variable', () => {
+    const config = loadConfig({
+      SERVER_URL: 'https://queue.example:8443/',
+      POLL_INTERVAL: '500',
+      LONG_POLL_WAIT: '0',
+      AGENT_ID: 'agent-7',
+      CONCURRENCY: '4',
+      IDEMPOTENCY_DB_PATH: '/tmp/x.db',
+      AGENT_TOKEN: 'secret',
+      HTTP_BLOCK_PRIVATE: 'true',
+      LOG_LEVEL: 'debug',
+      DRAIN_MS: '100',
+      AGENT_CRASH_AT: 'after-finish',
+    });
+    expect(config).toEqual({
+      serverUrl: 'https://queue.example:8443',
+      pollIntervalMs: 500,
+      longPollWaitS: 0,
+      agentId: 'agent-7',
+      concurrency: 4,
+      dbPath: '/tmp/x.db',
+      agentToken: 'secret',
+      blockPrivate: true,
+      logLevel: 'debug',
+      drainMs: 100,
+      crashAt: 'after-finish',
+    });
+  });
+
+  it.each([
+    ['SERVER_URL', 'localhost:3000'],
+    ['SERVER_URL', 'ftp://x'],
+    ['POLL_INTERVAL', 'soon'],
+    ['LONG_POLL_WAIT', '61'],
+    ['CONCURRENCY', '0'],
+    ['CONCURRENCY', '1.5'],
+    ['AGENT_ID', 'has spaces'],
+    ['HTTP_BLOCK_PRIVATE', 'yes'],
+    ['LOG_LEVEL', 'loud'],
+    ['AGENT_CRASH_AT', 'whenever'],
+  ])('refuses %s=%s, naming the variable', (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
+    expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`\\b${name}:`));
+  });
+
+  it('a bad value stops the real process with a non-zero exit and the variable named', async () => {
+    const dir = tempDir('agent-config');
+    const agent = startAgent({ SERVER_URL: 'http://127.0.0.1:9', IDEMPOTENCY_DB_PATH: `${dir.path}/a.db`, CONCURRENCY: 'many' });
+    expect(await agent.exited).toBe(1);
+    expect(agent.output()).toMatch(/CONCURRENCY:/);
+    const flagged = startAgent({ SERVER_URL: 'http://127.0.0.1:9', IDEMPOTENCY_DB_PATH: `${dir.path}/a.db` }, ['--kill-after=soon']);
+    expect(await flagged.exited).toBe(1);
+    expect(flagged.output()).toMatch(/--kill-after=soon/);
+    dir.cleanup(true);
+  });
+});

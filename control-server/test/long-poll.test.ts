@@ -1,0 +1,245 @@
+/** Long-poll on a real listening server: hand-off, exactly-one, expiry, Prefer, shutdown, hang-ups. */
+import { connect } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { describe, expect, test } from 'vitest';
+import type { ClaimedCommand, Command } from '@agent-executor/common';
+import type { App } from '../src/app.js';
+import { waitFor } from '../../test-support/processes.js';
+import { delay, listen, useApp } from './helpers.js';
+
+const { build } = useApp();
+
+interface PollAnswer {
+  status: number;
+  preferenceApplied: string | null;
+  command: ClaimedCommand | undefined;
+  /** performance.now() when the answer arrived. */
+  at: number;
+}
+
+async function poll(base: string, query: string, init: RequestInit = {}): Promise<PollAnswer> {
+  const res = await fetch(`${base}/commands/next?${query}`, init);
+  const text = await res.text();
+  return {
+    status: res.status,
+    preferenceApplied: res.headers.get('preference-applied'),
+    command: text ? (JSON.parse(text) as ClaimedCommand) : undefined,
+    at: performance.now(),
+  };
+}
+
+async function submitOverHttp(base: string): Promise<Command> {
+  const res = await fetch(`${base}/commands`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(delay(1)),
+  });
+  expect(res.status).toBe(201);
+  return (await res.json()) as Command;
+}
+
+/** Resolves once `n` polls wait on the server (the server's own count, not a guess). */
+const waiting = (app: App, n: number) => waitFor(() => app.longPoll.size === n, { what: `${n} waiting polls`, intervalMs: 5 });
+
+describe('long-poll', () => {
+  test('a waiting poll receives a command submitted 200 ms later at once', async () => {
+    const { app } = await build();
+    const base = await listen(app);
+    // Warm up (first fetch, first route calls), so the figures below are the steady state.
+    await submitOverHttp(base);
+    expect((await poll(base, 'agentId=warm-up')).status).toBe(200);
+
+    const handOffs: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      const started = performance.now();
+      const answer = poll(base, `agentId=agent-${round}&wait=5`);
+      await waiting(app, 1);
+      // The scenario: the command arrives 200 ms into the wait.
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, 200 - (performance.now() - started))));
+      const submitAt = performance.now();
+      const created = await submitOverHttp(base);
+      const submitTook = performance.now() - submitAt;
+      const got = await answer;
+      const handOff = got.at - submitAt;
+      handOffs.push(handOff);
+      console.log(
+        `long-poll hand-off: ${handOff.toFixed(1)} ms from sending the submit to the waiting poll's answer ` +
+          `(the submit's own round trip: ${submitTook.toFixed(1)} ms)`,
+      );
+      expect(got.status).toBe(200);
+      expect(got.command).toMatchObject({ id: created.id, status: 'RUNNING', agentId: `agent-${round}`, attempts: 1 });
+      expect(got.command?.leaseId).toEqual(expect.any(String));
+      expect(got.preferenceApplied).toBe('wait=5');
+      expect(got.at - started).toBeGreaterThanOrEqual(200);
+    }
+    expect(Math.max(...handOffs)).toBeLessThan(1000);
+  });
+
+  test('5 waiting polls and 1 submit: exactly one gets it, the others 204 when their wait ends', async () => {
+    const { app, store } = await build();
+    const base = await listen(app);
+    const started = performance.now();
+    const answers = Array.from({ length: 5 }, (_, i) => poll(base, `agentId=agent-${i}&wait=1`));
+    await waiting(app, 5);
+    const created = await submitOverHttp(base);
+    const results = await Promise.all(answers);
+    const winners = results.filter((r) => r.status === 200);
+    const losers = results.filter((r) => r.status === 204);
+    expect(winners).toHaveLength(1);
+    expect(losers).toHaveLength(4);
+    expect(winners[0]?.command?.id).toBe(created.id);
+    for (const loser of losers) {
+      expect(loser.command).toBeUndefined();
+      expect(loser.at - started).toBeGreaterThanOrEqual(950);
+    }
+    expect(await store.get(created.id)).toMatchObject({ status: 'RUNNING', agentId: winners[0]?.command?.agentId, attempts: 1 });
+  });
+
+  test('a wait that ends with no work answers 204, echoing Preference-Applied', async () => {
+    const { app } = await build();
+    const base = await listen(app);
+    const started = performance.now();
+    const answer = await poll(base, 'agentId=agent-1&wait=1');
+    const elapsed = answer.at - started;
+    expect(answer.status).toBe(204);
+    expect(answer.preferenceApplied).toBe('wait=1');
+    expect(elapsed).toBeGreaterThanOrEqual(950);
+    expect(elapsed).toBeLessThan(3000);
+    expect(app.longPoll.size).toBe(0);
+  });
+
+  test('without a wait the poll answers 204 at once', async () => {
+    const { app } = await build();
+    const base = await listen(app);
+    const started = performance.now();
+    const answer = await poll(base, 'agentId=agent-1');
+    expect(answer.status).toBe(204);
+    expect(answer.preferenceApplied).toBeNull();
+    expect(answer.at - started).toBeLessThan(500);
+  });
+
+  test('Prefer: wait=2 waits, and is echoed in Preference-Applied', async () => {
+    const { app } = await build();
+    const base = await listen(app);
+    const started = performance.now();
+    const answer = await poll(base, 'agentId=agent-1', { headers: { prefer: 'wait=2' } });
+    expect(answer.status).toBe(204);
+    expect(answer.preferenceApplied).toBe('wait=2');
+    expect(answer.at - started).toBeGreaterThanOrEqual(1950);
+  });
+
+  test('Prefer: wait=120 is capped at 60 and the poll still takes work as it arrives', async () => {
+    const { app } = await build();
+    const base = await listen(app);
+    const answer = poll(base, 'agentId=agent-1', { headers: { prefer: 'respond-async, wait=120' } });
+    await waiting(app, 1);
+    const created = await submitOverHttp(base);
+    const got = await answer;
+    expect(got.status).toBe(200);
+    expect(got.command?.id).toBe(created.id);
+    expect(got.preferenceApplied).toBe('wait=60');
+  });
+
+  test('a waiting poll is woken when a retry backoff ends, by the timer armed for it', async () => {
+    const { app } = await build();
+    const base = await listen(app);
+    await submitOverHttp(base);
+    const first = await poll(base, 'agentId=agent-1');
+    const res = await fetch(`${base}/commands/${first.command?.id}/result`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ agentId: 'agent-1', leaseId: first.command?.leaseId, status: 'FAILED', error: 'HTTP 503', retryable: true }),
+    });
+    const { command } = (await res.json()) as { command: Command };
+    expect(command.status).toBe('PENDING');
+    const availableAt = Date.parse(command.availableAt);
+    const got = await poll(base, 'agentId=agent-2&wait=5');
+    const answeredAt = Date.now();
+    expect(got.status).toBe(200);
+    expect(got.command).toMatchObject({ id: command.id, agentId: 'agent-2', attempts: 2 });
+    expect(answeredAt).toBeGreaterThanOrEqual(availableAt);
+    expect(answeredAt - availableAt).toBeLessThan(1000);
+  });
+
+  test('app.close() answers waiting polls 204 at once', async () => {
+    const { app } = await build();
+    const base = await listen(app);
+    const answers = Array.from({ length: 3 }, (_, i) => poll(base, `agentId=agent-${i}&wait=30`));
+    await waiting(app, 3);
+    const closing = performance.now();
+    await app.close();
+    expect(performance.now() - closing, 'app.close() took').toBeLessThan(1000);
+    const results = await Promise.all(answers);
+    for (const result of results) {
+      expect(result.status).toBe(204);
+      expect(result.at - closing).toBeLessThan(1000);
+    }
+    console.log(`polls answered ${Math.max(...results.map((r) => r.at - closing)).toFixed(1)} ms after app.close()`);
+  });
+
+  test('app.close() does not wait for a connection that never sent a request', async () => {
+    const { app } = await build();
+    const base = await listen(app);
+    const accepted = new Promise((resolve) => app.server.once('connection', resolve));
+    const idle = connect(Number(new URL(base).port), '127.0.0.1');
+    const ended = new Promise((resolve) => idle.once('close', resolve));
+    try {
+      await accepted;
+      const closing = performance.now();
+      const closed = await Promise.race([
+        app.close().then(() => true),
+        new Promise<boolean>((resolve) => setTimeout(resolve, 2000, false)),
+      ]);
+      expect(closed, 'app.close() finished within 2 s').toBe(true);
+      console.log(`app.close() with a silent connection open took ${(performance.now() - closing).toFixed(1)} ms`);
+      await ended;
+    } finally {
+      idle.destroy();
+    }
+  });
+
+  test('a poll whose client hung up is never handed a command: the next poll gets it at once', async () => {
+    const { app, store } = await build();
+    const base = await listen(app);
+    const controller = new AbortController();
+    const gone = poll(base, 'agentId=agent-dead&wait=30', { signal: controller.signal });
+    await waiting(app, 1);
+    controller.abort();
+    await expect(gone).rejects.toThrow();
+    await waiting(app, 0); // the server noticed the hang-up
+    const created = await submitOverHttp(base);
+    expect(await store.get(created.id)).toMatchObject({ status: 'PENDING', attempts: 0, agentId: null });
+    const next = await poll(base, 'agentId=agent-alive');
+    expect(next.status).toBe(200);
+    expect(next.command).toMatchObject({ id: created.id, agentId: 'agent-alive', attempts: 1 });
+  });
+
+  test('a command submitted the moment a waiting client hangs up is not lost to it', async () => {
+    const { app, store } = await build();
+    const base = await listen(app);
+    for (let round = 0; round < 5; round++) {
+      const controller = new AbortController();
+      const gone = poll(base, `agentId=agent-dead-${round}&wait=30`, { signal: controller.signal }).catch(
+        (err: unknown) => err,
+      );
+      await waiting(app, 1);
+      // Submitted in process and the client gone right after the commit: the server learns of
+      // the hang-up while it is claiming for that poll.
+      const { command: created } = await store.submit({ type: 'DELAY', payload: { ms: round } });
+      controller.abort();
+      expect(await gone).toBeInstanceOf(Error);
+      await waiting(app, 0);
+      // Either it was never claimed, or claimed and given back: PENDING, no attempt spent.
+      await waitFor(async () => (await store.get(created.id))?.status === 'PENDING', {
+        what: `command ${created.id} back to PENDING`,
+        timeoutMs: 3000,
+      });
+      const next = await poll(base, 'agentId=agent-alive');
+      expect(next.status).toBe(200);
+      expect(next.command).toMatchObject({ id: created.id, agentId: 'agent-alive', attempts: 1 });
+    }
+    const released = (await store.eventsSince(0, 1000)).filter((e) => e.transition === 'release').length;
+    console.log(`hang-up races: ${released} of 5 commands were claimed for the gone poll and given back`);
+    expect(released, 'the race this test is about (claim for a poll whose client just left) happened').toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,737 @@
+/**
+ * The contract every CommandStore keeps, written against the interface only, so the PostgreSQL
+ * store can run the same suite: `describeStoreContract('postgres', makePostgresStore)`.
+ * Time is the injected clock, so leases and backoffs are exact and nothing sleeps.
+ */
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import type { ClaimedCommand, Command, SubmitBody } from '@agent-executor/common';
+import type { HttpError } from '../src/errors.js';
+import type { CommandStore, StoredEvent } from '../src/store/store.js';
+import { TestClock } from './helpers.js';
+
+export interface StoreOptions {
+  now: () => number;
+  random: () => number;
+}
+
+/** Opens a fresh, empty store; the suite closes it after each test. */
+export type MakeStore = (options: StoreOptions) => Promise<CommandStore>;
+
+const LEASE_MS = 30_000;
+const delay = (ms = 10, extra: Partial<SubmitBody> = {}): SubmitBody =>
+  ({ type: 'DELAY', payload: { ms }, ...extra }) as SubmitBody;
+const httpGet: SubmitBody = { type: 'HTTP_GET_JSON', payload: { url: 'https://example.com/a.json' } };
+
+/** Asserts that `promise` rejects with an HttpError of `statusCode` and returns its message. */
+async function rejectsWith(promise: Promise<unknown>, statusCode: number): Promise<string> {
+  const error = await promise.then(
+    () => undefined,
+    (err: unknown) => err as HttpError,
+  );
+  expect(error, `expected an error with status ${statusCode}`).toBeDefined();
+  expect(error?.statusCode, error?.message).toBe(statusCode);
+  return error?.message ?? '';
+}
+
+export function describeStoreContract(name: string, makeStore: MakeStore): void {
+  describe(`CommandStore contract: ${name}`, () => {
+    let clock: TestClock;
+    /** The store's `random`: 0.5 makes the backoff jitter factor exactly 1. */
+    let jitter: number;
+    let store: CommandStore;
+
+    beforeEach(async () => {
+      clock = new TestClock();
+      jitter = 0.5;
+      store = await makeStore({ now: clock.now, random: () => jitter });
+    });
+    afterEach(async () => {
+      await store.close();
+    });
+
+    const submit = async (body: SubmitBody = delay()) => (await store.submit(body)).command;
+    const claim = async (agentId = 'agent-1', leaseMs = LEASE_MS): Promise<ClaimedCommand> => {
+      const claimed = await store.claim(agentId, leaseMs);
+      if (!claimed) throw new Error(`${agentId} found no command to claim`);
+      return claimed;
+    };
+    const get = async (id: string): Promise<Command> => {
+      const command = await store.get(id);
+      if (!command) throw new Error(`command ${id} is gone`);
+      return command;
+    };
+    const at = (ms: number) => new Date(ms).toISOString();
+    const failRetryable = (c: ClaimedCommand, agentId = 'agent-1') =>
+      store.report(c.id, { agentId, leaseId: c.leaseId, status: 'FAILED', error: 'HTTP 503', retryable: true });
+    const eventsAfter = (seq: number) => store.eventsSince(seq, 1000);
+
+    describe('submit and get', () => {
+      test('a new command is PENDING with the defaults of SPEC §2', async () => {
+        const t0 = clock.now();
+        const d = await submit(delay(3000));
+        expect(d).toMatchObject({
+          type: 'DELAY',
+          payload: { ms: 3000 },
+          status: 'PENDING',
+          result: null,
+          error: null,
+          agentId: null,
+          attempts: 0,
+          maxAttempts: 3,
+          timeoutMs: 33_000,
+          leaseExpiresAt: null,
+          availableAt: at(t0),
+          cancelRequested: false,
+          progress: null,
+          createdAt: at(t0),
+          updatedAt: at(t0),
+          startedAt: null,
+          finishedAt: null,
+        });
+        expect((await submit(httpGet)).timeoutMs).toBe(30_000);
+        expect(await store.get(d.id)).toEqual(d);
+      });
+
+      test('maxAttempts and timeoutMs given on submit are kept', async () => {
+        const c = await submit(delay(10, { maxAttempts: 20, timeoutMs: 500 }));
+        expect(c).toMatchObject({ maxAttempts: 20, timeoutMs: 500 });
+      });
+
+      test('every command gets its own id; get of an unknown id answers undefined', async () => {
+        const ids = new Set<string>();
+        for (let i = 0; i < 20; i++) ids.add((await submit()).id);
+        expect(ids.size).toBe(20);
+        expect(await store.get('no-such-command')).toBeUndefined();
+      });
+    });
+
+    describe('idempotency keys', () => {
+      test('the same key with the same body answers the first command, replayed, and stores nothing new', async () => {
+        const first = await store.submit(delay(5), 'key-1');
+        expect(first.replayed).toBe(false);
+        clock.advance(1000);
+        const again = await store.submit(delay(5), 'key-1');
+        expect(again).toEqual({ command: first.command, replayed: true });
+        // Key order in the body does not make it another body.
+        const reordered = await store.submit({ payload: { ms: 5 }, type: 'DELAY' } as SubmitBody, 'key-1');
+        expect(reordered.command.id).toBe(first.command.id);
+        expect((await store.countByStatus()).PENDING).toBe(1);
+      });
+
+      test('the same key with another body is a 422 and stores nothing', async () => {
+        await store.submit(delay(5), 'key-1');
+        const seq = await store.lastEventSeq();
+        const message = await rejectsWith(store.submit(delay(6), 'key-1'), 422);
+        expect(message).toMatch(/Idempotency-Key/);
+        expect((await store.countByStatus()).PENDING).toBe(1);
+        expect(await store.lastEventSeq()).toBe(seq);
+      });
+
+      test('concurrent submits with one key make one command', async () => {
+        const outcomes = await Promise.all(Array.from({ length: 10 }, () => store.submit(delay(5), 'key-race')));
+        expect(new Set(outcomes.map((o) => o.command.id)).size).toBe(1);
+        expect(outcomes.filter((o) => !o.replayed)).toHaveLength(1);
+        expect((await store.countByStatus()).PENDING).toBe(1);
+      });
+
+      test('other keys and no key make new commands', async () => {
+        const a = await store.submit(delay(5), 'key-a');
+        const b = await store.submit(delay(5), 'key-b');
+        const c = await store.submit(delay(5));
+        const d = await store.submit(delay(5));
+        expect(new Set([a, b, c, d].map((o) => o.command.id)).size).toBe(4);
+        expect([a, b, c, d].every((o) => !o.replayed)).toBe(true);
+      });
+    });
+
+    describe('claim', () => {
+      test('no available command: undefined', async () => {
+        expect(await store.claim('agent-1', LEASE_MS)).toBeUndefined();
+      });
+
+      test('a claim leases the command: RUNNING, the agent, one attempt, a lease of leaseMs', async () => {
+        const c = await submit();
+        clock.advance(5);
+        const claimed = await claim('agent-1', 12_345);
+        expect(claimed).toMatchObject({
+          id: c.id,
+          status: 'RUNNING',
+          agentId: 'agent-1',
+          attempts: 1,
+          leaseExpiresAt: at(clock.now() + 12_345),
+          startedAt: at(clock.now()),
+        });
+        expect(claimed.leaseId).toEqual(expect.any(String));
+        expect(await store.claim('agent-2', LEASE_MS)).toBeUndefined();
+      });
+
+      test('the lease id is shown only to the claimer: never in get, list or events', async () => {
+        const c = await submit();
+        const claimed = await claim();
+        const seen: unknown[] = [await get(c.id), ...(await store.list({ limit: 10 })).commands];
+        seen.push(...(await eventsAfter(0)).map((e) => e.command));
+        for (const command of seen) expect(JSON.stringify(command)).not.toContain(claimed.leaseId);
+      });
+
+      test('order: earliest availableAt first, then insertion order', async () => {
+        const a = await submit();
+        const b = await submit();
+        const c = await submit();
+        // a fails and waits out a 1 s backoff, so it becomes available after b and c.
+        await failRetryable(await claim());
+        clock.advance(2000);
+        const d = await submit();
+        const order: string[] = [];
+        for (let i = 0; i < 4; i++) order.push((await claim()).id);
+        expect(order).toEqual([b.id, c.id, a.id, d.id]);
+      });
+
+      test('many concurrent claims: every command is leased exactly once', async () => {
+        const ids = new Set<string>();
+        for (let i = 0; i < 25; i++) ids.add((await submit()).id);
+        const answers = await Promise.all(
+          Array.from({ length: 100 }, (_, i) => store.claim(`agent-${i % 10}`, LEASE_MS)),
+        );
+        const claimed = answers.filter((c): c is ClaimedCommand => c !== undefined);
+        expect(claimed).toHaveLength(25);
+        expect(new Set(claimed.map((c) => c.id))).toEqual(ids);
+        expect(new Set(claimed.map((c) => c.leaseId)).size).toBe(25);
+        expect(await store.countByStatus()).toEqual({ PENDING: 0, RUNNING: 25, COMPLETED: 0, FAILED: 0 });
+      });
+
+      test('claimBatch leases up to max commands in claim order, each under its own lease', async () => {
+        const ids: string[] = [];
+        for (let i = 0; i < 5; i++) ids.push((await submit()).id);
+        const batch = await store.claimBatch('agent-1', LEASE_MS, 3);
+        expect(batch.map((c) => c.id)).toEqual(ids.slice(0, 3));
+        expect(new Set(batch.map((c) => c.leaseId)).size).toBe(3);
+        expect(batch.every((c) => c.status === 'RUNNING' && c.agentId === 'agent-1')).toBe(true);
+        expect((await store.claimBatch('agent-2', LEASE_MS, 10)).map((c) => c.id)).toEqual(ids.slice(3));
+        expect(await store.claimBatch('agent-3', LEASE_MS, 10)).toEqual([]);
+      });
+
+      test('release gives a claim back untouched: same place in the queue, attempt not counted', async () => {
+        const a = await submit();
+        clock.advance(10);
+        const b = await submit();
+        clock.advance(10);
+        const claimed = await claim();
+        expect(claimed.id).toBe(a.id);
+        clock.advance(10);
+        await store.release(claimed.id, claimed.leaseId);
+        expect(await get(a.id)).toMatchObject({ status: 'PENDING', attempts: 0, leaseExpiresAt: null });
+        expect((await claim()).id).toBe(a.id);
+        expect((await claim()).id).toBe(b.id);
+      });
+
+      test('release with another lease id changes nothing', async () => {
+        const c = await submit();
+        await claim();
+        const before = await get(c.id);
+        await store.release(c.id, 'not-the-lease');
+        expect(await get(c.id)).toEqual(before);
+      });
+    });
+
+    describe('report', () => {
+      test('the lease holder completes the command', async () => {
+        await submit();
+        const c = await claim();
+        clock.advance(100);
+        const { command, replayed } = await store.report(c.id, {
+          agentId: 'agent-1',
+          leaseId: c.leaseId,
+          status: 'COMPLETED',
+          result: { ok: true, tookMs: 10 },
+        });
+        expect(replayed).toBe(false);
+        expect(command).toMatchObject({
+          status: 'COMPLETED',
+          result: { ok: true, tookMs: 10 },
+          error: null,
+          leaseExpiresAt: null,
+          finishedAt: at(clock.now()),
+        });
+        expect(await get(c.id)).toEqual(command);
+      });
+
+      test('the original body { result, agentId }: COMPLETED, checked by agent id alone', async () => {
+        await submit();
+        const c = await claim();
+        const { command } = await store.report(c.id, { agentId: 'agent-1', result: { ok: true } });
+        expect(command).toMatchObject({ status: 'COMPLETED', result: { ok: true } });
+      });
+
+      test('a report by an agent that does not hold the lease is a 409 and changes nothing', async () => {
+        await submit();
+        const c = await claim('agent-1');
+        const before = await get(c.id);
+        const seq = await store.lastEventSeq();
+        await rejectsWith(store.report(c.id, { agentId: 'agent-2', result: { ok: true } }), 409);
+        await rejectsWith(store.report(c.id, { agentId: 'agent-2', leaseId: c.leaseId, result: {} }), 409);
+        await rejectsWith(store.report(c.id, { agentId: 'agent-1', leaseId: 'other-lease', result: {} }), 409);
+        expect(await get(c.id)).toEqual(before);
+        expect(await store.lastEventSeq()).toBe(seq);
+      });
+
+      test('a report for a command nobody claimed is a 409; for an unknown id a 404', async () => {
+        const c = await submit();
+        await rejectsWith(store.report(c.id, { agentId: 'agent-1', result: {} }), 409);
+        await rejectsWith(store.report('no-such-command', { agentId: 'agent-1', result: {} }), 404);
+      });
+
+      test('the same report twice: replayed the second time, nothing changes', async () => {
+        await submit();
+        const c = await claim();
+        const body = { agentId: 'agent-1', leaseId: c.leaseId, status: 'COMPLETED' as const, result: { n: 1 } };
+        const first = await store.report(c.id, body);
+        const seq = await store.lastEventSeq();
+        clock.advance(1000);
+        const second = await store.report(c.id, { ...body, result: { n: 1 } });
+        expect(second).toEqual({ command: first.command, replayed: true });
+        expect(await get(c.id)).toEqual(first.command);
+        expect(await store.lastEventSeq()).toBe(seq);
+      });
+
+      test('a different report after COMPLETED is a 409 and the first outcome stays', async () => {
+        await submit();
+        const c = await claim();
+        const first = await store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, result: { n: 1 } });
+        const message = await rejectsWith(
+          store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, status: 'FAILED', error: 'boom' }),
+          409,
+        );
+        expect(message).toMatch(/COMPLETED/);
+        expect(await get(c.id)).toEqual(first.command);
+      });
+
+      test('a non-retryable failure is FAILED at once, with its error and result', async () => {
+        await submit(delay(10, { maxAttempts: 5 }));
+        const c = await claim();
+        const { command } = await store.report(c.id, {
+          agentId: 'agent-1',
+          leaseId: c.leaseId,
+          status: 'FAILED',
+          error: 'HTTP 404',
+          result: { status: 404 },
+          retryable: false,
+        });
+        expect(command).toMatchObject({ status: 'FAILED', error: 'HTTP 404', result: { status: 404 }, attempts: 1 });
+        expect(command.finishedAt).not.toBeNull();
+      });
+
+      test('a retryable failure with attempts left goes back to PENDING, error set and attempts kept', async () => {
+        await submit(delay(10, { maxAttempts: 2 }));
+        const c1 = await claim();
+        const { command } = await failRetryable(c1);
+        expect(command).toMatchObject({ status: 'PENDING', error: 'HTTP 503', attempts: 1, finishedAt: null, leaseExpiresAt: null });
+        clock.advance(1000);
+        const c2 = await claim('agent-2');
+        expect(c2.attempts).toBe(2);
+        const last = await failRetryable(c2, 'agent-2');
+        expect(last.command).toMatchObject({ status: 'FAILED', error: 'HTTP 503', attempts: 2 });
+      });
+
+      test('a late report from the lease holder after its lease ran out is taken while nobody else claimed', async () => {
+        await submit();
+        const c = await claim('agent-1');
+        clock.advance(LEASE_MS);
+        expect((await store.requeueExpired()).map((x) => x.id)).toEqual([c.id]);
+        expect((await get(c.id)).status).toBe('PENDING');
+        const { command } = await store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, result: { late: true } });
+        expect(command).toMatchObject({ status: 'COMPLETED', result: { late: true } });
+        expect(await store.claim('agent-2', LEASE_MS)).toBeUndefined();
+      });
+
+      test('a late report is also taken when the expiry had failed the command (attempts spent)', async () => {
+        await submit(delay(10, { maxAttempts: 1 }));
+        const c = await claim('agent-1');
+        clock.advance(LEASE_MS);
+        await store.requeueExpired();
+        expect(await get(c.id)).toMatchObject({ status: 'FAILED', error: 'lease expired' });
+        const { command } = await store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, result: { late: true } });
+        expect(command).toMatchObject({ status: 'COMPLETED', error: null });
+      });
+
+      test('a late report is a 409 once another agent claimed the command', async () => {
+        await submit();
+        const c = await claim('agent-1');
+        clock.advance(LEASE_MS);
+        await store.requeueExpired();
+        clock.advance(60_000);
+        const c2 = await claim('agent-2');
+        expect(c2.id).toBe(c.id);
+        await rejectsWith(store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, result: { late: true } }), 409);
+        await rejectsWith(store.report(c.id, { agentId: 'agent-1', result: { late: true } }), 409);
+        expect(await get(c.id)).toMatchObject({ status: 'RUNNING', agentId: 'agent-2' });
+        const { command } = await store.report(c.id, { agentId: 'agent-2', leaseId: c2.leaseId, result: { n: 2 } });
+        expect(command).toMatchObject({ status: 'COMPLETED', result: { n: 2 }, attempts: 2 });
+      });
+    });
+
+    describe('heartbeat', () => {
+      test('extends the lease to leaseMs from now and stores progress', async () => {
+        await submit();
+        const c = await claim('agent-1');
+        clock.advance(20_000);
+        const answer = await store.heartbeat(
+          c.id,
+          { agentId: 'agent-1', leaseId: c.leaseId, progress: { percent: 40, message: 'halfway-ish' } },
+          LEASE_MS,
+        );
+        expect(answer).toEqual({ leaseExpiresAt: at(clock.now() + LEASE_MS), cancelRequested: false });
+        expect(await get(c.id)).toMatchObject({
+          leaseExpiresAt: at(clock.now() + LEASE_MS),
+          progress: { percent: 40, message: 'halfway-ish' },
+        });
+        // A heartbeat without progress keeps the last one.
+        await store.heartbeat(c.id, { agentId: 'agent-1', leaseId: c.leaseId }, LEASE_MS);
+        expect((await get(c.id)).progress).toEqual({ percent: 40, message: 'halfway-ish' });
+      });
+
+      test('a renewed lease does not expire at its first deadline', async () => {
+        await submit();
+        const c = await claim();
+        clock.advance(LEASE_MS - 1);
+        await store.heartbeat(c.id, { agentId: 'agent-1', leaseId: c.leaseId }, LEASE_MS);
+        clock.advance(LEASE_MS - 1);
+        expect(await store.requeueExpired()).toEqual([]);
+        expect((await get(c.id)).status).toBe('RUNNING');
+        clock.advance(1);
+        expect(await store.requeueExpired()).toHaveLength(1);
+      });
+
+      test('409 once the lease is lost, for another agent or lease; 404 for an unknown id', async () => {
+        await submit();
+        const c = await claim('agent-1');
+        await rejectsWith(store.heartbeat(c.id, { agentId: 'agent-2', leaseId: c.leaseId }, LEASE_MS), 409);
+        await rejectsWith(store.heartbeat(c.id, { agentId: 'agent-1', leaseId: 'other' }, LEASE_MS), 409);
+        clock.advance(LEASE_MS);
+        await store.requeueExpired();
+        const message = await rejectsWith(
+          store.heartbeat(c.id, { agentId: 'agent-1', leaseId: c.leaseId }, LEASE_MS),
+          409,
+        );
+        expect(message).toMatch(/lease/);
+        clock.advance(60_000);
+        await claim('agent-2');
+        await rejectsWith(store.heartbeat(c.id, { agentId: 'agent-1', leaseId: c.leaseId }, LEASE_MS), 409);
+        await rejectsWith(store.heartbeat('no-such-command', { agentId: 'agent-1', leaseId: 'x' }, LEASE_MS), 404);
+      });
+
+      test('409 after the command finished', async () => {
+        await submit();
+        const c = await claim();
+        await store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, result: {} });
+        await rejectsWith(store.heartbeat(c.id, { agentId: 'agent-1', leaseId: c.leaseId }, LEASE_MS), 409);
+      });
+    });
+
+    describe('lease expiry', () => {
+      test('nothing expires before leaseExpiresAt; then the command is PENDING again, attempts kept', async () => {
+        const c = await submit(delay(10, { maxAttempts: 3 }));
+        await claim('agent-1', 1000);
+        clock.advance(999);
+        expect(await store.requeueExpired()).toEqual([]);
+        clock.advance(1);
+        const [expired] = await store.requeueExpired();
+        expect(expired).toMatchObject({
+          id: c.id,
+          status: 'PENDING',
+          error: 'lease expired',
+          attempts: 1,
+          leaseExpiresAt: null,
+          finishedAt: null,
+        });
+        expect(await store.requeueExpired()).toEqual([]);
+        const available = Date.parse(expired?.availableAt ?? '');
+        clock.advance(available - clock.now());
+        expect((await claim('agent-2')).attempts).toBe(2);
+      });
+
+      test('with its attempts spent an expired command is FAILED "lease expired"', async () => {
+        await submit(delay(10, { maxAttempts: 1 }));
+        const c = await claim('agent-1', 1000);
+        clock.advance(1000);
+        const [expired] = await store.requeueExpired();
+        expect(expired).toMatchObject({ id: c.id, status: 'FAILED', error: 'lease expired', attempts: 1 });
+        expect(expired?.finishedAt).toBe(at(clock.now()));
+        clock.advance(120_000);
+        expect(await store.claim('agent-2', LEASE_MS)).toBeUndefined();
+      });
+
+      test('an expired command whose cancel was requested is FAILED "canceled"', async () => {
+        await submit();
+        const c = await claim('agent-1', 1000);
+        await store.cancel(c.id);
+        clock.advance(1000);
+        const [expired] = await store.requeueExpired();
+        expect(expired).toMatchObject({ status: 'FAILED', error: 'canceled' });
+      });
+
+      test('nextWakeAt names the earliest lease expiry and the earliest end of a backoff', async () => {
+        expect(await store.nextWakeAt()).toEqual({});
+        await submit();
+        await submit();
+        const t0 = clock.now();
+        const a = await claim('agent-1', 5000);
+        await claim('agent-2', 3000);
+        expect(await store.nextWakeAt()).toEqual({ leaseExpiresAt: t0 + 3000 });
+        await failRetryable(a);
+        expect(await store.nextWakeAt()).toEqual({ leaseExpiresAt: t0 + 3000, availableAt: t0 + 1000 });
+      });
+    });
+
+    describe('retry backoff', () => {
+      /** Fails a command retryably until its attempts are spent; answers each backoff in ms. */
+      async function backoffs(attempts: number): Promise<number[]> {
+        await submit(delay(10, { maxAttempts: attempts + 1 }));
+        const delays: number[] = [];
+        for (let i = 0; i < attempts; i++) {
+          const { command } = await failRetryable(await claim());
+          const wait = Date.parse(command.availableAt) - clock.now();
+          delays.push(wait);
+          clock.advance(wait - 1);
+          expect(await store.claim('agent-1', LEASE_MS), 'claimable before its backoff ended').toBeUndefined();
+          clock.advance(1);
+        }
+        // Finish it, so the next command submitted is the next one claimed.
+        const last = await claim();
+        await store.report(last.id, { agentId: 'agent-1', leaseId: last.leaseId, result: {} });
+        return delays;
+      }
+
+      test('1 s, 2 s, 4 s … doubling, capped at 60 s', async () => {
+        expect(await backoffs(9)).toEqual([1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000, 60_000]);
+      });
+
+      test('jitter keeps each delay within ±25 % and never above the 60 s cap', async () => {
+        jitter = 0;
+        expect((await backoffs(1))[0]).toBe(750);
+        jitter = 0.999_999;
+        const [second] = await backoffs(1);
+        expect(second).toBeGreaterThan(1240);
+        expect(second).toBeLessThanOrEqual(1250);
+        const capped = await backoffs(8);
+        expect(Math.max(...capped)).toBeLessThanOrEqual(60_000);
+      });
+
+      test('a lease expiry with attempts left also waits out a backoff', async () => {
+        await submit();
+        await claim('agent-1', 1000);
+        clock.advance(1000);
+        const [expired] = await store.requeueExpired();
+        expect(Date.parse(expired?.availableAt ?? '') - clock.now()).toBe(1000);
+      });
+    });
+
+    describe('cancel', () => {
+      test('a PENDING command is FAILED "canceled" at once and never claimed', async () => {
+        const c = await submit();
+        const canceled = await store.cancel(c.id);
+        expect(canceled).toMatchObject({ status: 'FAILED', error: 'canceled' });
+        expect(canceled.finishedAt).not.toBeNull();
+        expect(await store.claim('agent-1', LEASE_MS)).toBeUndefined();
+      });
+
+      test('a RUNNING command stays RUNNING, its agent hears it at the next heartbeat and it is not retried', async () => {
+        await submit(delay(10, { maxAttempts: 5 }));
+        const c = await claim();
+        const canceled = await store.cancel(c.id);
+        expect(canceled).toMatchObject({ status: 'RUNNING', cancelRequested: true });
+        // Asking twice is fine and changes nothing more.
+        const seq = await store.lastEventSeq();
+        expect(await store.cancel(c.id)).toEqual(canceled);
+        expect(await store.lastEventSeq()).toBe(seq);
+        const hb = await store.heartbeat(c.id, { agentId: 'agent-1', leaseId: c.leaseId }, LEASE_MS);
+        expect(hb.cancelRequested).toBe(true);
+        const { command } = await store.report(c.id, {
+          agentId: 'agent-1',
+          leaseId: c.leaseId,
+          status: 'FAILED',
+          error: 'canceled',
+          retryable: true,
+        });
+        expect(command).toMatchObject({ status: 'FAILED', error: 'canceled' });
+      });
+
+      test('a finished command cannot be canceled (409); an unknown one is a 404', async () => {
+        await submit();
+        const c = await claim();
+        await store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, result: {} });
+        expect(await rejectsWith(store.cancel(c.id), 409)).toMatch(/COMPLETED/);
+        const f = await submit();
+        await store.cancel(f.id);
+        expect(await rejectsWith(store.cancel(f.id), 409)).toMatch(/FAILED/);
+        await rejectsWith(store.cancel('no-such-command'), 404);
+      });
+    });
+
+    describe('retry', () => {
+      test('a FAILED command goes back to PENDING with a fresh attempt budget', async () => {
+        await submit(delay(10, { maxAttempts: 1 }));
+        const c = await claim();
+        await store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, status: 'FAILED', error: 'x', result: { a: 1 } });
+        clock.advance(10);
+        const retried = await store.retry(c.id);
+        expect(retried).toMatchObject({
+          status: 'PENDING',
+          attempts: 0,
+          maxAttempts: 1,
+          error: null,
+          result: null,
+          finishedAt: null,
+          availableAt: at(clock.now()),
+        });
+        const again = await claim('agent-2');
+        expect(again).toMatchObject({ id: c.id, attempts: 1 });
+        // The old lease holder can no longer report.
+        await rejectsWith(store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, result: {} }), 409);
+      });
+
+      test('only a FAILED command can be retried (409); an unknown one is a 404', async () => {
+        const pending = await submit();
+        expect(await rejectsWith(store.retry(pending.id), 409)).toMatch(/PENDING/);
+        const c = await claim();
+        await rejectsWith(store.retry(c.id), 409);
+        await store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, result: {} });
+        await rejectsWith(store.retry(c.id), 409);
+        await rejectsWith(store.retry('no-such-command'), 404);
+      });
+    });
+
+    describe('list', () => {
+      test('newest first, with status, type and agentId filters and a limit', async () => {
+        const a = await submit();
+        const b = await submit(httpGet);
+        const c = await submit();
+        await claim('agent-9'); // a
+        const all = await store.list({ limit: 100 });
+        expect(all.commands.map((x) => x.id)).toEqual([c.id, b.id, a.id]);
+        expect(all.nextBeforeSeq).toBeUndefined();
+        expect((await store.list({ limit: 100, status: 'RUNNING' })).commands.map((x) => x.id)).toEqual([a.id]);
+        expect((await store.list({ limit: 100, type: 'HTTP_GET_JSON' })).commands.map((x) => x.id)).toEqual([b.id]);
+        expect((await store.list({ limit: 100, agentId: 'agent-9' })).commands.map((x) => x.id)).toEqual([a.id]);
+        expect((await store.list({ limit: 100, status: 'PENDING', type: 'DELAY' })).commands.map((x) => x.id)).toEqual([
+          c.id,
+        ]);
+        expect((await store.list({ limit: 100, status: 'COMPLETED' })).commands).toEqual([]);
+      });
+
+      test('paging is stable under inserts: every command once, none skipped, new ones not mixed in', async () => {
+        const older: string[] = [];
+        for (let i = 0; i < 7; i++) older.push((await submit()).id);
+        const seen: string[] = [];
+        let page = await store.list({ limit: 3 });
+        seen.push(...page.commands.map((c) => c.id));
+        while (page.nextBeforeSeq !== undefined) {
+          for (let i = 0; i < 2; i++) await submit(); // new commands arrive between pages
+          page = await store.list({ limit: 3, beforeSeq: page.nextBeforeSeq });
+          seen.push(...page.commands.map((c) => c.id));
+        }
+        expect(seen).toEqual([...older].reverse());
+      });
+
+      test('a page that ends exactly at the last command has no next page', async () => {
+        await submit();
+        await submit();
+        const page = await store.list({ limit: 2 });
+        expect(page.commands).toHaveLength(2);
+        expect(page.nextBeforeSeq).toBeUndefined();
+      });
+    });
+
+    describe('event log', () => {
+      test('each change writes one event, in order, holding the command as it then was', async () => {
+        const start = await store.lastEventSeq();
+        const heard: StoredEvent[] = [];
+        const listener = (event: StoredEvent) => heard.push(event);
+        store.events.on('event', listener);
+        try {
+          const c = await submit();
+          const after: Command[] = [await get(c.id)];
+          const claimed = await claim();
+          after.push(await get(c.id));
+          await store.heartbeat(c.id, { agentId: 'agent-1', leaseId: claimed.leaseId, progress: { percent: 50 } }, LEASE_MS);
+          after.push(await get(c.id));
+          await store.heartbeat(c.id, { agentId: 'agent-1', leaseId: claimed.leaseId }, LEASE_MS); // no progress, no event
+          await store.report(c.id, { agentId: 'agent-1', leaseId: claimed.leaseId, result: { ok: true } });
+          after.push(await get(c.id));
+          await store.retry(c.id).catch(() => undefined); // a 409 writes nothing
+
+          const events = await eventsAfter(start);
+          expect(events.map((e) => [e.kind, e.transition])).toEqual([
+            ['status', 'submit'],
+            ['status', 'claim'],
+            ['progress', 'progress'],
+            ['status', 'report'],
+          ]);
+          for (let i = 1; i < events.length; i++) expect(events[i]!.seq).toBeGreaterThan(events[i - 1]!.seq);
+          expect(events.map((e) => e.command)).toEqual(after);
+          expect(await store.lastEventSeq()).toBe(events.at(-1)?.seq);
+          // Listeners hear the same events, after they are stored.
+          expect(heard).toEqual(events);
+        } finally {
+          store.events.off('event', listener);
+        }
+      });
+
+      test('cancel, retry, expiry and release are logged too', async () => {
+        const a = await submit();
+        const b = await submit();
+        const c = await claim();
+        await store.release(c.id, c.leaseId);
+        const c2 = await claim();
+        clock.advance(LEASE_MS);
+        await store.requeueExpired();
+        await store.cancel(a.id);
+        await store.retry(a.id);
+        await store.cancel(b.id);
+        const events = await eventsAfter(0);
+        expect(events.map((e) => `${e.transition}:${e.command.status}`)).toEqual([
+          'submit:PENDING',
+          'submit:PENDING',
+          'claim:RUNNING',
+          'release:PENDING',
+          'claim:RUNNING',
+          'expire:PENDING',
+          'cancel:FAILED',
+          'retry:PENDING',
+          'cancel:FAILED',
+        ]);
+        expect(c2.id).toBe(a.id);
+      });
+
+      test('eventsSince pages by seq and filters by command and status', async () => {
+        const a = await submit();
+        const b = await submit();
+        await claim();
+        const all = await eventsAfter(0);
+        expect(all).toHaveLength(3);
+        expect(await store.eventsSince(all[0]!.seq, 1)).toEqual([all[1]]);
+        expect((await store.eventsSince(0, 100, { commandId: a.id })).map((e) => e.transition)).toEqual(['submit', 'claim']);
+        expect((await store.eventsSince(0, 100, { commandId: b.id })).map((e) => e.transition)).toEqual(['submit']);
+        expect((await store.eventsSince(0, 100, { status: 'RUNNING' })).map((e) => e.command.id)).toEqual([a.id]);
+        expect(await store.eventsSince(all[2]!.seq, 100)).toEqual([]);
+        expect((await store.lastEventFor(a.id))?.transition).toBe('claim');
+        expect(await store.lastEventFor('no-such-command')).toBeUndefined();
+      });
+    });
+
+    test('countByStatus counts every status, zeros included', async () => {
+      expect(await store.countByStatus()).toEqual({ PENDING: 0, RUNNING: 0, COMPLETED: 0, FAILED: 0 });
+      for (let i = 0; i < 5; i++) await submit();
+      const done = await claim();
+      await store.report(done.id, { agentId: 'agent-1', leaseId: done.leaseId, result: {} });
+      await claim();
+      await store.cancel((await claim()).id); // RUNNING with cancel requested
+      const failed = await claim();
+      await store.report(failed.id, { agentId: 'agent-1', leaseId: failed.leaseId, status: 'FAILED', error: 'x' });
+      expect(await store.countByStatus()).toEqual({ PENDING: 1, RUNNING: 2, COMPLETED: 1, FAILED: 1 });
+    });
+
+    test('ping answers while the store is open', async () => {
+      await expect(store.ping()).resolves.toBeUndefined();
+    });
+  });
+}

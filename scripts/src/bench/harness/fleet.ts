@@ -1,0 +1,76 @@
+/**
+ * A fleet of agents for a scenario: real agent processes (`node agent/dist/main.js`), or protocol
+ * agents (workers/protocol-agent.ts) that speak the agent protocol with no agent-side costs.
+ */
+import type { Started } from './processes.js';
+import { startAgentProcess } from './server.js';
+import { startWorker } from './workers.js';
+
+export const AGENT_KINDS = ['process', 'protocol'] as const;
+export type AgentKind = (typeof AGENT_KINDS)[number];
+
+export interface FleetOptions {
+  kind: AgentKind;
+  serverUrl: string;
+  /** Where real agents keep their idempotency databases. */
+  dir: string;
+  agents: number;
+  concurrency: number;
+  /** Seconds; 0 = plain polling every `pollInterval` ms. */
+  longPollWait: number;
+  pollInterval: number;
+  /** Protocol agents only: one command per request, or next-batch + batched reports. */
+  protocolMode?: 'single' | 'batch';
+  claimMax?: number;
+}
+
+export interface Fleet {
+  procs: Started[];
+  /** How many polls the idle fleet keeps waiting on the server, at least. */
+  idlePolls: number;
+  stop: () => Promise<void>;
+}
+
+export async function startFleet(o: FleetOptions): Promise<Fleet> {
+  const procs: Started[] = [];
+  try {
+    for (let i = 0; i < o.agents; i++) {
+      const id = `bench-${o.kind}-${i + 1}`;
+      if (o.kind === 'process') {
+        procs.push(
+          startAgentProcess({
+            serverUrl: o.serverUrl,
+            dir: o.dir,
+            id,
+            concurrency: o.concurrency,
+            longPollWait: o.longPollWait,
+            pollInterval: o.pollInterval,
+          }),
+        );
+      } else {
+        const worker = startWorker('protocol-agent', [
+          `--url=${o.serverUrl}`,
+          `--id=${id}`,
+          `--loops=${o.concurrency}`,
+          `--mode=${o.protocolMode ?? 'single'}`,
+          `--max=${o.claimMax ?? 64}`,
+          `--wait=${o.longPollWait}`,
+          `--poll-interval=${o.pollInterval}`,
+        ]);
+        procs.push(worker.proc);
+        await worker.next('ready', 20_000);
+      }
+    }
+  } catch (err) {
+    await Promise.all(procs.map((p) => p.kill()));
+    throw err;
+  }
+  return {
+    procs,
+    idlePolls: o.kind === 'protocol' ? o.agents * o.concurrency : o.agents,
+    // Agents are load here, not the subject: SIGKILL them (a real agent would drain for DRAIN_MS).
+    stop: async () => {
+      await Promise.all(procs.map((p) => p.kill()));
+    },
+  };
+}

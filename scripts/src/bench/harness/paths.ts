@@ -1,0 +1,13 @@
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root, from scripts/dist/bench/harness/. */
+export const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
+export const SERVER_MAIN = join(REPO_ROOT, 'control-server/dist/main.js');
+export const AGENT_MAIN = join(REPO_ROOT, 'agent/dist/main.js');
+export const DEFAULT_OUT_DIR = join(REPO_ROOT, 'bench-results');
+
+/** A worker entry of the bench (scripts/dist/bench/workers/<name>.js). */
+export function workerMain(name: string): string {
+  return fileURLToPath(new URL(`../workers/${name}.js`, import.meta.url));
+}

@@ -1,0 +1,69 @@
+/**
+ * Fills a control-server database (already migrated by the server itself, so the schema is the
+ * real one) with `n` finished commands and the tail of their event log, in one transaction.
+ * Durability does not matter while seeding, so the journal and syncs are off; WAL is restored
+ * before the server opens the file. The secondary indexes are dropped during the insert and
+ * recreated from their own stored definitions afterwards (building an index by sorting is far
+ * faster than updating it row by row), so the schema the server sees is exactly the migrated one.
+ */
+import { randomUUID } from 'node:crypto';
+import Database from 'better-sqlite3';
+
+const EVENT_TAIL = 100_000;
+
+export function seedCommands(dbPath: string, n: number): { ids: string[]; ms: number } {
+  const started = performance.now();
+  const db = new Database(dbPath);
+  db.pragma('journal_mode = OFF');
+  db.pragma('synchronous = OFF');
+  db.pragma('cache_size = -1000000');
+  const insert = db.prepare(`INSERT INTO commands
+    (id, type, payload, status, result, error, agent_id, attempts, max_attempts, timeout_ms, available_at,
+     cancel_requested, created_at, updated_at, started_at, finished_at, report_hash)
+    VALUES (?, ?, ?, ?, ?, ?, ?, 1, 3, ?, ?, 0, ?, ?, ?, ?, ?)`);
+  const insertEvent = db.prepare(`INSERT INTO events (command_id, kind, transition, data, created_at)
+    VALUES (?, 'status', 'report', ?, ?)`);
+  const base = Date.now() - 3_600_000 - n * 10;
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const sampleEvery = Math.max(1, Math.floor(n / 1000));
+  const ids: string[] = [];
+  const indexes = db
+    .prepare<[], { name: string; sql: string }>(
+      "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('commands', 'events') AND sql IS NOT NULL",
+    )
+    .all();
+  db.transaction(() => {
+    for (const { name } of indexes) db.exec(`DROP INDEX "${name}"`);
+    for (let i = 0; i < n; i++) {
+      const id = randomUUID();
+      const http = i % 10 === 9;
+      const failed = i % 20 === 19;
+      const created = base + i * 10;
+      const started = created + 2;
+      const finished = started + 3;
+      const type = http ? 'HTTP_GET_JSON' : 'DELAY';
+      const payload = http ? '{"url":"http://example.test/data.json"}' : '{"ms":3}';
+      const result = failed ? '{"status":503,"ok":false,"body":null,"tookMs":3}' : '{"ok":true,"tookMs":3}';
+      const status = failed ? 'FAILED' : 'COMPLETED';
+      const error = failed ? 'status 503' : null;
+      const agentId = `agent-${i % 8}`;
+      const timeoutMs = http ? 30_000 : 30_003;
+      insert.run(id, type, payload, status, result, error, agentId, timeoutMs, created, created, finished, started, finished, 'seeded');
+      if (i % sampleEvery === 0) ids.push(id);
+      if (i >= n - EVENT_TAIL) {
+        // The command after its report, as the server logs it (built as text: this runs 100 000 times).
+        const data =
+          `{"id":"${id}","type":"${type}","payload":${payload},"status":"${status}","result":${result},` +
+          `"error":${error === null ? 'null' : `"${error}"`},"agentId":"${agentId}","attempts":1,"maxAttempts":3,` +
+          `"timeoutMs":${timeoutMs},"leaseExpiresAt":null,"availableAt":"${iso(created)}","cancelRequested":false,` +
+          `"progress":null,"createdAt":"${iso(created)}","updatedAt":"${iso(finished)}","startedAt":"${iso(started)}",` +
+          `"finishedAt":"${iso(finished)}"}`;
+        insertEvent.run(id, data, finished);
+      }
+    }
+    for (const { sql } of indexes) db.exec(sql);
+  })();
+  db.pragma('journal_mode = WAL');
+  db.close();
+  return { ids, ms: performance.now() - started };
+}

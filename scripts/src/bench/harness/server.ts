@@ -1,0 +1,102 @@
+/** The control server and real agents, as separate processes on free ports with temp databases. */
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Api, metric } from './http.js';
+import { AGENT_MAIN, SERVER_MAIN, workerMain } from './paths.js';
+import { freePort, spawnNode, waitUntil, type Started } from './processes.js';
+
+export interface ServerOptions {
+  dbPath: string;
+  env?: Record<string, string>;
+  /** Write a V8 CPU profile of the server into this directory (on a clean stop). */
+  cpuProfDir?: string;
+  /** What-if only: `normal` preloads workers/sqlite-sync-normal.js (PRAGMA synchronous = NORMAL). */
+  sqliteSync?: 'full' | 'normal';
+}
+
+export interface BenchServer {
+  url: string;
+  port: number;
+  proc: Started;
+  api: Api;
+  /** SIGTERM (so a --cpu-prof profile is written), SIGKILL after 15 s. */
+  stop: () => Promise<void>;
+}
+
+export async function startServer(options: ServerOptions): Promise<BenchServer> {
+  const port = await freePort();
+  const nodeArgs = options.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : [];
+  if (options.sqliteSync === 'normal') nodeArgs.push('--import', pathToFileURL(workerMain('sqlite-sync-normal')).href);
+  const proc = spawnNode('control-server', SERVER_MAIN, [], {
+    nodeArgs,
+    env: {
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      DB_PATH: options.dbPath,
+      LOG_LEVEL: 'warn',
+      ...options.env,
+    },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const api = new Api(url, 16);
+  try {
+    await waitUntil(
+      async () => {
+        if (!proc.isRunning()) throw new Error(`server exited early:\n${proc.output()}`);
+        return api.call('GET', '/health').then(() => true, () => false);
+      },
+      { timeoutMs: 30_000, intervalMs: 50, what: `control server on ${url}` },
+    );
+  } catch (err) {
+    await proc.kill();
+    await api.close();
+    throw err;
+  }
+  return {
+    url,
+    port,
+    proc,
+    api,
+    stop: async () => {
+      await api.close();
+      await proc.stop(15_000);
+    },
+  };
+}
+
+export interface AgentProcessOptions {
+  serverUrl: string;
+  dir: string;
+  id: string;
+  concurrency: number;
+  longPollWait: number;
+  pollInterval: number;
+}
+
+/** `node agent/dist/main.js`, the real agent. */
+export function startAgentProcess(o: AgentProcessOptions): Started {
+  return spawnNode(`agent ${o.id}`, AGENT_MAIN, [], {
+    env: {
+      SERVER_URL: o.serverUrl,
+      AGENT_ID: o.id,
+      CONCURRENCY: String(o.concurrency),
+      LONG_POLL_WAIT: String(o.longPollWait),
+      POLL_INTERVAL: String(o.pollInterval),
+      IDEMPOTENCY_DB_PATH: join(o.dir, `${o.id}.db`),
+      LOG_LEVEL: 'warn',
+    },
+  });
+}
+
+/** Resolves once at least `n` polls wait on the server (agents are ready for work). */
+export async function waitForWaitingPolls(api: Api, n: number, procs: Started[], timeoutMs = 20_000): Promise<void> {
+  await waitUntil(
+    async () => {
+      for (const p of procs) {
+        if (!p.isRunning()) throw new Error(`${p.name} exited:\n${p.output()}`);
+      }
+      return metric(await api.metrics(), 'agent_executor_waiting_polls') >= n;
+    },
+    { timeoutMs, intervalMs: 50, what: `${n} waiting polls` },
+  );
+}

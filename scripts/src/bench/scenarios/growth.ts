@@ -1,0 +1,126 @@
+/**
+ * growth: the same operations against a database holding few and many finished commands
+ * (seeded straight into the real schema) → claim and list latency, and their ratio.
+ * One sequential client on one keep-alive connection, so each figure is one request's latency.
+ */
+import { statSync } from 'node:fs';
+import { Api } from '../harness/http.js';
+import type { Figure, RunResult } from '../harness/report.js';
+import { tempDir } from '../harness/processes.js';
+import type { Options, Scenario } from '../harness/scenario.js';
+import { seedCommands } from '../harness/seed.js';
+import { startServer } from '../harness/server.js';
+import { distribution, type Distribution } from '../harness/stats.js';
+
+interface SizeResult {
+  stored: number;
+  seedMs: number;
+  dbMiB: number;
+  claim: Distribution;
+  list: Distribution;
+  listByStatus: Distribution;
+  get: Distribution;
+  metrics: Distribution;
+}
+
+async function timed(samples: number[], op: () => Promise<unknown>): Promise<void> {
+  const t0 = performance.now();
+  await op();
+  samples.push(performance.now() - t0);
+}
+
+async function measureSize(o: Options, stored: number): Promise<SizeResult> {
+  const dir = tempDir('growth');
+  const dbPath = `${dir.path}/commands.db`;
+  try {
+    // The server creates the schema; then it is stopped and the rows go in directly.
+    const first = await startServer({ dbPath });
+    await first.stop();
+    const seeded = seedCommands(dbPath, stored);
+    const server = await startServer({ dbPath });
+    const api = new Api(server.url, 1);
+    try {
+      const s = { claim: [] as number[], list: [] as number[], listByStatus: [] as number[], get: [] as number[], metrics: [] as number[] };
+      const limit = o.num('list-limit');
+      const warmup = o.num('warmup');
+      const samples = o.num('samples');
+      for (let i = 0; i < warmup + samples; i++) {
+        const keep = i >= warmup;
+        const sink = (list: number[]) => (keep ? list : []);
+        // Submit and report are not timed: they keep one command in flight, as in a steady queue.
+        await api.call('POST', '/commands', { type: 'DELAY', payload: { ms: 0 } });
+        let claimed: { id: string; leaseId: string } | undefined;
+        await timed(sink(s.claim), async () => {
+          claimed = (await api.call<{ id: string; leaseId: string }>('GET', '/commands/next?agentId=growth-agent')).body;
+        });
+        if (!claimed) throw new Error('nothing claimed');
+        await api.call('PUT', `/commands/${claimed.id}/result`, { agentId: 'growth-agent', leaseId: claimed.leaseId, result: { ok: true } });
+        await timed(sink(s.list), () => api.call('GET', `/commands?limit=${limit}`));
+        await timed(sink(s.listByStatus), () => api.call('GET', `/commands?status=COMPLETED&limit=${limit}`));
+        const id = seeded.ids[i % seeded.ids.length] as string;
+        await timed(sink(s.get), () => api.call('GET', `/commands/${id}`));
+        if ((i - warmup) % 50 === 0) await timed(sink(s.metrics), () => api.metrics());
+      }
+      return {
+        stored,
+        seedMs: seeded.ms,
+        dbMiB: statSync(dbPath).size / 2 ** 20,
+        claim: distribution(s.claim),
+        list: distribution(s.list),
+        listByStatus: distribution(s.listByStatus),
+        get: distribution(s.get),
+        metrics: distribution(s.metrics),
+      };
+    } finally {
+      await api.close();
+      await server.stop();
+    }
+  } finally {
+    dir.remove();
+  }
+}
+
+export const growth: Scenario = {
+  name: 'growth',
+  summary: 'claim and list latency with few vs many stored commands → ratio',
+  defaultRuns: 3,
+  options: {
+    sizes: { type: 'string', default: '1000,1000000', description: 'stored (finished) commands; the ratio is last / first' },
+    samples: { type: 'string', default: '1000', description: 'timed iterations per size' },
+    warmup: { type: 'string', default: '100', description: 'untimed iterations first' },
+    'list-limit': { type: 'string', default: '100', description: 'limit of the timed lists' },
+  },
+  async run(o): Promise<RunResult> {
+    const results: SizeResult[] = [];
+    const figures: Figure[] = [];
+    for (const size of o.list('sizes').map(Number)) {
+      const r = await measureSize(o, size);
+      results.push(r);
+      const at = `${size.toLocaleString('en-US')} stored`;
+      figures.push(
+        { name: `${at}: claim p50`, value: r.claim.p50, unit: 'ms' },
+        { name: `${at}: claim p99`, value: r.claim.p99, unit: 'ms' },
+        { name: `${at}: list p50`, value: r.list.p50, unit: 'ms' },
+        { name: `${at}: list p99`, value: r.list.p99, unit: 'ms' },
+        { name: `${at}: list ?status=COMPLETED p50`, value: r.listByStatus.p50, unit: 'ms' },
+        { name: `${at}: get by id p50`, value: r.get.p50, unit: 'ms' },
+        { name: `${at}: GET /metrics p50`, value: r.metrics.p50, unit: 'ms' },
+        { name: `${at}: seed time`, value: r.seedMs / 1000, unit: 's' },
+      );
+    }
+    const small = results[0];
+    const large = results.at(-1);
+    if (small && large && results.length > 1) {
+      const ratio = (name: string, pick: (r: SizeResult) => number, goal?: number) =>
+        figures.push({ name: `ratio ${name}`, value: pick(large) / pick(small), unit: '×', ...(goal ? { goal: { op: '<=', value: goal } } : {}) });
+      ratio('claim p50', (r) => r.claim.p50, 1.2);
+      ratio('claim p99', (r) => r.claim.p99);
+      ratio('list p50', (r) => r.list.p50, 1.2);
+      ratio('list p99', (r) => r.list.p99);
+      ratio('list ?status p50', (r) => r.listByStatus.p50);
+      ratio('get by id p50', (r) => r.get.p50);
+      ratio('GET /metrics p50', (r) => r.metrics.p50);
+    }
+    return { figures, details: { results } };
+  },
+};

@@ -1,0 +1,70 @@
+/**
+ * idle: P waiting agent long-polls and S SSE clients (from a separate process), nothing
+ * submitted; the server's CPU over a window from /proc/<pid>/stat (utime + stime deltas).
+ * Nothing polls in a loop, so this should be close to zero: only SSE pings (SSE_PING_MS) remain.
+ */
+import type { Figure, RunResult } from '../harness/report.js';
+import { metric } from '../harness/http.js';
+import { rssKiB, sampleCpu } from '../harness/proc-stats.js';
+import { sleep, tempDir, waitUntil } from '../harness/processes.js';
+import { requireOpenFiles, type Scenario } from '../harness/scenario.js';
+import { startServer } from '../harness/server.js';
+import { startWorker } from '../harness/workers.js';
+
+interface LoadStats {
+  type: string;
+  answered: number;
+  withWork: number;
+  errors: number;
+}
+
+export const idle: Scenario = {
+  name: 'idle',
+  summary: 'P waiting long-polls + S SSE clients, nothing submitted → server CPU %',
+  defaultRuns: 3,
+  options: {
+    polls: { type: 'string', default: '10000', description: 'waiting long-polls (GET /commands/next?wait=…)' },
+    sse: { type: 'string', default: '1000', description: 'SSE clients on /events' },
+    seconds: { type: 'string', default: '30', description: 'measured window' },
+    wait: { type: 'string', default: '60', description: 'wait= of each long-poll, seconds (60 is the server maximum)' },
+  },
+  async run(o): Promise<RunResult> {
+    const polls = o.num('polls');
+    const sseClients = o.num('sse');
+    await requireOpenFiles(polls + sseClients + 500);
+    const dir = tempDir('idle');
+    const server = await startServer({ dbPath: `${dir.path}/commands.db` });
+    let worker;
+    try {
+      worker = startWorker('idle-load', [`--url=${server.url}`, `--polls=${polls}`, `--sse=${sseClients}`, `--wait=${o.num('wait')}`]);
+      const ready = await worker.next<{ type: string; ms: number }>('ready', 300_000);
+      await waitUntil(
+        async () => {
+          const m = await server.api.metrics();
+          return metric(m, 'agent_executor_waiting_polls') >= polls && metric(m, 'agent_executor_sse_clients') >= sseClients;
+        },
+        { timeoutMs: 60_000, intervalMs: 250, what: `${polls} waiting polls and ${sseClients} SSE clients` },
+      );
+      await sleep(1000);
+      worker.send({ type: 'stats' });
+      const before = await worker.next<LoadStats>('stats');
+      const cpu = await sampleCpu(server.proc.pid, o.num('seconds'));
+      worker.send({ type: 'stats' });
+      const after = await worker.next<LoadStats>('stats');
+      const m = await server.api.metrics();
+      const figures: Figure[] = [
+        { name: 'server CPU while idle', value: cpu.percent, unit: '%', goal: { op: '<=', value: 1 } },
+        { name: 'busiest second', value: Math.max(...cpu.perSecond), unit: '%' },
+        { name: 'server RSS', value: rssKiB(server.proc.pid) / 1024, unit: 'MiB' },
+        { name: 'polls answered during the window', value: after.answered - before.answered, unit: 'polls' },
+        { name: 'waiting polls (end)', value: metric(m, 'agent_executor_waiting_polls'), unit: 'polls' },
+        { name: 'SSE clients (end)', value: metric(m, 'agent_executor_sse_clients'), unit: 'clients' },
+      ];
+      return { figures, details: { polls, sseClients, setupMs: ready.ms, cpu, load: after } };
+    } finally {
+      await worker?.proc.kill();
+      await server.stop();
+      dir.remove();
+    }
+  },
+};

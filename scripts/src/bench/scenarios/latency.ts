@@ -1,0 +1,120 @@
+/**
+ * latency: one command at a time, from sending the submit to the executor starting it. Each
+ * command is an HTTP_GET_JSON pointing at a counting target served by this process, which
+ * records the arrival on the same clock that timed the submit. The next command is submitted
+ * once the previous one is COMPLETED (seen on SSE), with at least one other agent waiting.
+ */
+import { startFleet, AGENT_KINDS } from '../harness/fleet.js';
+import type { Figure, RunResult } from '../harness/report.js';
+import { sleep, tempDir } from '../harness/processes.js';
+import { SQLITE_SYNC_OPTION, sqliteSync, type Options, type Scenario } from '../harness/scenario.js';
+import { startServer, waitForWaitingPolls } from '../harness/server.js';
+import { CompletionWatcher } from '../harness/sse-reader.js';
+import { distribution, type Distribution } from '../harness/stats.js';
+import { HitTarget } from '../harness/target.js';
+
+type Mode = 'long-poll' | 'polling';
+
+interface ModeResult {
+  mode: Mode;
+  startLatency: Distribution;
+  submitRoundTrip: Distribution;
+}
+
+async function measure(o: Options, mode: Mode): Promise<ModeResult> {
+  const kind = o.oneOf('agent', AGENT_KINDS);
+  const longPoll = mode === 'long-poll';
+  const samples = longPoll ? o.num('samples') : o.num('poll-samples');
+  const warmup = longPoll ? o.num('warmup') : 1;
+  const pollInterval = o.num('poll-interval');
+  const dir = tempDir('latency');
+  const server = await startServer({ dbPath: `${dir.path}/commands.db`, sqliteSync: sqliteSync(o).sqliteSync });
+  const target = new HitTarget();
+  const watcher = new CompletionWatcher(server.url);
+  const fleet = await startFleet({
+    kind,
+    serverUrl: server.url,
+    dir: dir.path,
+    agents: o.num('agents'),
+    concurrency: 1,
+    longPollWait: longPoll ? o.num('long-poll-wait') : 0,
+    pollInterval,
+  }).catch(async (err: unknown) => {
+    await server.stop();
+    throw err;
+  });
+  try {
+    await target.start();
+    await watcher.opened();
+    if (longPoll) await waitForWaitingPolls(server.api, fleet.idlePolls, fleet.procs);
+    const latencies: number[] = [];
+    const roundTrips: number[] = [];
+    const timeoutMs = longPoll ? 10_000 : pollInterval * 3 + 10_000;
+    for (let i = 0; i < warmup + samples; i++) {
+      // With plain polling, a random pause puts the submit at a random phase of the agents' polls.
+      if (!longPoll) await sleep(Math.random() * pollInterval);
+      const t0 = performance.now();
+      const { body } = await server.api.call<{ id: string }>('POST', '/commands', {
+        type: 'HTTP_GET_JSON',
+        payload: { url: `${target.url}/hit/${i}` },
+      });
+      const acked = performance.now();
+      const hitAt = await target.hit(i, timeoutMs);
+      await watcher.until(() => watcher.finished.has(body.id), `command ${i} to finish`, timeoutMs);
+      if (watcher.finished.get(body.id)?.status !== 'COMPLETED') throw new Error(`command ${body.id} did not complete`);
+      if (i >= warmup) {
+        latencies.push(hitAt - t0);
+        roundTrips.push(acked - t0);
+      }
+    }
+    return { mode, startLatency: distribution(latencies), submitRoundTrip: distribution(roundTrips) };
+  } finally {
+    await fleet.stop();
+    watcher.close();
+    await target.close();
+    await server.stop();
+    dir.remove();
+  }
+}
+
+export const latency: Scenario = {
+  name: 'latency',
+  summary: 'submit → executor start, one command at a time, long-poll vs plain polling',
+  defaultRuns: 3,
+  options: {
+    agent: { type: 'string', default: 'process', description: 'process (node agent/dist/main.js) or protocol (bench protocol agent)' },
+    agents: { type: 'string', default: '2', description: 'agents, CONCURRENCY=1 each (2: one is always waiting)' },
+    samples: { type: 'string', default: '1000', description: 'long-poll samples' },
+    warmup: { type: 'string', default: '50', description: 'long-poll samples discarded first' },
+    'long-poll-wait': { type: 'string', default: '25', description: 'LONG_POLL_WAIT of the agents, seconds' },
+    'poll-samples': { type: 'string', default: '30', description: 'plain-polling samples (LONG_POLL_WAIT=0)' },
+    'poll-interval': { type: 'string', default: '2000', description: 'POLL_INTERVAL of the plain-polling agents, ms' },
+    modes: { type: 'string', default: 'long-poll,polling', description: 'which of long-poll, polling' },
+    'sqlite-sync': SQLITE_SYNC_OPTION,
+  },
+  async run(o): Promise<RunResult> {
+    const kind = o.str('agent');
+    const { label } = sqliteSync(o);
+    const figures: Figure[] = [];
+    const results: ModeResult[] = [];
+    for (const mode of o.list('modes') as Mode[]) {
+      if (mode !== 'long-poll' && mode !== 'polling') throw new Error(`--modes: unknown mode ${String(mode)}`);
+      const r = await measure(o, mode);
+      results.push(r);
+      const d = r.startLatency;
+      const longPoll = mode === 'long-poll';
+      figures.push(
+        { name: `${kind} agents, ${mode}: start p50${label}`, value: d.p50, unit: 'ms', ...(longPoll ? { goal: { op: '<=', value: 2 } } : {}) },
+        { name: `${kind} agents, ${mode}: start p90${label}`, value: d.p90, unit: 'ms' },
+        { name: `${kind} agents, ${mode}: start p99${label}`, value: d.p99, unit: 'ms', ...(longPoll ? { goal: { op: '<=', value: 5 } } : {}) },
+        { name: `${kind} agents, ${mode}: submit round trip p50${label}`, value: r.submitRoundTrip.p50, unit: 'ms' },
+      );
+    }
+    const lp = results.find((r) => r.mode === 'long-poll');
+    const pp = results.find((r) => r.mode === 'polling');
+    if (lp && pp) {
+      figures.push({ name: `${kind} agents: polling p50 / long-poll p50${label}`, value: pp.startLatency.p50 / lp.startLatency.p50, unit: '×' });
+    }
+    return { figures, details: { agent: kind, results } };
+  },
+};

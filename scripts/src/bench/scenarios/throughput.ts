@@ -1,0 +1,153 @@
+/**
+ * throughput: N DELAY 0 commands through a fleet of A agents × C concurrency, submitted with a
+ * fixed number of requests in flight (one command per request, or batches) → completed/s from the
+ * first submit to the last COMPLETED event (seen on the server's SSE stream). Every variant gets a
+ * fresh server and database. With --cpu-prof the server is profiled and the profile summarised.
+ */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { printProfile, summariseProfile, type ProfileSummary } from '../harness/cpu-profile.js';
+import { AGENT_KINDS, startFleet, type AgentKind } from '../harness/fleet.js';
+import { metric } from '../harness/http.js';
+import type { Figure, RunResult } from '../harness/report.js';
+import { tempDir } from '../harness/processes.js';
+import { SQLITE_SYNC_OPTION, sqliteSync, type Options, type RunContext, type Scenario } from '../harness/scenario.js';
+import { startServer, waitForWaitingPolls } from '../harness/server.js';
+import { CompletionWatcher } from '../harness/sse-reader.js';
+import { submitAll } from '../harness/submitter.js';
+
+interface Variant {
+  kind: AgentKind;
+  agents: number;
+  concurrency: number;
+  submit: 'single' | 'batch';
+}
+
+interface VariantResult extends Variant {
+  label: string;
+  commands: number;
+  completedPerSecond: number;
+  submitPerSecond: number;
+  seconds: number;
+  submitRequests: number;
+  profile?: ProfileSummary;
+}
+
+function label(v: Variant): string {
+  return `${v.kind} ${v.agents}x${v.concurrency}, ${v.submit} submit`;
+}
+
+async function measure(o: Options, v: Variant, context: RunContext): Promise<{ result: VariantResult; profileDir?: string }> {
+  const n = o.num('commands');
+  const dir = tempDir('throughput');
+  const profileDir = o.bool('cpu-prof')
+    ? join(context.outDir, 'profiles', `throughput-${new Date().toISOString().replace(/[:.]/g, '-')}-${v.kind}-${v.agents}x${v.concurrency}-${v.submit}`)
+    : undefined;
+  const server = await startServer({
+    dbPath: `${dir.path}/commands.db`,
+    sqliteSync: sqliteSync(o).sqliteSync,
+    ...(profileDir ? { cpuProfDir: profileDir } : {}),
+  });
+  let fleet;
+  let watcher;
+  try {
+    fleet = await startFleet({
+      kind: v.kind,
+      serverUrl: server.url,
+      dir: dir.path,
+      agents: v.agents,
+      concurrency: v.concurrency,
+      longPollWait: o.num('long-poll-wait'),
+      pollInterval: 2000,
+      protocolMode: 'batch',
+      claimMax: o.num('claim-max'),
+    });
+    await waitForWaitingPolls(server.api, fleet.idlePolls, fleet.procs);
+    watcher = new CompletionWatcher(server.url, { parseIds: false });
+    await watcher.opened();
+    const submitted = await submitAll(server.url, {
+      total: n,
+      inFlight: o.num('in-flight'),
+      batchSize: v.submit === 'batch' ? o.num('batch-size') : 1,
+    });
+    const w = watcher;
+    await w.until(() => w.completed + w.failed >= n, `${n} commands to finish`, 120_000 + n * 10);
+    const seconds = (w.lastAt - submitted.startedAt) / 1000;
+    const metrics = await server.api.metrics();
+    const completed = metric(metrics, 'agent_executor_commands{status="COMPLETED"}');
+    if (completed !== n || w.failed > 0) {
+      throw new Error(`expected ${n} COMPLETED, the server counts ${completed} (failed events: ${w.failed})`);
+    }
+    const result: VariantResult = {
+      ...v,
+      label: `${label(v)}${sqliteSync(o).label}`,
+      commands: n,
+      seconds,
+      completedPerSecond: n / seconds,
+      submitPerSecond: n / ((submitted.endedAt - submitted.startedAt) / 1000),
+      submitRequests: submitted.requests,
+    };
+    return profileDir ? { result, profileDir } : { result };
+  } finally {
+    watcher?.close();
+    await fleet?.stop();
+    await server.stop();
+    dir.remove();
+  }
+}
+
+/** Runs after the server stopped: the profile is written when the process exits. */
+function withProfile(result: VariantResult, profileDir: string | undefined): VariantResult {
+  if (!profileDir) return result;
+  const file = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
+  if (!file) throw new Error(`no .cpuprofile written in ${profileDir}`);
+  const profile = summariseProfile(join(profileDir, file));
+  printProfile(profile);
+  return { ...result, profile };
+}
+
+export const throughput: Scenario = {
+  name: 'throughput',
+  summary: 'N DELAY 0 commands through A agents × C concurrency → completed/s end to end',
+  defaultRuns: 3,
+  options: {
+    agent: { type: 'string', default: 'process', description: 'process, protocol (next-batch + batched reports), or both' },
+    configs: { type: 'string', default: '1x1,2x8,4x8', description: 'agents x concurrency for real agents' },
+    'protocol-configs': { type: 'string', default: '1x4,2x4', description: 'agent processes x claim loops for protocol agents' },
+    commands: { type: 'string', default: '20000', description: 'commands per variant' },
+    'in-flight': { type: 'string', default: '32', description: 'submit requests in flight' },
+    submit: { type: 'string', default: 'single,batch', description: 'single (POST /commands) and/or batch (POST /commands/batch)' },
+    'batch-size': { type: 'string', default: '100', description: 'commands per batched submit' },
+    'claim-max': { type: 'string', default: '64', description: 'max of next-batch (protocol agents)' },
+    'long-poll-wait': { type: 'string', default: '25', description: 'seconds each agent poll waits' },
+    'cpu-prof': { type: 'boolean', default: false, description: 'profile the server (node --cpu-prof) and summarise it' },
+    'sqlite-sync': SQLITE_SYNC_OPTION,
+  },
+  async run(o, context): Promise<RunResult> {
+    const kinds: AgentKind[] = o.str('agent') === 'both' ? ['process', 'protocol'] : [o.oneOf('agent', AGENT_KINDS)];
+    const variants: Variant[] = [];
+    for (const kind of kinds) {
+      for (const config of o.list(kind === 'process' ? 'configs' : 'protocol-configs')) {
+        const match = /^(\d+)x(\d+)$/.exec(config);
+        if (!match) throw new Error(`bad config ${config}: use AxC, e.g. 2x8`);
+        for (const submit of o.list('submit')) {
+          if (submit !== 'single' && submit !== 'batch') throw new Error(`--submit: single or batch, not ${submit}`);
+          variants.push({ kind, agents: Number(match[1]), concurrency: Number(match[2]), submit });
+        }
+      }
+    }
+    const results: VariantResult[] = [];
+    const figures: Figure[] = [];
+    for (const v of variants) {
+      const measured = await measure(o, v, context);
+      const r = withProfile(measured.result, measured.profileDir);
+      console.log(`  ${r.label}: ${Math.round(r.completedPerSecond)} completed/s (${r.seconds.toFixed(2)} s), submit ${Math.round(r.submitPerSecond)}/s`);
+      results.push(r);
+      figures.push(
+        { name: `${r.label}: completed/s`, value: r.completedPerSecond, unit: 'cmd/s', goal: { op: '>=', value: 7000 } },
+        { name: `${r.label}: submitted/s`, value: r.submitPerSecond, unit: 'cmd/s' },
+      );
+    }
+    return { figures, details: { results } };
+  },
+};

@@ -1,0 +1,125 @@
+/**
+ * Watches commands change, live, over Server-Sent Events: one line per change.
+ *
+ *   npm run watch -- [commandId] [--url URL] [--token TOKEN] [--status STATUS]
+ *
+ * With a command id it follows that command (GET /commands/:id/events) and exits when it ends:
+ * 0 when it COMPLETED, 1 when it FAILED. Without one it follows every change (GET /events) until
+ * stopped. A dropped connection, a server restart included, is resumed from the last event id the
+ * `eventsource` client saw (it sends Last-Event-ID), so no change is missed or shown twice.
+ * Exit 2: bad arguments, refused (401), unknown command (404) or any other answer than a stream.
+ */
+import { parseArgs } from 'node:util';
+import { EventSource } from 'eventsource';
+import { CommandStatus, isTerminal, type Command } from '@agent-executor/common';
+import { formatChange } from './watch-format.js';
+
+const USAGE = `usage: npm run watch -- [commandId] [--url URL] [--token TOKEN] [--status STATUS]
+  commandId       follow one command and exit when it ends (0 COMPLETED, 1 FAILED)
+  --url URL       control server (default: $SERVER_URL or http://localhost:3000)
+  --token TOKEN   client token when the server has API_TOKEN set (default: $API_TOKEN)
+  --status S      show only changes to status S (PENDING, RUNNING, COMPLETED, FAILED)`;
+
+interface Options {
+  commandId: string | undefined;
+  url: string;
+  token: string | undefined;
+  status: CommandStatus | undefined;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      url: { type: 'string' },
+      token: { type: 'string' },
+      status: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  if (positionals.length > 1) throw new Error(`one command id at most, got ${positionals.length}`);
+  const status = values.status === undefined ? undefined : CommandStatus.safeParse(values.status.toUpperCase());
+  if (status && !status.success) throw new Error(`--status: one of ${CommandStatus.options.join(', ')}`);
+  return {
+    commandId: positionals[0],
+    url: (values.url ?? process.env.SERVER_URL ?? 'http://localhost:3000').replace(/\/+$/, ''),
+    token: values.token ?? (process.env.API_TOKEN || undefined),
+    status: status?.data,
+  };
+}
+
+function streamUrl({ url, commandId, status }: Options): string {
+  if (commandId !== undefined) return `${url}/commands/${encodeURIComponent(commandId)}/events`;
+  return status === undefined ? `${url}/events` : `${url}/events?status=${status}`;
+}
+
+/** Why the server refused the stream, in words an operator can act on. */
+function refusal(code: number | undefined, options: Options): string {
+  if (code === 401) return `the server wants a token: pass --token or set API_TOKEN`;
+  if (code === 404) return `no command ${options.commandId} on ${options.url}`;
+  if (code === 400) return 'the server refused the request (400)';
+  return `the server answered ${code ?? 'without a status'} instead of a stream`;
+}
+
+function watch(options: Options): void {
+  let lastStatus: CommandStatus | undefined;
+  let down = false;
+  let opened = false;
+  const { token } = options;
+  const url = streamUrl(options);
+  const source = new EventSource(url, {
+    fetch: (input, init) =>
+      fetch(input, token === undefined ? init : { ...init, headers: { ...init.headers, Authorization: `Bearer ${token}` } }),
+  });
+  const finish = (code: number): never => {
+    source.close();
+    return process.exit(code);
+  };
+
+  const onChange = (kind: string) => (event: MessageEvent) => {
+    const command = JSON.parse(event.data as string) as Command;
+    lastStatus = command.status;
+    if (options.status === undefined || command.status === options.status) {
+      console.log(formatChange(event.lastEventId, kind, command));
+    }
+    if (options.commandId !== undefined && kind === 'status' && isTerminal(command.status)) {
+      finish(command.status === 'COMPLETED' ? 0 : 1);
+    }
+  };
+  source.addEventListener('status', onChange('status'));
+  source.addEventListener('progress', onChange('progress'));
+
+  source.addEventListener('open', () => {
+    if (!opened) console.error(`watch: following ${url}`);
+    else if (down) console.error(`watch: reconnected to ${options.url}`);
+    opened = true;
+    down = false;
+  });
+  source.addEventListener('error', (event) => {
+    const { code, message } = event as Event & { code?: number; message?: string };
+    if (source.readyState === source.CLOSED) {
+      // 204: the server says this command's stream has nothing more (we saw its end).
+      if (code === 204 && lastStatus !== undefined && isTerminal(lastStatus)) finish(lastStatus === 'COMPLETED' ? 0 : 1);
+      console.error(`watch: ${refusal(code, options)}`);
+      finish(2);
+    }
+    if (!down) console.error(`watch: connection lost (${message ?? 'stream ended'}); reconnecting, resuming from the last event`);
+    down = true;
+  });
+  process.once('SIGINT', () => finish(130));
+  process.once('SIGTERM', () => finish(143));
+}
+
+let options: Options;
+try {
+  options = parseOptions(process.argv.slice(2));
+} catch (err) {
+  console.error(`watch: ${(err as Error).message}\n${USAGE}`);
+  process.exit(2);
+}
+watch(options);

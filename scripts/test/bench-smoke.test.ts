@@ -1,0 +1,134 @@
+/**
+ * Smoke run of every benchmark scenario with tiny sizes, through the built CLI
+ * (`node scripts/dist/bench/main.js`), checking that each writes a JSON report with sane figures.
+ * The numbers themselves are not judged here: see BENCHMARKS.md.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../../test-support/processes.js';
+
+const BENCH = join(REPO_ROOT, 'scripts/dist/bench/main.js');
+const outDir = mkdtempSync(join(tmpdir(), 'bench-smoke-'));
+let passed = true;
+
+interface Summary {
+  name: string;
+  unit: string;
+  runs: number[];
+  min: number;
+  median: number;
+  max: number;
+}
+
+interface Report {
+  scenario: string;
+  machine: { cores: number; node: string };
+  summary: Summary[];
+  runs: Array<{ details: Record<string, unknown> }>;
+}
+
+async function bench(scenario: string, args: string[]): Promise<Report> {
+  const before = new Set(readdirSync(outDir));
+  try {
+    await promisify(execFile)(process.execPath, [BENCH, scenario, '--runs=1', `--out-dir=${outDir}`, ...args], {
+      cwd: REPO_ROOT,
+      timeout: 60_000,
+    });
+  } catch (err) {
+    passed = false;
+    const { stdout, stderr } = err as { stdout?: string; stderr?: string };
+    throw new Error(`bench ${scenario} failed:\n${stdout ?? ''}\n${stderr ?? ''}`);
+  }
+  const written = readdirSync(outDir).filter((f) => !before.has(f) && f.startsWith(`${scenario}-`) && f.endsWith('.json'));
+  expect(written).toHaveLength(1);
+  const report = JSON.parse(readFileSync(join(outDir, written[0] as string), 'utf8')) as Report;
+  expect(report.scenario).toBe(scenario);
+  expect(report.machine.cores).toBeGreaterThan(0);
+  for (const s of report.summary) {
+    expect(s.runs, s.name).toHaveLength(1);
+    expect(Number.isFinite(s.median), `${s.name} is a number`).toBe(true);
+    expect(s.min).toBeLessThanOrEqual(s.max);
+  }
+  return report;
+}
+
+function figure(report: Report, name: string): number {
+  const found = report.summary.find((s) => s.name === name);
+  if (!found) throw new Error(`no figure "${name}" in ${report.summary.map((s) => s.name).join(', ')}`);
+  return found.median;
+}
+
+afterAll(() => {
+  if (passed) rmSync(outDir, { recursive: true, force: true });
+  else console.error(`bench smoke failed: its reports are kept in ${outDir}`);
+});
+
+describe('benchmark scenarios (tiny sizes)', { timeout: 90_000 }, () => {
+  it('latency: long-poll and plain polling, real agents', async () => {
+    const r = await bench('latency', ['--agent=process', '--samples=20', '--warmup=2', '--poll-samples=3', '--poll-interval=100']);
+    expect(figure(r, 'process agents, long-poll: start p50')).toBeGreaterThan(0);
+    expect(figure(r, 'process agents, polling: start p50')).toBeGreaterThan(0);
+    expect(figure(r, 'process agents: polling p50 / long-poll p50')).toBeGreaterThan(0);
+    const results = r.runs[0]?.details.results as Array<{ mode: string; startLatency: { count: number } }>;
+    expect(results.map((m) => [m.mode, m.startLatency.count])).toEqual([['long-poll', 20], ['polling', 3]]);
+  });
+
+  it('latency: protocol agents', async () => {
+    const r = await bench('latency', ['--agent=protocol', '--samples=20', '--warmup=2', '--modes=long-poll']);
+    expect(figure(r, 'protocol agents, long-poll: start p99')).toBeGreaterThan(0);
+  });
+
+  it('throughput: real agents, single submits', async () => {
+    const r = await bench('throughput', ['--agent=process', '--configs=1x2', '--submit=single', '--commands=200']);
+    const results = r.runs[0]?.details.results as Array<{ label: string; commands: number }>;
+    expect(results.map((v) => [v.label, v.commands])).toEqual([['process 1x2, single submit', 200]]);
+    expect(figure(r, 'process 1x2, single submit: completed/s')).toBeGreaterThan(0);
+  });
+
+  it('throughput: protocol agents, batched submits', async () => {
+    const r = await bench('throughput', ['--agent=protocol', '--protocol-configs=1x2', '--submit=batch', '--commands=200']);
+    const results = r.runs[0]?.details.results as Array<{ label: string; commands: number }>;
+    expect(results.map((v) => [v.label, v.commands])).toEqual([['protocol 1x2, batch submit', 200]]);
+    expect(figure(r, 'protocol 1x2, batch submit: completed/s')).toBeGreaterThan(0);
+  });
+
+  it('submit: control server vs bare Fastify', async () => {
+    const r = await bench('submit', ['--duration=1', '--warmup=0', '--connections=4']);
+    expect(figure(r, 'bare Fastify POST: req/s')).toBeGreaterThan(0);
+    expect(figure(r, 'POST /commands: req/s')).toBeGreaterThan(0);
+    expect(figure(r, 'POST /commands / bare Fastify')).toBeGreaterThan(0);
+  });
+
+  it('sse: fan-out to 50 clients', async () => {
+    const r = await bench('sse', ['--clients=50', '--events=2', '--gap-ms=20']);
+    const details = r.runs[0]?.details as { clients: number; delivered: { latency: { count: number }; missed: number } };
+    expect(details.clients).toBe(50);
+    expect(details.delivered.latency.count).toBe(100);
+    expect(details.delivered.missed).toBe(0);
+    expect(figure(r, 'delivery p99')).toBeGreaterThan(0);
+    expect(figure(r, 'server RSS with clients')).toBeGreaterThan(0);
+  });
+
+  it('idle: waiting polls and SSE clients', async () => {
+    const r = await bench('idle', ['--polls=100', '--sse=20', '--seconds=2']);
+    expect(figure(r, 'waiting polls (end)')).toBe(100);
+    expect(figure(r, 'SSE clients (end)')).toBe(20);
+    expect(figure(r, 'server CPU while idle')).toBeGreaterThanOrEqual(0);
+    expect(figure(r, 'server RSS')).toBeGreaterThan(0);
+  });
+
+  it('growth: 200 vs 2 000 stored commands', async () => {
+    const r = await bench('growth', ['--sizes=200,2000', '--samples=20', '--warmup=5']);
+    const results = r.runs[0]?.details.results as Array<{ stored: number; claim: { count: number }; list: { count: number } }>;
+    expect(results.map((s) => [s.stored, s.claim.count, s.list.count])).toEqual([
+      [200, 20, 20],
+      [2000, 20, 20],
+    ]);
+    expect(figure(r, 'ratio claim p50')).toBeGreaterThan(0);
+    expect(figure(r, 'ratio list p50')).toBeGreaterThan(0);
+  });
+});
