@@ -26,6 +26,8 @@ export interface CommandEvent {
 export class SseTranscript {
   text = '';
   readonly frames: SseFrame[] = [];
+  /** The frames that carry a command (status and progress), parsed, in the order received. */
+  readonly events: CommandEvent[] = [];
   readonly comments: string[] = [];
   ended = false;
   private pending = '';
@@ -47,13 +49,6 @@ export class SseTranscript {
   end(): void {
     this.ended = true;
     this.wake();
-  }
-
-  /** The events that carry a command (status and progress), in the order received. */
-  get events(): CommandEvent[] {
-    return this.frames
-      .filter((f) => f.event === 'status' || f.event === 'progress')
-      .map((f) => ({ id: Number(f.id ?? 0), event: f.event, command: JSON.parse(f.data) as Command }));
   }
 
   /** Resolves with the probe's first truthy answer, re-checked whenever something arrives. */
@@ -85,7 +80,11 @@ export class SseTranscript {
       else if (field === 'data') data.push(value);
     }
     frame.data = data.join('\n');
-    if (fields > 0) this.frames.push(frame);
+    if (fields === 0) return;
+    this.frames.push(frame);
+    if (frame.event === 'status' || frame.event === 'progress') {
+      this.events.push({ id: Number(frame.id ?? 0), event: frame.event, command: JSON.parse(frame.data) as Command });
+    }
   }
 
   private wake(): void {

@@ -227,7 +227,7 @@ describe('every change: GET /events', () => {
   test('resume while changes keep coming, over a backlog longer than one replay page: no gap, no duplicate', async () => {
     const { api, url, store } = await start();
     const witness = await openStream(`${url}/events`);
-    for (let i = 0; i < 1_100; i++) await store.submit({ type: 'DELAY', payload: { ms: i } });
+    await Promise.all(Array.from({ length: 1_100 }, (_, i) => store.submit({ type: 'DELAY', payload: { ms: i } })));
     // Writes go on while the late client replays the backlog.
     let writing = true;
     const writer = (async () => {
@@ -441,8 +441,8 @@ describe('auth, shutdown, slow clients', () => {
   test('a client that stops reading during its catch-up is dropped once live events pile up past the limit', async () => {
     const { api, app, port } = await start({ SSE_MAX_QUEUED: '20' });
     // A backlog of about 8 MB: more than the socket buffers hold.
-    const big = { blob: 'x'.repeat(200_000) };
-    for (let i = 0; i < 40; i++) {
+    const big = { blob: 'x'.repeat(250_000) };
+    for (let i = 0; i < 32; i++) {
       await api.submit(delay());
       await api.report(await api.claim(), { status: 'COMPLETED', result: big });
     }

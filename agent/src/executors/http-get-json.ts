@@ -1,7 +1,7 @@
 import { HttpGetJsonPayload } from '@agent-executor/common';
 import { request, type Dispatcher } from 'undici';
 import { AttemptAborted, ExecutionError, PermanentError } from '../outcome.js';
-import { AddressRefused, SsrfGuard } from '../ssrf-guard.js';
+import { AddressRefused, type SsrfGuard } from '../ssrf-guard.js';
 import type { Executor } from './index.js';
 import { parsePayload } from './payload.js';
 

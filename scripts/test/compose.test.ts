@@ -1,0 +1,246 @@
+/**
+ * The Docker delivery files, checked without a Docker engine: `docker-compose config` (Debian's
+ * docker-compose package, which .ci/run installs; it parses and interpolates without an engine)
+ * must accept both compose files, and the facts a scaled fleet depends on must hold. The Dockerfiles
+ * are checked statically: stages, non-root user, health check, the exact entry points, and that
+ * every file they COPY from the context exists and is not excluded by .dockerignore.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { REPO_ROOT, tempDir } from '../../test-support/processes.js';
+
+interface Service {
+  build?: { context: string; dockerfile: string };
+  image?: string;
+  container_name?: string;
+  environment?: Record<string, string>;
+  ports?: Array<{ published: number | string; target: number | string }>;
+  volumes?: string[];
+  depends_on?: Record<string, { condition: string }>;
+  healthcheck?: { test: string[] };
+}
+interface ComposeConfig {
+  services: Record<string, Service>;
+  volumes?: Record<string, unknown>;
+}
+
+let dir: ReturnType<typeof tempDir> | undefined;
+afterEach(({ task }) => {
+  dir?.cleanup(task.result?.state === 'pass');
+  dir = undefined;
+});
+
+/**
+ * `docker-compose -f FILE config` with a controlled environment: no variable of the caller's shell
+ * and an empty env file unless one is given, so a developer's own .env cannot change the outcome.
+ */
+function composeConfig(file: string, env: Record<string, string> = {}, envFile?: string) {
+  dir ??= tempDir('compose');
+  const emptyEnv = join(dir.path, 'empty.env');
+  writeFileSync(emptyEnv, '');
+  const result = spawnSync(
+    'docker-compose',
+    ['--project-directory', REPO_ROOT, '--env-file', envFile ?? emptyEnv, '-f', join(REPO_ROOT, file), 'config'],
+    { cwd: REPO_ROOT, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', HOME: dir.path, ...env } },
+  );
+  if (result.error) {
+    throw new Error(
+      `could not run docker-compose (${result.error.message}): install Debian's docker-compose package ` +
+        '(`apt-get install docker-compose`; .ci/run does)',
+    );
+  }
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+function parsedConfig(file: string, env: Record<string, string> = {}, envFile?: string): ComposeConfig {
+  const result = composeConfig(file, env, envFile);
+  expect(result.status, result.stderr).toBe(0);
+  return parse(result.stdout) as ComposeConfig;
+}
+
+const PROD_TOKENS = { API_TOKEN: 'prod-api-token-0123456789', AGENT_TOKEN: 'prod-agent-token-0123456789' };
+
+/** What a fleet started with `--scale agent=N` needs, in either compose file. */
+function expectScalableFleet(config: ComposeConfig): void {
+  expect(Object.keys(config.services).sort()).toEqual(['agent', 'control-server']);
+  const server = config.services['control-server']!;
+  const agent = config.services['agent']!;
+
+  // The server: its database on a named volume, its health checked through GET /health.
+  expect(server.environment?.['DB_PATH']).toBe('/data/commands.db');
+  expect(server.volumes).toContainEqual(expect.stringMatching(/^control-server-data:\/data(:rw)?$/));
+  expect(Object.keys(config.volumes ?? {})).toContain('control-server-data');
+  expect(server.healthcheck?.test.join(' ')).toContain('/health');
+  expect(server.ports?.map((p) => Number(p.target))).toEqual([3000]);
+
+  // The agents: nothing that two replicas could collide on.
+  expect(agent.container_name).toBeUndefined();
+  expect(agent.ports ?? []).toEqual([]);
+  expect(agent.environment).not.toHaveProperty('AGENT_ID');
+  expect(agent.environment?.['SERVER_URL']).toBe('http://control-server:3000');
+  const dbPath = agent.environment?.['IDEMPOTENCY_DB_PATH'] ?? '';
+  expect(dbPath).toBe('/data/idempotency.db');
+  // /data is an anonymous volume (a container path only): one per replica, never shared.
+  expect(agent.volumes).toEqual(['/data']);
+  expect(agent.depends_on).toEqual({ 'control-server': { condition: 'service_healthy' } });
+  expect(agent.healthcheck?.test.length).toBeGreaterThan(1);
+}
+
+describe('docker-compose.yml (built from this checkout)', () => {
+  it('is accepted by docker-compose config and runs a scalable fleet', () => {
+    const config = parsedConfig('docker-compose.yml');
+    expectScalableFleet(config);
+    expect(config.services['control-server']!.build?.dockerfile).toBe('control-server/Dockerfile');
+    expect(config.services['agent']!.build?.dockerfile).toBe('agent/Dockerfile');
+    expect(config.services['agent']!.build?.context.replace(/\/$/, '')).toBe(REPO_ROOT.replace(/\/$/, ''));
+    // Auth off by default: empty tokens, which server and agent both treat as unset.
+    expect(config.services['control-server']!.environment?.['API_TOKEN']).toBe('');
+    expect(config.services['control-server']!.ports).toEqual([{ published: 3000, target: 3000 }]);
+  });
+
+  it('maps CONTROL_SERVER_PORT on the host and passes settings through', () => {
+    const config = parsedConfig('docker-compose.yml', {
+      CONTROL_SERVER_PORT: '8080',
+      LEASE_MS: '5000',
+      CONCURRENCY: '4',
+      AGENT_TOKEN: 'agent-token-0123456789',
+    });
+    const server = config.services['control-server']!;
+    const agent = config.services['agent']!;
+    expect(server.ports).toEqual([{ published: 8080, target: 3000 }]);
+    expect(server.environment?.['LEASE_MS']).toBe('5000');
+    expect(server.environment?.['PORT']).toBe('3000');
+    expect(agent.environment?.['CONCURRENCY']).toBe('4');
+    // One agent token for both sides.
+    expect(agent.environment?.['AGENT_TOKEN']).toBe('agent-token-0123456789');
+    expect(server.environment?.['AGENT_TOKEN']).toBe('agent-token-0123456789');
+  });
+
+  it('accepts .env.example as its .env', () => {
+    const config = parsedConfig('docker-compose.yml', {}, join(REPO_ROOT, '.env.example'));
+    expectScalableFleet(config);
+  });
+});
+
+describe('docker-compose.prod.yml (images from GHCR)', () => {
+  it('pulls both images from ghcr.io, owner and tag from the environment', () => {
+    const config = parsedConfig('docker-compose.prod.yml', { ...PROD_TOKENS, GHCR_OWNER: 'acme', TAG: 'sha-1234567' });
+    expectScalableFleet(config);
+    expect(config.services['control-server']!.image).toBe('ghcr.io/acme/agent-executor-control-server:sha-1234567');
+    expect(config.services['agent']!.image).toBe('ghcr.io/acme/agent-executor-agent:sha-1234567');
+    expect(config.services['control-server']!.build).toBeUndefined();
+    expect(config.services['agent']!.build).toBeUndefined();
+    expect(config.services['control-server']!.environment?.['API_TOKEN']).toBe(PROD_TOKENS.API_TOKEN);
+  });
+
+  it('defaults to ghcr.io/agent-executor/…:latest', () => {
+    const config = parsedConfig('docker-compose.prod.yml', PROD_TOKENS);
+    expect(config.services['control-server']!.image).toBe('ghcr.io/agent-executor/agent-executor-control-server:latest');
+    expect(config.services['agent']!.image).toBe('ghcr.io/agent-executor/agent-executor-agent:latest');
+  });
+
+  it('refuses to start a published server without API_TOKEN and AGENT_TOKEN', () => {
+    const result = composeConfig('docker-compose.prod.yml');
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toMatch(/API_TOKEN|AGENT_TOKEN/);
+  });
+});
+
+describe('.env.example', () => {
+  const text = readFileSync(join(REPO_ROOT, '.env.example'), 'utf8');
+  const documented = new Set([...text.matchAll(/^#?\s*([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]));
+
+  it('lists every setting of the server (SPEC §3) and the agent (SPEC §5)', () => {
+    const spec = ['PORT', 'HOST', 'CORS_ORIGIN', 'DB_PATH', 'LEASE_MS', 'API_TOKEN', 'AGENT_TOKEN', 'LOG_LEVEL', 'DATABASE_URL'];
+    const agent = ['SERVER_URL', 'POLL_INTERVAL', 'LONG_POLL_WAIT', 'AGENT_ID', 'CONCURRENCY', 'IDEMPOTENCY_DB_PATH', 'HTTP_BLOCK_PRIVATE'];
+    for (const name of [...spec, ...agent]) expect(documented, name).toContain(name);
+  });
+
+  it('documents every variable the compose files interpolate', () => {
+    for (const file of ['docker-compose.yml', 'docker-compose.prod.yml']) {
+      const used = [...readFileSync(join(REPO_ROOT, file), 'utf8').matchAll(/\$\{([A-Z0-9_]+)/g)].map((m) => m[1]);
+      expect(used.length).toBeGreaterThan(0);
+      for (const name of used) expect(documented, `${name} (${file})`).toContain(name);
+    }
+  });
+});
+
+/** A minimal .dockerignore matcher: `*`, `**`, and a pattern excluding a directory excludes what is inside. */
+function dockerIgnored(path: string): boolean {
+  const patterns = readFileSync(join(REPO_ROOT, '.dockerignore'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+  let ignored = false;
+  for (const pattern of patterns) {
+    const negate = pattern.startsWith('!');
+    const body = (negate ? pattern.slice(1) : pattern).replace(/\/$/, '');
+    const regex = new RegExp(
+      '^' +
+        body
+          .split('/')
+          .map((part) => (part === '**' ? '(?:.*/)?' : part.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*') + '/'))
+          .join('')
+          .replace(/\/$/, '') +
+        '(?:/.*)?$',
+    );
+    if (regex.test(path.replace(/\/$/, ''))) ignored = !negate;
+  }
+  return ignored;
+}
+
+describe.each([{ name: 'control-server' }, { name: 'agent' }])('$name/Dockerfile', ({ name }) => {
+  const text = readFileSync(join(REPO_ROOT, name, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
+  const instructions = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+  const lastFrom = instructions.findLastIndex((l) => l.startsWith('FROM '));
+  const runtime = instructions.slice(lastFrom);
+
+  it('builds in one stage and runs on node:20-bookworm-slim in another', () => {
+    const froms = instructions.filter((l) => l.startsWith('FROM '));
+    expect(froms.length).toBeGreaterThanOrEqual(2);
+    expect(froms[0]).toMatch(/ AS build$/);
+    expect(runtime[0]).toMatch(/^FROM node:20-bookworm-slim\b/);
+    expect(text).toMatch(/npm ci --ignore-scripts\b/);
+    expect(text).toMatch(/npm ci --omit=dev\b.*--workspace \S+/);
+    expect(text).toMatch(/python3 make g\+\+/);
+    // No compiler in the runtime stage: only COPY --from the build stage brings node_modules in.
+    expect(runtime.filter((l) => l.startsWith('RUN ')).join('\n')).not.toMatch(/apt-get|npm /);
+  });
+
+  it('runs as a non-root user, with a health check and the exact entry point', () => {
+    const user = runtime.find((l) => l.startsWith('USER '));
+    expect(user).toBeDefined();
+    expect(user).not.toMatch(/^USER (root|0)\b/);
+    expect(runtime.some((l) => l.startsWith('HEALTHCHECK ') && l.includes(' CMD '))).toBe(true);
+    const cmd = runtime.filter((l) => l.startsWith('CMD ')).at(-1) ?? '';
+    expect(JSON.parse(cmd.slice(4))).toEqual(['node', `${name}/dist/main.js`]);
+  });
+
+  it('copies the manifest of every workspace (npm ci checks the whole lockfile)', () => {
+    const root = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { workspaces: string[] };
+    for (const ws of root.workspaces) expect(text).toMatch(new RegExp(`^COPY ${ws}/package\\.json `, 'm'));
+  });
+
+  it('copies only files that exist and that .dockerignore lets into the context', () => {
+    const copies = instructions.filter((l) => l.startsWith('COPY ') && !l.includes('--from='));
+    expect(copies.length).toBeGreaterThan(0);
+    for (const line of new Set(copies)) {
+      const sources = line.split(/\s+/).slice(1, -1).filter((s) => !s.startsWith('--'));
+      for (const source of sources) {
+        expect(existsSync(join(REPO_ROOT, source)), `${source} exists`).toBe(true);
+        expect(dockerIgnored(source), `${source} is not in .dockerignore`).toBe(false);
+      }
+    }
+    // The build context never carries local dependencies, builds, databases or secrets.
+    for (const path of ['node_modules', 'agent/node_modules', 'control-server/dist', 'control-server/data/commands.db', '.env', '.git']) {
+      expect(dockerIgnored(path), path).toBe(true);
+    }
+    expect(dockerIgnored('.env.example')).toBe(false);
+  });
+});
