@@ -43,6 +43,8 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
       level: config.logLevel,
       // Tokens travel in headers (never logged) or in ?access_token= for EventSource: strip it.
       serializers: { req: (req) => ({ method: req.method, url: stripToken(req.url), remoteAddress: req.ip }) },
+      // ISO times, like the agent's: an operator reads both logs side by side.
+      timestamp: () => `,"time":"${new Date().toISOString()}"`,
     },
   }).withTypeProvider<ZodTypeProvider>();
 
