@@ -4,6 +4,7 @@ import { ConfigError, loadConfig, type AgentConfig } from './config.js';
 import { CrashDrill } from './crash-drill.js';
 import { DatabaseInUse, openDatabase } from './database.js';
 import { executors } from './executors/index.js';
+import { GroupCommit } from './group-commit.js';
 import { agentIdentity } from './identity.js';
 import { Outbox } from './outbox.js';
 import { ServerClient } from './server-client.js';
@@ -61,6 +62,7 @@ try {
 }
 const outbox = new Outbox(db);
 outbox.prune(OUTBOX_RETENTION_MS);
+const commits = new GroupCommit(db);
 const agentId = agentIdentity(db, config.agentId);
 
 const log = pino({ level: config.logLevel, base: { agentId }, timestamp: pino.stdTimeFunctions.isoTime });
@@ -68,6 +70,7 @@ const client = new ServerClient({ serverUrl: config.serverUrl, agentId, token: c
 const worker = new Worker({
   client,
   outbox,
+  commits,
   executors: executors({ guard: new SsrfGuard(config.blockPrivate) }),
   agentId,
   concurrency: config.concurrency,
@@ -97,5 +100,6 @@ try {
 }
 drill.stop();
 await client.close();
+commits.flush();
 db.close();
 process.exit(exitCode);

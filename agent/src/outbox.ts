@@ -45,6 +45,8 @@ interface Row {
  */
 export class Outbox {
   private readonly stmt;
+  /** Made once: building a better-sqlite3 transaction function costs more than running it. */
+  private readonly beginTransaction;
 
   constructor(
     private readonly db: Database.Database,
@@ -71,6 +73,17 @@ export class Outbox {
       unreported: db.prepare<[], Row>(`SELECT * FROM outbox WHERE state = 'finished' ORDER BY updated_at`),
       prune: db.prepare(`DELETE FROM outbox WHERE state IN ('reported', 'dropped') AND updated_at < @before`),
     };
+    this.beginTransaction = db.transaction((commandId: string, leaseId: string, type: string): Plan => {
+      const row = this.stmt.get.get(commandId);
+      const outcome = row && toOutcome(row);
+      const params = { commandId, leaseId, type, now: this.now() };
+      if (row && outcome && (row.state === 'finished' || outcome.status === 'COMPLETED')) {
+        this.stmt.adopt.run(params);
+        return { kind: 'replay', outcome };
+      }
+      this.stmt.start.run(params);
+      return { kind: 'execute' };
+    });
   }
 
   /**
@@ -82,19 +95,7 @@ export class Outbox {
    *   heartbeat, and its late writes are refused because they name the old lease.)
    */
   begin(commandId: string, leaseId: string, type: string): Plan {
-    return this.db
-      .transaction((): Plan => {
-        const row = this.stmt.get.get(commandId);
-        const outcome = row && toOutcome(row);
-        const params = { commandId, leaseId, type, now: this.now() };
-        if (row && outcome && (row.state === 'finished' || outcome.status === 'COMPLETED')) {
-          this.stmt.adopt.run(params);
-          return { kind: 'replay', outcome };
-        }
-        this.stmt.start.run(params);
-        return { kind: 'execute' };
-      })
-      .immediate();
+    return this.beginTransaction.immediate(commandId, leaseId, type);
   }
 
   /** Keeps the outcome of the attempt under `leaseId`. False when that attempt is not current. */

@@ -1,7 +1,11 @@
 import {
+  BatchClaimResponse,
+  BatchResultResponse,
   ClaimedCommand,
   ErrorResponse,
   HeartbeatResponse,
+  MAX_BATCH_CLAIM,
+  MAX_BATCH_REPORT,
   ResultResponse,
   type Command,
   type HeartbeatBody,
@@ -30,6 +34,12 @@ export type HeartbeatAnswer =
   | { kind: 'renewed'; leaseExpiresAt: number; cancelRequested: boolean }
   | { kind: 'lost'; message: string };
 
+/** One outcome to report: the command and the body the single route would take. */
+export interface Report {
+  commandId: string;
+  body: ResultBody;
+}
+
 /** The server said no to a poll for a reason that waiting will not fix (a wrong AGENT_TOKEN). */
 export class PollRefused extends Error {}
 
@@ -40,6 +50,11 @@ class ServerUnavailable extends Error {}
 const RETRY = { retries: Number.POSITIVE_INFINITY, minTimeout: 250, factor: 2, maxTimeout: 10_000, randomize: true };
 /** A report or heartbeat that has no answer within this long is given up and retried. */
 const CALL_TIMEOUT_MS = 15_000;
+/**
+ * A batched report stays well under the server's 1 MiB body limit: one result may be 256 KiB,
+ * so a batch is cut after this many bytes of reports (and after MAX_BATCH_REPORT of them).
+ */
+const REPORT_BATCH_BYTES = 512 * 1024;
 
 /**
  * The agent's side of the agent routes. Polls and reports retry through p-retry on network
@@ -49,6 +64,8 @@ const CALL_TIMEOUT_MS = 15_000;
 export class ServerClient {
   private readonly dispatcher = new Agent({ keepAliveTimeout: 10_000 });
   private readonly auth: Record<string, string>;
+  /** Each is cleared when the server answers 404 to that batched route (a server older than them). */
+  private readonly batched = { claims: true, reports: true };
 
   constructor(private readonly options: ServerClientOptions) {
     this.auth = options.token === undefined ? {} : { authorization: `Bearer ${options.token}` };
@@ -67,20 +84,101 @@ export class ServerClient {
     });
   }
 
+  /**
+   * Leases up to `max` commands at once (`/commands/next-batch`), holding the poll open up to
+   * `waitS` seconds; empty means no work. One at a time through `/commands/next` when `max` is 1
+   * or the server has no batched routes.
+   */
+  async claim(max: number, waitS: number, signal: AbortSignal): Promise<ClaimedCommand[]> {
+    if (max <= 1 || !this.batched.claims) {
+      const command = await this.next(waitS, signal);
+      return command ? [command] : [];
+    }
+    const { agentId } = this.options;
+    const query = new URLSearchParams({ agentId, max: String(Math.min(max, MAX_BATCH_CLAIM)), wait: String(waitS) });
+    const commands = await this.retrying('poll', signal, async () => {
+      this.options.log.debug({ waitS, max }, 'polling for work');
+      const path = `/commands/next-batch?${query}`;
+      const response = await this.call('GET', path, undefined, signal, waitS * 1000 + CALL_TIMEOUT_MS);
+      if (response.statusCode === 204) return [];
+      if (response.statusCode === 200) return parse(BatchClaimResponse, response.json, 'poll').commands;
+      if (response.statusCode === 404) return undefined;
+      throw new AbortError(new PollRefused(`poll refused: ${describe(response)}`));
+    });
+    if (commands) return commands;
+    this.withoutBatched('claims', 'GET /commands/next-batch');
+    return this.claim(1, waitS, signal);
+  }
+
   /** Reports an outcome; retries until the server gives a definite answer or `signal` aborts. */
   async report(commandId: string, body: ResultBody, signal: AbortSignal): Promise<ReportAnswer> {
+    const json = JSON.stringify(body);
     return this.retrying(`report of ${commandId}`, signal, async () => {
-      const response = await this.call('PUT', `/commands/${encodeURIComponent(commandId)}/result`, body, signal);
+      const response = await this.call('PUT', `/commands/${encodeURIComponent(commandId)}/result`, json, signal);
       const { statusCode } = response;
       if (statusCode === 200) return { kind: 'accepted', command: parse(ResultResponse, response.json, 'report').command };
-      if (statusCode === 404 || statusCode === 409) return { kind: 'gone', statusCode, message: describe(response) };
-      return { kind: 'rejected', statusCode, message: describe(response) };
+      return refusal(statusCode, describe(response));
     });
+  }
+
+  /**
+   * Reports many outcomes, in as few `PUT /commands/results` as fit, and answers for each what
+   * the single route would have: every item is retried (as a whole batch) until the server gives
+   * a definite answer or `signal` aborts. A single outcome, or a server without the batched
+   * route, goes through `report()`.
+   */
+  async reportMany(reports: Report[], signal: AbortSignal): Promise<ReportAnswer[]> {
+    if (reports.length === 1 || !this.batched.reports) {
+      return Promise.all(reports.map((r) => this.report(r.commandId, r.body, signal)));
+    }
+    const answers = await Promise.all(batches(reports).map((batch) => this.reportBatch(batch, signal)));
+    return answers.flat();
+  }
+
+  private async reportBatch(batch: Array<Report & { json: string }>, signal: AbortSignal): Promise<ReportAnswer[]> {
+    const first = batch[0]?.commandId ?? '';
+    const what = batch.length === 1 ? `report of ${first}` : `report of ${batch.length} outcomes (${first}, …)`;
+    const body = `{"reports":[${batch.map((r) => r.json).join(',')}]}`;
+    const answer = await this.retrying(what, signal, async () => {
+      const response = await this.call('PUT', '/commands/results', body, signal);
+      if (response.statusCode !== 200) return response;
+      const { results } = parse(BatchResultResponse, response.json, 'report');
+      if (results.length !== batch.length || results.some((r, i) => r.id !== batch[i]?.commandId)) {
+        throw new AbortError('unexpected report answer from the server: its results do not match the reports sent');
+      }
+      return results;
+    });
+    if (!Array.isArray(answer)) {
+      // No answer per item: an older server (404), or a no to the whole request (a 401, a 413).
+      // Sent one by one, each report gets its own definite answer.
+      if (answer.statusCode === 404) this.withoutBatched('reports', 'PUT /commands/results');
+      else this.options.log.warn(`batched report refused (${describe(answer)}); reporting one by one`);
+      return Promise.all(batch.map((r) => this.report(r.commandId, r.body, signal)));
+    }
+    return Promise.all(
+      answer.map(({ statusCode, command, message }, i): ReportAnswer | Promise<ReportAnswer> => {
+        const report = batch[i] as Report;
+        if (statusCode === 200 && command) return { kind: 'accepted', command };
+        // Not a definite answer for this one (cannot happen with our server, but the contract
+        // of a report is "until a definite answer"): the single route retries it.
+        if (statusCode === 200 || statusCode >= 500 || statusCode === 429) {
+          return this.report(report.commandId, report.body, signal);
+        }
+        return refusal(statusCode, `${statusCode} ${message ?? ''}`.trim());
+      }),
+    );
+  }
+
+  private withoutBatched(which: 'claims' | 'reports', route: string): void {
+    if (!this.batched[which]) return;
+    this.batched[which] = false;
+    this.options.log.warn(`${route} answered 404 (a server without batched routes): ${which} go one by one from now on`);
   }
 
   /** One heartbeat. Throws on network errors and 5xx; the caller tries again at its next tick. */
   async heartbeat(commandId: string, body: HeartbeatBody, signal: AbortSignal): Promise<HeartbeatAnswer> {
-    const response = await this.call('POST', `/commands/${encodeURIComponent(commandId)}/heartbeat`, body, signal);
+    const path = `/commands/${encodeURIComponent(commandId)}/heartbeat`;
+    const response = await this.call('POST', path, JSON.stringify(body), signal);
     if (response.statusCode === 200) {
       const answer = parse(HeartbeatResponse, response.json, 'heartbeat');
       return { kind: 'renewed', leaseExpiresAt: Date.parse(answer.leaseExpiresAt), cancelRequested: answer.cancelRequested };
@@ -103,17 +201,18 @@ export class ServerClient {
     });
   }
 
+  /** One request; `body` is JSON text already. */
   private async call(
     method: Dispatcher.HttpMethod,
     path: string,
-    body: unknown,
+    body: string | undefined,
     signal: AbortSignal,
     timeoutMs = CALL_TIMEOUT_MS,
   ): Promise<{ statusCode: number; json: unknown }> {
     const response = await request(`${this.options.serverUrl}${path}`, {
       method,
       headers: body === undefined ? this.auth : { ...this.auth, 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body,
       signal,
       dispatcher: this.dispatcher,
       headersTimeout: timeoutMs,
@@ -131,6 +230,32 @@ export class ServerClient {
     }
     return { statusCode: response.statusCode, json };
   }
+}
+
+/** 404 or 409: the command is not ours any more; any other 4xx: a no that no retry will change. */
+function refusal(statusCode: number, message: string): ReportAnswer {
+  const gone = statusCode === 404 || statusCode === 409;
+  return { kind: gone ? 'gone' : 'rejected', statusCode, message };
+}
+
+/** Cuts reports into batches the server takes: at most MAX_BATCH_REPORT and REPORT_BATCH_BYTES each. */
+function batches(reports: Report[]): Array<Array<Report & { json: string }>> {
+  const all: Array<Array<Report & { json: string }>> = [];
+  let current: Array<Report & { json: string }> = [];
+  let bytes = 0;
+  for (const report of reports) {
+    const json = JSON.stringify({ id: report.commandId, ...report.body });
+    const size = Buffer.byteLength(json) + 1;
+    if (current.length > 0 && (current.length === MAX_BATCH_REPORT || bytes + size > REPORT_BATCH_BYTES)) {
+      all.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push({ ...report, json });
+    bytes += size;
+  }
+  if (current.length > 0) all.push(current);
+  return all;
 }
 
 /** An answer we cannot read is a bug on one side, not a network blip: do not retry it. */

@@ -1,9 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ClaimedCommand } from '@agent-executor/common';
+import { MAX_BATCH_CLAIM, type ClaimedCommand } from '@agent-executor/common';
 import type { Logger } from 'pino';
 import { runAttempt } from './attempt.js';
 import type { CrashDrill } from './crash-drill.js';
 import type { Executors } from './executors/index.js';
+import type { GroupCommit } from './group-commit.js';
 import type { Outbox } from './outbox.js';
 import { Reporter } from './reporter.js';
 import { PollRefused, type ServerClient } from './server-client.js';
@@ -11,6 +12,8 @@ import { PollRefused, type ServerClient } from './server-client.js';
 export interface WorkerOptions {
   client: ServerClient;
   outbox: Outbox;
+  /** Every outbox write of the loop goes through it: one commit per turn, not one per write. */
+  commits: GroupCommit;
   executors: Executors;
   agentId: string;
   concurrency: number;
@@ -24,16 +27,24 @@ export interface WorkerOptions {
 const REPORT_GRACE_MS = 2_000;
 
 /**
- * The agent's loop, in the pg-boss shape: `concurrency` slots, each `while (!stopping) { claim →
- * run → report }`, with cancellable waits. `stop()` may be called any number of times and ends
- * within its drain limit (plus a short grace for the last reports).
+ * The agent's loop, in the pg-boss shape: one fetch loop `while (!stopping) { wait for a free
+ * slot → claim as many commands as slots are free → hand each to a slot }`, with cancellable
+ * waits. A slot is taken from the claim until the executor is done; keeping and reporting the
+ * outcome goes on beside the next command (batched with the other outcomes of the same moment).
+ * `stop()` may be called any number of times and ends within its drain limit (plus a short
+ * grace for the last reports).
  */
 export class Worker {
   private stopping = false;
   private life: Promise<void> | undefined;
   private stopped: Promise<void> | undefined;
   private fatal: Error | undefined;
+  /** Commands claimed and not done executing: the slots in use. */
   private running = 0;
+  /** Every command handled and not done (its report included): a drain waits for all of them. */
+  private readonly handling = new Set<Promise<void>>();
+  /** Wakes the fetch loop when it waits for a free slot. */
+  private wake: (() => void) | undefined;
   /** Aborts polls, idle waits and start-up recovery. */
   private readonly polls = new AbortController();
   /** Aborts running attempts once the drain time is over. */
@@ -42,10 +53,16 @@ export class Worker {
   private readonly reports = new AbortController();
   private readonly reporter: Reporter;
   private readonly log: Logger;
+  /**
+   * Outcomes waiting for the server's answer; past this many the loop claims nothing more, so an
+   * agent whose reports keep failing does not go on taking work it cannot hand back.
+   */
+  private readonly maxReporting: number;
 
   constructor(private readonly options: WorkerOptions) {
     this.log = options.log;
     this.reporter = new Reporter(options);
+    this.maxReporting = Math.max(MAX_BATCH_CLAIM, 4 * options.concurrency);
   }
 
   /** Runs until stopped (resolves after the drain), or rejects when the server refuses our polls. */
@@ -66,13 +83,15 @@ export class Worker {
     if (!this.stopping) {
       this.log.info(`agent ${this.options.agentId} polling (concurrency ${concurrency}, long-poll ${longPollWaitS} s)`);
     }
-    await Promise.all(Array.from({ length: concurrency }, () => this.slot()));
+    await this.fetch();
+    while (this.handling.size > 0) await Promise.all(this.handling);
     if (this.fatal) throw this.fatal;
   }
 
   private async drain(drainMs: number): Promise<void> {
     this.stopping = true;
     this.polls.abort();
+    this.wake?.();
     const life = (this.life ?? Promise.resolve()).catch(() => {});
     if (this.running > 0) this.log.info(`stopping: letting ${this.running} running command(s) finish (up to ${drainMs} ms)`);
     if (await settlesWithin(life, drainMs)) return;
@@ -83,49 +102,76 @@ export class Worker {
     await life;
   }
 
-  private async slot(): Promise<void> {
+  /** The fetch loop: claims for the free slots only, so nothing claimed waits for a slot. */
+  private async fetch(): Promise<void> {
+    const { concurrency } = this.options;
     while (!this.stopping) {
-      const claimed = await this.poll();
-      if (claimed) await this.handle(claimed.command, claimed.receivedAt);
+      const free = concurrency - this.running;
+      if (free <= 0 || this.handling.size - this.running >= this.maxReporting) {
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        this.wake = undefined;
+        continue;
+      }
+      const claimed = await this.poll(Math.min(free, MAX_BATCH_CLAIM));
+      const receivedAt = Date.now();
+      for (const command of claimed) this.dispatch(command, receivedAt);
     }
   }
 
-  private async poll(): Promise<{ command: ClaimedCommand; receivedAt: number } | undefined> {
+  private dispatch(command: ClaimedCommand, receivedAt: number): void {
+    this.running++;
+    let held = true;
+    const release = () => {
+      if (!held) return;
+      held = false;
+      this.running--;
+      this.wake?.();
+    };
+    const handled: Promise<void> = this.handle(command, receivedAt, release).finally(() => {
+      release();
+      this.handling.delete(handled);
+      this.wake?.();
+    });
+    this.handling.add(handled);
+  }
+
+  private async poll(max: number): Promise<ClaimedCommand[]> {
     const { client, longPollWaitS, pollIntervalMs } = this.options;
     const sentAt = Date.now();
     try {
-      const command = await client.next(longPollWaitS, this.polls.signal);
-      if (command) return { command, receivedAt: Date.now() };
+      const commands = await client.claim(max, longPollWaitS, this.polls.signal);
+      if (commands.length > 0) return commands;
       // A long-poll answered early and empty (the server is shutting down) must not become a
       // busy loop; a plain poll waits POLL_INTERVAL between polls by definition.
       const early = Date.now() - sentAt < longPollWaitS * 1000 - 1000;
       if (longPollWaitS === 0 || early) await this.idle(pollIntervalMs);
     } catch (err) {
-      if (this.stopping) return undefined;
+      if (this.stopping) return [];
       if (err instanceof PollRefused) {
         this.fatal = err;
         this.log.error(`${err.message}; stopping`);
         void this.stop(0);
-        return undefined;
+        return [];
       }
       this.log.error({ err }, 'poll failed');
       await this.idle(pollIntervalMs);
     }
-    return undefined;
+    return [];
   }
 
   private async idle(ms: number): Promise<void> {
     await sleep(ms, undefined, { signal: this.polls.signal }).catch(() => {});
   }
 
-  private async handle(command: ClaimedCommand, receivedAt: number): Promise<void> {
-    const { outbox, drill, client, agentId, executors } = this.options;
+  /** Runs one claimed command; `release` frees its slot once the executor is done. */
+  private async handle(command: ClaimedCommand, receivedAt: number, release: () => void): Promise<void> {
+    const { outbox, commits, drill, client, agentId, executors } = this.options;
     const { id, type, leaseId } = command;
     const log = this.log.child({ commandId: id });
-    this.running++;
     try {
-      const plan = outbox.begin(id, leaseId, type);
+      const plan = await commits.run(() => outbox.begin(id, leaseId, type));
       if (plan.kind === 'replay') {
+        release();
         log.info(`${type} ${id} already finished here (${plan.outcome.status}): reporting the kept outcome, not running it again`);
         await this.reporter.deliver(id, leaseId, plan.outcome, this.reports.signal);
         return;
@@ -134,13 +180,17 @@ export class Worker {
       drill.at('after-start', id);
       const startedAt = performance.now();
       const end = await runAttempt(command, receivedAt, { client, agentId, executors, shutdown: this.shutdown.signal, log });
+      // The slot is free once the executor is done: the next claim goes out while this outcome
+      // is written and reported.
+      release();
       if (end.kind === 'lease-lost') {
-        outbox.drop(id, leaseId, `lease lost: ${end.why}`);
+        await commits.run(() => outbox.drop(id, leaseId, `lease lost: ${end.why}`));
         log.warn(`${type} ${id} stopped, lease lost (${end.why}): not reported, the command is the server's again`);
         return;
       }
       const { outcome } = end;
-      if (!outbox.finish(id, leaseId, outcome)) {
+      const kept = await commits.run(() => outbox.finish(id, leaseId, outcome));
+      if (!kept) {
         log.warn(`${type} ${id}: a newer lease took over while this attempt ran; its outcome is dropped`);
         return;
       }
@@ -152,8 +202,6 @@ export class Worker {
     } catch (err) {
       // The outbox row (if any) still says where this command got to; the next start deals with it.
       log.error({ err }, `${type} ${id}: ${(err as Error).message}`);
-    } finally {
-      this.running--;
     }
   }
 }

@@ -72,3 +72,66 @@ describe('heartbeat', () => {
     await client.close();
   });
 });
+
+describe('heartbeat through a server restart', () => {
+  /** A heartbeat endpoint that can go away (connections refused, as after a SIGKILL) and come back on its port. */
+  async function restartableServer(port: number) {
+    const { createServer } = await import('node:http');
+    let renewals = 0;
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        renewals++;
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ leaseExpiresAt: new Date(Date.now() + 3_000).toISOString(), cancelRequested: false }));
+      });
+    });
+    const listen = () => new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    await listen();
+    return {
+      renewals: () => renewals,
+      down: () => {
+        server.closeAllConnections();
+        return new Promise<void>((resolve) => server.close(() => resolve()));
+      },
+      up: listen,
+    };
+  }
+
+  it('renews as soon as the server is back, not a whole interval later: a restart shorter than the lease keeps it', async () => {
+    // Lease 3 s, renewals every 1 s. The server dies right after a renewal and is back 2.2 s later:
+    // the renewals due 1 s and 2 s after it fail, and the next one due (3 s after) would come at
+    // the very deadline. The agent still had 0.8 s to renew; it must use them, not give the work up.
+    const port = await freePort();
+    const server = await restartableServer(port);
+    const client = new ServerClient({ serverUrl: `http://127.0.0.1:${port}`, agentId: 'a', token: undefined, log });
+    const receivedAt = Date.now();
+    let lost: string | undefined;
+    const beat = new Heartbeat({
+      client,
+      agentId: 'a',
+      command: claimed(receivedAt, 3_000),
+      receivedAt,
+      progress: () => undefined,
+      onLost: (why) => (lost = why),
+      onCancel: () => {},
+      log,
+    });
+    try {
+      beat.start();
+      while (server.renewals() === 0) await new Promise((r) => setTimeout(r, 10));
+      await server.down();
+      await new Promise((r) => setTimeout(r, 2_200));
+      await server.up();
+      const before = server.renewals();
+      // Past the deadline the last renewal before the restart gave (3 s after it was sent).
+      await new Promise((r) => setTimeout(r, 1_300));
+      expect(lost).toBeUndefined();
+      expect(server.renewals()).toBeGreaterThan(before);
+    } finally {
+      beat.stop();
+      await client.close();
+      await server.down().catch(() => {});
+    }
+  });
+});

@@ -68,18 +68,13 @@ afterAll(() => {
 });
 
 describe('benchmark scenarios (tiny sizes)', { timeout: 90_000 }, () => {
-  it('latency: long-poll and plain polling, real agents', async () => {
-    const r = await bench('latency', ['--agent=process', '--samples=20', '--warmup=2', '--poll-samples=3', '--poll-interval=100']);
-    expect(figure(r, 'process agents, long-poll: start p50')).toBeGreaterThan(0);
-    expect(figure(r, 'process agents, polling: start p50')).toBeGreaterThan(0);
-    expect(figure(r, 'process agents: polling p50 / long-poll p50')).toBeGreaterThan(0);
+  it('latency: long-poll and plain polling', async () => {
+    const r = await bench('latency', ['--agent=protocol', '--samples=20', '--warmup=2', '--poll-samples=3', '--poll-interval=100']);
+    expect(figure(r, 'protocol agents, long-poll: start p50')).toBeGreaterThan(0);
+    expect(figure(r, 'protocol agents, polling: start p50')).toBeGreaterThan(0);
+    expect(figure(r, 'protocol agents: polling p50 / long-poll p50')).toBeGreaterThan(0);
     const results = r.runs[0]?.details.results as Array<{ mode: string; startLatency: { count: number } }>;
     expect(results.map((m) => [m.mode, m.startLatency.count])).toEqual([['long-poll', 20], ['polling', 3]]);
-  });
-
-  it('latency: protocol agents', async () => {
-    const r = await bench('latency', ['--agent=protocol', '--samples=20', '--warmup=2', '--modes=long-poll']);
-    expect(figure(r, 'protocol agents, long-poll: start p99')).toBeGreaterThan(0);
   });
 
   it('throughput: real agents, single submits', async () => {

@@ -16,6 +16,8 @@ export const delay: Executor<DelayResult> = async (payload, { signal, trackProgr
     const elapsed = Math.min(ms, Math.round(performance.now() - started));
     return { percent: ms === 0 ? 100 : Math.floor((elapsed / ms) * 100), message: `${elapsed} of ${ms} ms` };
   });
-  await sleep(ms, undefined, { signal });
+  // A 0 ms timer still waits for the next timers phase (about 1 ms): DELAY 0 needs no wait at all.
+  if (ms > 0) await sleep(ms, undefined, { signal });
+  else signal.throwIfAborted();
   return { ok: true, tookMs: Math.round(performance.now() - started) };
 };

@@ -95,11 +95,14 @@ export class SqliteCommandStore implements CommandStore {
       byId: db.prepare<[string], CommandRow>('SELECT * FROM commands WHERE id = ?'),
       byIdempotencyKey: db.prepare<[string], CommandRow>('SELECT * FROM commands WHERE idempotency_key = ?'),
       // One statement picks and leases: no other claim can take the same row in between.
+      // INDEXED BY: without statistics SQLite picks commands_status_seq and sorts every PENDING
+      // row per claim (O(backlog) each: 3 ms with 20 000 pending); the partial index is in order.
       claim: db.prepare(`UPDATE commands
         SET status = 'RUNNING', agent_id = @agentId, lease_id = lower(hex(randomblob(16))), lease_expires_at = @leaseExpiresAt,
             attempts = attempts + 1, started_at = @now, finished_at = NULL, progress = NULL,
             report_hash = NULL, updated_at = @now
-        WHERE seq IN (SELECT seq FROM commands WHERE status = 'PENDING' AND available_at <= @now
+        WHERE seq IN (SELECT seq FROM commands INDEXED BY commands_claim
+                      WHERE status = 'PENDING' AND available_at <= @now
                       ORDER BY available_at, seq LIMIT @max)
         RETURNING *`),
       // available_at is left alone: the command keeps its place at the head of the queue.

@@ -1,6 +1,7 @@
 /**
  * Fills a control-server database (already migrated by the server itself, so the schema is the
- * real one) with `n` finished commands and the tail of their event log, in one transaction.
+ * real one) with `n` finished commands and the tail of their event log, and optionally a backlog
+ * of `pending` PENDING commands after them, in one transaction.
  * Durability does not matter while seeding, so the journal and syncs are off; WAL is restored
  * before the server opens the file. The secondary indexes are dropped during the insert and
  * recreated from their own stored definitions afterwards (building an index by sorting is far
@@ -11,7 +12,7 @@ import Database from 'better-sqlite3';
 
 const EVENT_TAIL = 100_000;
 
-export function seedCommands(dbPath: string, n: number): { ids: string[]; ms: number } {
+export function seedCommands(dbPath: string, n: number, pending = 0): { ids: string[]; ms: number } {
   const started = performance.now();
   const db = new Database(dbPath);
   db.pragma('journal_mode = OFF');
@@ -21,6 +22,9 @@ export function seedCommands(dbPath: string, n: number): { ids: string[]; ms: nu
     (id, type, payload, status, result, error, agent_id, attempts, max_attempts, timeout_ms, available_at,
      cancel_requested, created_at, updated_at, started_at, finished_at, report_hash)
     VALUES (?, ?, ?, ?, ?, ?, ?, 1, 3, ?, ?, 0, ?, ?, ?, ?, ?)`);
+  const insertPending = db.prepare(`INSERT INTO commands
+    (id, type, payload, status, max_attempts, timeout_ms, available_at, created_at, updated_at)
+    VALUES (?, 'DELAY', '{"ms":0}', 'PENDING', 3, 30000, ?, ?, ?)`);
   const insertEvent = db.prepare(`INSERT INTO events (command_id, kind, transition, data, created_at)
     VALUES (?, 'status', 'report', ?, ?)`);
   const base = Date.now() - 3_600_000 - n * 10;
@@ -61,6 +65,8 @@ export function seedCommands(dbPath: string, n: number): { ids: string[]; ms: nu
         insertEvent.run(id, data, finished);
       }
     }
+    const now = Date.now();
+    for (let i = 0; i < pending; i++) insertPending.run(randomUUID(), now - pending + i, now - pending + i, now - pending + i);
     for (const { sql } of indexes) db.exec(sql);
   })();
   db.pragma('journal_mode = WAL');

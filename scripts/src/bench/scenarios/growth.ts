@@ -1,9 +1,10 @@
 /**
  * growth: the same operations against a database holding few and many finished commands
- * (seeded straight into the real schema) → claim and list latency, and their ratio.
+ * → claim and list latency, and their ratio. The server migrates an empty database once; each
+ * size gets a copy, filled straight through better-sqlite3 (harness/seed.ts), then served.
  * One sequential client on one keep-alive connection, so each figure is one request's latency.
  */
-import { statSync } from 'node:fs';
+import { copyFileSync, existsSync, statSync } from 'node:fs';
 import { Api } from '../harness/http.js';
 import type { Figure, RunResult } from '../harness/report.js';
 import { tempDir } from '../harness/processes.js';
@@ -29,14 +30,23 @@ async function timed(samples: number[], op: () => Promise<unknown>): Promise<voi
   samples.push(performance.now() - t0);
 }
 
-async function measureSize(o: Options, stored: number): Promise<SizeResult> {
+/** An empty database migrated by the server itself (started once and stopped), to copy per size. */
+async function migratedTemplate(dir: string): Promise<string> {
+  const dbPath = `${dir}/template.db`;
+  const server = await startServer({ dbPath });
+  await server.stop();
+  for (const suffix of ['-wal', '-shm']) {
+    if (existsSync(dbPath + suffix)) throw new Error(`the server left ${dbPath}${suffix} behind after a clean stop`);
+  }
+  return dbPath;
+}
+
+async function measureSize(o: Options, stored: number, template: string): Promise<SizeResult> {
   const dir = tempDir('growth');
   const dbPath = `${dir.path}/commands.db`;
   try {
-    // The server creates the schema; then it is stopped and the rows go in directly.
-    const first = await startServer({ dbPath });
-    await first.stop();
-    const seeded = seedCommands(dbPath, stored);
+    copyFileSync(template, dbPath);
+    const seeded = seedCommands(dbPath, stored, o.num('pending'));
     const server = await startServer({ dbPath });
     const api = new Api(server.url, 1);
     try {
@@ -89,14 +99,22 @@ export const growth: Scenario = {
     samples: { type: 'string', default: '1000', description: 'timed iterations per size' },
     warmup: { type: 'string', default: '100', description: 'untimed iterations first' },
     'list-limit': { type: 'string', default: '100', description: 'limit of the timed lists' },
+    pending: { type: 'string', default: '0', description: 'PENDING backlog seeded after the finished commands (claims take from it)' },
   },
   async run(o): Promise<RunResult> {
     const results: SizeResult[] = [];
     const figures: Figure[] = [];
-    for (const size of o.list('sizes').map(Number)) {
-      const r = await measureSize(o, size);
-      results.push(r);
-      const at = `${size.toLocaleString('en-US')} stored`;
+    const templateDir = tempDir('growth-template');
+    try {
+      const template = await migratedTemplate(templateDir.path);
+      for (const size of o.list('sizes').map(Number)) results.push(await measureSize(o, size, template));
+    } finally {
+      templateDir.remove();
+    }
+    for (const r of results) {
+      const size = r.stored;
+      const backlog = o.num('pending');
+      const at = `${size.toLocaleString('en-US')} stored${backlog > 0 ? ` + ${backlog.toLocaleString('en-US')} pending` : ''}`;
       figures.push(
         { name: `${at}: claim p50`, value: r.claim.p50, unit: 'ms' },
         { name: `${at}: claim p99`, value: r.claim.p99, unit: 'ms' },

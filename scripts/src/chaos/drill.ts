@@ -1,0 +1,224 @@
+/**
+ * The drill: a counting target, a control server and a fleet of agents, all real processes.
+ * Commands are submitted all run long (the backlog keeps them coming) while the server and the
+ * agents are SIGKILLed and restarted on the seeded schedule; then the drill waits until every
+ * command is terminal, stops everything and judges what it collected.
+ */
+import { mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { judge, type Verdict } from './checks.js';
+import { readOutbox, readServerDb, type AgentDeath, type Evidence, type LeaseLoss } from './evidence.js';
+import { AgentUnderTest, ServerUnderTest } from './fleet.js';
+import type { ChaosOptions } from './options.js';
+import { lifeHasRandomFailures, makePlan, type Plan, type PlannedKill } from './plan.js';
+import { Submitter } from './submitter.js';
+import { CountingTarget } from './target.js';
+
+export interface DrillResult {
+  options: ChaosOptions;
+  plan: Plan;
+  dir: string;
+  durationMs: number;
+  evidence: Evidence;
+  verdict: Verdict;
+}
+
+const PROBE_INTERVAL_MS = 250;
+const SUBMITS_IN_FLIGHT = 8;
+/** Beyond a third of a lease, the least uptime between two server kills. */
+const SERVER_UPTIME_MARGIN_MS = 1_000;
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+interface Counts {
+  PENDING: number;
+  RUNNING: number;
+  COMPLETED: number;
+  FAILED: number;
+}
+
+/** Reads the server's status counts from /metrics, four times a second; keeps the last answer through downtime. */
+class ProgressProbe {
+  counts: Counts = { PENDING: 0, RUNNING: 0, COMPLETED: 0, FAILED: 0 };
+  /** When the last successful probe was sent. */
+  sentAt = 0;
+  lastProgressAt = Date.now();
+  private stopped = false;
+  private loop: Promise<void> | undefined;
+
+  constructor(private readonly serverUrl: string) {}
+
+  get terminal(): number {
+    return this.counts.COMPLETED + this.counts.FAILED;
+  }
+
+  start(): void {
+    this.loop = (async () => {
+      while (!this.stopped) {
+        await this.probe();
+        await sleep(PROBE_INTERVAL_MS);
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+  }
+
+  private async probe(): Promise<void> {
+    const sentAt = Date.now();
+    try {
+      const res = await fetch(`${this.serverUrl}/metrics`, { signal: AbortSignal.timeout(5000) });
+      if (!res.ok) return;
+      const text = await res.text();
+      const counts: Counts = { PENDING: 0, RUNNING: 0, COMPLETED: 0, FAILED: 0 };
+      for (const m of text.matchAll(/^agent_executor_commands\{status="(\w+)"\} (\d+)$/gm)) {
+        counts[m[1] as keyof Counts] = Number(m[2]);
+      }
+      const before = this.terminal;
+      this.counts = counts;
+      this.sentAt = sentAt;
+      if (this.terminal > before) this.lastProgressAt = Date.now();
+    } catch {
+      // The server is down (being killed, or restarting): keep the last counts.
+    }
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export async function runDrill(o: ChaosOptions, say: (line: string) => void): Promise<DrillResult> {
+  const startedAt = Date.now();
+  const deadline = startedAt + o.deadlineS * 1000;
+  const plan = makePlan(o);
+  const dir = mkdtempSync(join(tmpdir(), `chaos-${o.seed}-`));
+  const elapsed = () => `${((Date.now() - startedAt) / 1000).toFixed(0).padStart(4)} s`;
+  say(`chaos: seed ${o.seed}; files in ${dir}`);
+
+  const target = new CountingTarget(o.seed, o.targetDelayMaxMs);
+  await target.start();
+  const server = new ServerUnderTest({ port: await freePort(), dbPath: join(dir, 'commands.db'), leaseMs: o.leaseMs });
+  await server.start();
+
+  const agentDeaths: AgentDeath[] = [];
+  const leaseLosses: LeaseLoss[] = [];
+  const agents = Array.from(
+    { length: o.agents },
+    (_, index) =>
+      new AgentUnderTest({
+        index,
+        serverUrl: server.url,
+        dir,
+        concurrency: o.concurrency,
+        randomFailures: (life) => lifeHasRandomFailures(o, index, life),
+        seed: o.seed,
+        onDeath: (d) => agentDeaths.push(d),
+        onLeaseLoss: (l) => leaseLosses.push(l),
+      }),
+  );
+  for (const a of agents) a.start();
+
+  const probe = new ProgressProbe(server.url);
+  probe.start();
+  let gaveUp: string | null = null;
+  const stopped = () => gaveUp !== null;
+
+  const submitter = new Submitter(plan.commands, {
+    serverUrl: server.url,
+    urlFor: (key) => target.urlFor(key),
+    maxAttempts: o.maxAttempts,
+    inFlight: SUBMITS_IN_FLIGHT,
+    gate: async () => {
+      while (submitter.acknowledged - probe.terminal >= o.backlog && !stopped()) await sleep(20);
+    },
+    deadline,
+    stopped,
+  });
+  const submitting = submitter.run();
+
+  let killsDone = 0;
+  const kill = async (k: PlannedKill) => {
+    const threshold = Math.ceil(k.atProgress * o.commands);
+    while (probe.terminal < threshold && !(submitter.done && probe.counts.PENDING + probe.counts.RUNNING === 0) && !stopped()) {
+      await sleep(50);
+    }
+    if (stopped()) return;
+    await sleep(k.jitterMs);
+    if (k.target === 'server') {
+      // Agents get time to renew their leases between two server kills, so that a lease lost
+      // across a restart can be judged (see restartsLeftTimeToRenew in checks.ts).
+      const last = server.deaths.at(-1);
+      if (last) await sleep(last.at + last.downMs + o.leaseMs / 3 + SERVER_UPTIME_MARGIN_MS - Date.now());
+      const death = await server.killAndRestart();
+      if (!o.quiet) say(`${elapsed()}  kill ${k.n}/${plan.kills.length}: server SIGKILLed, healthy again after ${death.downMs} ms`);
+    } else {
+      const agent = agents[k.agent] as AgentUnderTest;
+      await agent.killAndRestart();
+      const death = agentDeaths.filter((d) => d.agent === agent.id && d.by === 'drill').at(-1);
+      if (!o.quiet) say(`${elapsed()}  kill ${k.n}/${plan.kills.length}: ${agent.id} SIGKILLed with ${death?.started.length ?? 0} command(s) started, ${death?.unreported.length ?? 0} unreported`);
+    }
+    killsDone++;
+  };
+  const killing = (async () => {
+    for (const k of plan.kills) await kill(k);
+  })();
+
+  const progress = setInterval(() => {
+    if (o.quiet) return;
+    const c = probe.counts;
+    const self = agentDeaths.filter((d) => d.by === 'self').length;
+    say(`${elapsed()}  ${probe.terminal}/${o.commands} terminal (${c.COMPLETED} completed, ${c.FAILED} failed), ${submitter.acknowledged} acknowledged, ${c.PENDING} pending, ${c.RUNNING} running; kills ${killsDone}/${plan.kills.length}, agents died by themselves ${self}`);
+  }, 5_000);
+
+  try {
+    let busySince = Date.now();
+    for (;;) {
+      // Done when a probe sent after the last submit and the last kill finds nothing left to run.
+      if (!submitter.done || killsDone < plan.kills.length) busySince = Date.now();
+      const c = probe.counts;
+      if (probe.sentAt > busySince && c.PENDING + c.RUNNING === 0 && probe.terminal >= submitter.acknowledged) break;
+      if (Date.now() > deadline) {
+        gaveUp = `deadline of ${o.deadlineS} s reached: ${probe.terminal} of ${submitter.acknowledged} acknowledged commands terminal, ${killsDone} of ${plan.kills.length} kills done`;
+      } else if (Date.now() - probe.lastProgressAt > o.stallS * 1000) {
+        gaveUp = `no command became terminal for ${o.stallS} s (${probe.counts.PENDING} pending, ${probe.counts.RUNNING} running)`;
+      }
+      if (gaveUp !== null) {
+        say(`chaos: giving up: ${gaveUp}`);
+        break;
+      }
+      await sleep(100);
+    }
+    await Promise.all([submitting, killing]);
+  } finally {
+    clearInterval(progress);
+    await probe.stop();
+    await Promise.all(agents.map((a) => a.stop(5_000)));
+    await server.stop(10_000);
+    await target.stop();
+  }
+
+  const { commands, events } = readServerDb(join(dir, 'commands.db'));
+  const evidence: Evidence = {
+    run: { agentsKillable: o.agentKills > 0 || (o.randomFailures && o.randomFailureShare > 0), commandsPlanned: o.commands, leaseMs: o.leaseMs, gaveUp },
+    submits: submitter.records,
+    commands,
+    events,
+    witness: target.witness(),
+    agentDeaths,
+    serverDeaths: server.deaths,
+    outboxes: new Map(agents.map((a) => [a.id, readOutbox(a.dbPath)])),
+    leaseLosses,
+  };
+  return { options: o, plan, dir, durationMs: Date.now() - startedAt, evidence, verdict: judge(evidence) };
+}

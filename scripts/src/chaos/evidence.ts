@@ -1,0 +1,205 @@
+/**
+ * What a drill collects to judge a run, and the readers of the two kinds of SQLite files. Both
+ * are opened read-only, only while their process is not running: an agent's outbox right after
+ * it died (before its restart), the server's database after the server was stopped.
+ */
+import { existsSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import type { Witness } from './target.js';
+
+export type CommandType = 'HTTP_GET_JSON' | 'DELAY';
+export type Status = 'PENDING' | 'RUNNING' | 'COMPLETED' | 'FAILED';
+
+/** One planned command and what its submit got. */
+export interface SubmitRecord {
+  key: string;
+  type: CommandType;
+  /** `created`: a 201; `replayed`: a 200 for a retry whose first answer was lost; `unanswered`: gave up. */
+  answer: 'created' | 'replayed' | 'rejected' | 'unanswered';
+  id: string | null;
+  /** Requests sent for it (retries through server downtime included). */
+  tries: number;
+  /** The last error or rejection, for the report. */
+  detail: string | null;
+}
+
+export interface CommandRecord {
+  id: string;
+  key: string | null;
+  type: CommandType;
+  status: Status;
+  error: string | null;
+  attempts: number;
+  maxAttempts: number;
+  agentId: string | null;
+  /** HTTP_GET_JSON: the `key` in the body the command's result holds (the target echoes it). */
+  resultKey: string | null;
+}
+
+export interface EventRecord {
+  seq: number;
+  transition: string;
+  status: Status;
+  agentId: string | null;
+  attempts: number;
+  error: string | null;
+  at: number;
+}
+
+export interface OutboxRow {
+  commandId: string;
+  leaseId: string;
+  state: 'started' | 'finished' | 'reported' | 'dropped';
+  status: 'COMPLETED' | 'FAILED' | null;
+  error: string | null;
+  executions: number;
+  note: string | null;
+}
+
+/** One death of an agent, and what its outbox held right after it. */
+export interface AgentDeath {
+  agent: string;
+  /** Which life of that agent ended (1 = its first start). */
+  life: number;
+  /** That life ran with --random-failures. */
+  randomFailures: boolean;
+  /** `drill`: killed by the drill's schedule; `self`: its own --random-failures; `exit`: ended by itself otherwise. */
+  by: 'drill' | 'self' | 'exit';
+  /** How it ended (SIGKILL, or an exit code) and, for self kills, the agent's last words. */
+  how: string;
+  at: number;
+  /** Commands `started` in its outbox: attempts cut off mid-execution. */
+  started: OutboxRow[];
+  /** Commands `finished` but not reported: outcomes the server had not heard of yet. */
+  unreported: OutboxRow[];
+}
+
+export interface ServerDeath {
+  n: number;
+  by: 'drill' | 'exit';
+  how: string;
+  at: number;
+  /** From the SIGKILL to /health answering again. */
+  downMs: number;
+}
+
+/** An attempt an agent gave up because it could not renew its lease in time (from its log). */
+export interface LeaseLoss {
+  agent: string;
+  commandId: string;
+  why: string;
+  /** When the drill read the agent's log line. */
+  at: number;
+}
+
+export interface Evidence {
+  run: {
+    /** Agents could be killed: by the drill (agent kills > 0) or by themselves (--random-failures). */
+    agentsKillable: boolean;
+    commandsPlanned: number;
+    /** LEASE_MS of the server. */
+    leaseMs: number;
+    /** The drill gave up waiting (deadline or stall) before every command was terminal. */
+    gaveUp: string | null;
+  };
+  submits: SubmitRecord[];
+  commands: CommandRecord[];
+  events: Map<string, EventRecord[]>;
+  /** By submit key. */
+  witness: Map<string, Witness>;
+  agentDeaths: AgentDeath[];
+  serverDeaths: ServerDeath[];
+  /** Each agent's outbox after the run. */
+  outboxes: Map<string, OutboxRow[]>;
+  leaseLosses: LeaseLoss[];
+}
+
+interface OutboxDbRow {
+  command_id: string;
+  lease_id: string;
+  state: OutboxRow['state'];
+  status: OutboxRow['status'];
+  error: string | null;
+  executions: number;
+  note: string | null;
+}
+
+export function readOutbox(path: string): OutboxRow[] {
+  if (!existsSync(path)) return [];
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").get();
+    if (!exists) return [];
+    return db
+      .prepare<[], OutboxDbRow>('SELECT command_id, lease_id, state, status, error, executions, note FROM outbox')
+      .all()
+      .map((r) => ({
+        commandId: r.command_id,
+        leaseId: r.lease_id,
+        state: r.state,
+        status: r.status,
+        error: r.error,
+        executions: r.executions,
+        note: r.note,
+      }));
+  } finally {
+    db.close();
+  }
+}
+
+interface CommandDbRow {
+  id: string;
+  idempotency_key: string | null;
+  type: CommandType;
+  status: Status;
+  error: string | null;
+  attempts: number;
+  max_attempts: number;
+  agent_id: string | null;
+  result: string | null;
+}
+
+interface EventDbRow {
+  seq: number;
+  command_id: string;
+  transition: string;
+  data: string;
+  created_at: number;
+}
+
+export function readServerDb(path: string): { commands: CommandRecord[]; events: Map<string, EventRecord[]> } {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    const commands = db
+      .prepare<[], CommandDbRow>(
+        'SELECT id, idempotency_key, type, status, error, attempts, max_attempts, agent_id, result FROM commands ORDER BY seq',
+      )
+      .all()
+      .map((r) => ({
+        id: r.id,
+        key: r.idempotency_key,
+        type: r.type,
+        status: r.status,
+        error: r.error,
+        attempts: r.attempts,
+        maxAttempts: r.max_attempts,
+        agentId: r.agent_id,
+        resultKey: r.type === 'HTTP_GET_JSON' && r.result !== null ? resultKey(r.result) : null,
+      }));
+    const events = new Map<string, EventRecord[]>();
+    for (const r of db.prepare<[], EventDbRow>('SELECT seq, command_id, transition, data, created_at FROM events ORDER BY seq').iterate()) {
+      const c = JSON.parse(r.data) as { status: Status; agentId: string | null; attempts: number; error: string | null };
+      const list = events.get(r.command_id) ?? [];
+      list.push({ seq: r.seq, transition: r.transition, status: c.status, agentId: c.agentId, attempts: c.attempts, error: c.error, at: r.created_at });
+      events.set(r.command_id, list);
+    }
+    return { commands, events };
+  } finally {
+    db.close();
+  }
+}
+
+function resultKey(json: string): string | null {
+  const result = JSON.parse(json) as { body?: { key?: unknown } } | null;
+  return typeof result?.body?.key === 'string' ? result.body.key : null;
+}
