@@ -126,4 +126,10 @@ describe('benchmark scenarios (tiny sizes)', { timeout: 90_000 }, () => {
     expect(figure(r, 'ratio claim p50')).toBeGreaterThan(0);
     expect(figure(r, 'ratio list p50')).toBeGreaterThan(0);
   });
+
+  it('disk: commit latency', async () => {
+    const r = await bench('disk', ['--commits=20']);
+    expect(figure(r, 'SQLite commit, synchronous=FULL: p50')).toBeGreaterThan(0);
+    expect(figure(r, 'write + fdatasync: p50')).toBeGreaterThan(0);
+  });
 });

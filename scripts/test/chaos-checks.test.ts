@@ -47,7 +47,7 @@ function death(over: Partial<AgentDeath> = {}): AgentDeath {
 function run(change: (e: Evidence) => void = () => {}): Evidence {
   const commands = Array.from({ length: 6 }, (_, n) => command(n));
   const e: Evidence = {
-    run: { agentsKillable: true, commandsPlanned: 6, leaseMs: 6000, gaveUp: null },
+    run: { agentsKillable: true, leaseMs: 6000, gaveUp: null },
     submits: commands.map((c) => ({ key: c.key as string, type: c.type, answer: 'created', id: c.id, tries: 1, detail: null })),
     commands,
     events: new Map(commands.map((c) => [c.id, history(c)])),
@@ -118,14 +118,29 @@ describe('chaos checks', () => {
     const e = run((e) => {
       e.witness.set('k-0', { executions: 2, maxConcurrent: 1, cutOff: 1 });
       e.witness.set('k-1', { executions: 3, maxConcurrent: 1, cutOff: 0 });
-      e.agentDeaths.push(death({ started: [row('id-0', 'started')] }), death({ life: 2, unreported: [row('id-1', 'finished')] }));
+      e.agentDeaths.push(death({ started: [row('id-0', 'started')] }), death({ life: 2, started: [row('id-1', 'started')] }));
     });
-    // k-0: 1 extra, 1 cut off. k-1: 2 extra, only 1 unreported outcome; and 3 extra > 2 cut-offs overall.
+    // k-0: 1 extra, 1 cut off. k-1: 2 extra, 1 cut off; and 3 extra > 2 cut-offs overall.
     expect(checks(e)).toEqual(['duplicate-execution:6:k-1', 'duplicates-exceed-cut-offs:6:']);
     const v = judge(e).violations[0];
-    expect(v?.why).toMatch(/executed 3 times, but only 0 attempt\(s\) of it were cut off mid-execution and 1 finished outcome/);
-    expect(storyOf(e, v as never)).toMatchObject({ witness: { executions: 3 }, deaths: [{ agent: 'agent-1', life: 2, state: 'finished' }] });
+    expect(v?.why).toMatch(/executed 3 times, but only 1 attempt\(s\) of it were cut off mid-execution and 0 finished outcome/);
+    expect(storyOf(e, v as never)).toMatchObject({ witness: { executions: 3 }, deaths: [{ agent: 'agent-1', life: 2, state: 'started' }] });
     expect(storyOf(e, v as never)?.history.map((h) => h.transition)).toEqual(['submit', 'claim', 'report']);
+  });
+
+  it('an outcome a death kept from the server excuses a re-run only if the lease expired before the agent was back', () => {
+    const kept = (expired: boolean) =>
+      run((e) => {
+        e.witness.set('k-1', { executions: 2, maxConcurrent: 1, cutOff: 0 });
+        e.agentDeaths.push(death({ unreported: [row('id-1', 'finished')] }));
+        if (expired) {
+          const at = T0 + 6_000;
+          (e.events.get('id-1') as EventRecord[]).splice(2, 0, { seq: 3, transition: 'expire', status: 'PENDING', agentId: 'agent-1', attempts: 1, error: 'lease expired', at });
+        }
+      });
+    expect(checks(kept(true))).toEqual([]);
+    // Back in time, the agent should have reported its finished outcome; someone ran it again.
+    expect(checks(kept(false))).toEqual(['duplicate-execution:6:k-1', 'duplicates-exceed-cut-offs:6:']);
   });
 
   it('one kill that cut off several commands allows a duplicate of each (CONCURRENCY > 1)', () => {

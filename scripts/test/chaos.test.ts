@@ -62,7 +62,7 @@ describe('chaos drill (short form)', () => {
     expect(s.serverKills).toBe(3);
     expect(s.agentKillsByDrill).toBe(3);
     expect(s.witnessedExecutions).toBeGreaterThanOrEqual(s.httpCommands ?? 0);
-    expect(s.extraExecutions).toBeLessThanOrEqual((s.attemptsCutOff ?? 0) + (s.reportsCutOff ?? 0));
+    expect(s.extraExecutions).toBeLessThanOrEqual((s.attemptsCutOff ?? 0) + (s.reportsCutOffPastLease ?? 0));
     passed = true;
   });
 

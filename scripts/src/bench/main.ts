@@ -10,6 +10,7 @@ import { DEFAULT_OUT_DIR } from './harness/paths.js';
 import { installExitHandlers, stopAll } from './harness/processes.js';
 import { machine, printTable, summarise, writeJson, type RunResult } from './harness/report.js';
 import { Options, type Scenario } from './harness/scenario.js';
+import { disk } from './scenarios/disk.js';
 import { growth } from './scenarios/growth.js';
 import { idle } from './scenarios/idle.js';
 import { latency } from './scenarios/latency.js';
@@ -17,7 +18,7 @@ import { sse } from './scenarios/sse.js';
 import { submit } from './scenarios/submit.js';
 import { throughput } from './scenarios/throughput.js';
 
-const SCENARIOS: Scenario[] = [latency, throughput, submit, sse, idle, growth];
+const SCENARIOS: Scenario[] = [latency, throughput, submit, sse, idle, growth, disk];
 
 function usage(): string {
   const lines = [

@@ -7,9 +7,10 @@
  * What makes a duplicate execution legitimate: at-least-once for unfinished work (guarantee 6).
  * The witness counts requests per command; each attempt that a crash cut off (a command
  * `started` in the outbox of an agent right after it died), or whose outcome a crash kept from
- * the server (`finished`, not reported, so another agent may run it again once the lease ran
- * out), allows one more execution of that command, and nothing else does. Counting cut-off
- * attempts rather than kills matters: with CONCURRENCY > 1 one kill cuts off several commands.
+ * the server for longer than the lease (`finished`, not reported, and the lease expired before
+ * the agent was back, so another agent may run it again), allows one more execution of that
+ * command, and nothing else does. Counting cut-off attempts rather than kills matters: with
+ * CONCURRENCY > 1 one kill cuts off several commands.
  */
 import type { CommandRecord, Evidence, EventRecord, OutboxRow } from './evidence.js';
 import type { Witness } from './target.js';
@@ -72,9 +73,11 @@ export interface Stats {
   agentExits: number;
   /** Agent deaths with at least one command `started` in the outbox. */
   killsMidExecution: number;
-  /** Attempts cut off mid-execution, and finished outcomes a death kept from the server. */
+  /** Attempts cut off mid-execution, and finished outcomes a death kept from the server… */
   attemptsCutOff: number;
   reportsCutOff: number;
+  /** …of which the lease expired before the agent was back to report them. */
+  reportsCutOffPastLease: number;
   leaseLosses: number;
   /** Lease losses not judged: a server downtime near them was too long to renew through. */
   leaseLossesExcused: number;
@@ -127,11 +130,16 @@ export function judge(e: Evidence): Verdict {
     }
   }
 
-  // Per command: executions (witness) against crash cut-offs (outboxes at each death).
+  // Per command: executions (witness) against crash cut-offs (outboxes at each death). A finished
+  // outcome a death kept from the server excuses a re-run only when the lease ran out before the
+  // agent was back to report it (an `expire` in the log after the death); otherwise the agent
+  // should have reported it from its log, and a re-run means it did not.
   const cutOffs = new Map<string, { started: number; unreported: number }>();
   for (const d of e.agentDeaths) {
     for (const r of d.started) bump(cutOffs, r.commandId).started++;
-    for (const r of d.unreported) bump(cutOffs, r.commandId).unreported++;
+    for (const r of d.unreported) {
+      if ((e.events.get(r.commandId) ?? []).some((ev) => ev.transition === 'expire' && ev.at >= d.at)) bump(cutOffs, r.commandId).unreported++;
+    }
   }
   const lossesFor = new Map<string, string[]>();
   for (const l of e.leaseLosses) lossesFor.set(l.commandId, [...(lossesFor.get(l.commandId) ?? []), `${l.agent}: ${l.why}`]);
@@ -162,14 +170,15 @@ export function judge(e: Evidence): Verdict {
       const losses = lossesFor.get(c.id);
       const context = !e.run.agentsKillable
         ? 'only the server was killed, and a server crash must not make a command run again (guarantee 4)'
-        : `only ${cut.started} attempt(s) of it were cut off mid-execution and ${cut.unreported} finished outcome(s) kept from the server by agent deaths`;
+        : `only ${cut.started} attempt(s) of it were cut off mid-execution and ${cut.unreported} finished outcome(s) kept from the server by agent deaths past its lease`;
       flag('duplicate-execution', e.run.agentsKillable ? 6 : 4, { key: c.key, id: c.id }, `executed ${w.executions} times, but ${context}${losses ? `; lease lost: ${losses.join('; ')}` : ''}`);
     }
   }
   const attemptsCutOff = e.agentDeaths.reduce((n, d) => n + d.started.length, 0);
   const reportsCutOff = e.agentDeaths.reduce((n, d) => n + d.unreported.length, 0);
-  if (extraExecutions > attemptsCutOff + reportsCutOff) {
-    flag('duplicates-exceed-cut-offs', 6, {}, `${extraExecutions} executions beyond the first, but agent deaths cut off only ${attemptsCutOff} attempt(s) mid-execution and ${reportsCutOff} unreported outcome(s)`);
+  const reportsCutOffPastLease = [...cutOffs.values()].reduce((n, c) => n + c.unreported, 0);
+  if (extraExecutions > attemptsCutOff + reportsCutOffPastLease) {
+    flag('duplicates-exceed-cut-offs', 6, {}, `${extraExecutions} executions beyond the first, but agent deaths cut off only ${attemptsCutOff} attempt(s) mid-execution and kept ${reportsCutOffPastLease} finished outcome(s) from the server past their lease`);
   }
 
   // Guarantee 3: an agent never runs again what it finished. A COMPLETED outcome in the outbox at
@@ -248,6 +257,7 @@ export function judge(e: Evidence): Verdict {
       killsMidExecution: e.agentDeaths.filter((d) => d.started.length > 0).length,
       attemptsCutOff,
       reportsCutOff,
+      reportsCutOffPastLease,
       leaseLosses: e.leaseLosses.length,
       leaseLossesExcused: e.leaseLosses.filter((l) => !restartsLeftTimeToRenew(e, l.at)).length,
       maxServerDownMs: longestDowntime(e),

@@ -210,7 +210,7 @@ export async function runDrill(o: ChaosOptions, say: (line: string) => void): Pr
 
   const { commands, events } = readServerDb(join(dir, 'commands.db'));
   const evidence: Evidence = {
-    run: { agentsKillable: o.agentKills > 0 || (o.randomFailures && o.randomFailureShare > 0), commandsPlanned: o.commands, leaseMs: o.leaseMs, gaveUp },
+    run: { agentsKillable: o.agentKills > 0 || (o.randomFailures && o.randomFailureShare > 0), leaseMs: o.leaseMs, gaveUp },
     submits: submitter.records,
     commands,
     events,

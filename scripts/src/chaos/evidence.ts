@@ -96,7 +96,6 @@ export interface Evidence {
   run: {
     /** Agents could be killed: by the drill (agent kills > 0) or by themselves (--random-failures). */
     agentsKillable: boolean;
-    commandsPlanned: number;
     /** LEASE_MS of the server. */
     leaseMs: number;
     /** The drill gave up waiting (deadline or stall) before every command was terminal. */

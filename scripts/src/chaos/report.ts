@@ -29,11 +29,11 @@ export function summary(r: DrillResult): string {
     row('failed', s.failed, failedBy),
     row('not terminal', s.notTerminal),
     row('HTTP_GET_JSON commands', s.httpCommands, `the target saw ${s.witnessedExecutions} executions`),
-    row('executed twice or more', s.executedTwice, `${s.extraExecutions} execution(s) beyond the first (witness)`),
+    row('executed twice or more', s.executedTwice, `${s.extraExecutions} execution(s) beyond the first (witness); at most one per cut-off attempt: ${s.attemptsCutOff + s.reportsCutOffPastLease}`),
     row('server kills', s.serverKills, `longest downtime ${s.maxServerDownMs} ms${s.serverExits ? `; ${s.serverExits} exits on its own` : ''}`),
     row('agent kills', s.agentKillsByDrill + s.agentKillsBySelf, `${s.agentKillsByDrill} by the drill, ${s.agentKillsBySelf} by --random-failures${s.agentExits ? `; ${s.agentExits} exits on their own` : ''}`),
     row('  hit mid-execution', s.killsMidExecution, `${s.attemptsCutOff} attempt(s) cut off (outbox 'started'), ${s.requestsCutOff} HTTP request(s) cut off at the target`),
-    row('  before a report', s.reportsCutOff, "finished outcome(s) not yet reported (outbox 'finished'), reported after the restart"),
+    row('  outcomes unreported', s.reportsCutOff, `finished outcome(s) not yet reported (outbox 'finished'), ${s.reportsCutOffPastLease} of them past their lease`),
     row('leases lost by agents', s.leaseLosses, s.leaseLosses === 0 ? '' : `${s.leaseLossesExcused} after a server downtime too long to renew through, the rest are violations`),
     passed(r) ? 'PASS: every check held' : `FAIL: ${r.verdict.violations.length} violation(s); files kept in ${r.dir}`,
   ];

@@ -2,13 +2,16 @@
  * throughput: N DELAY 0 commands through a fleet of A agents × C concurrency, submitted with a
  * fixed number of requests in flight (one command per request, or batches) → completed/s from the
  * first submit to the last COMPLETED event (seen on the server's SSE stream). Every variant gets a
- * fresh server and database. With --cpu-prof the server is profiled and the profile summarised.
+ * fresh server and database. The CPU time the server and the agents spend per command (from
+ * /proc) is reported too: unlike the rate, it hardly depends on what else runs on the machine.
+ * With --cpu-prof the server is profiled and the profile summarised.
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { printProfile, summariseProfile, type ProfileSummary } from '../harness/cpu-profile.js';
 import { AGENT_KINDS, startFleet, type AgentKind } from '../harness/fleet.js';
 import { metric } from '../harness/http.js';
+import { cpuSeconds } from '../harness/proc-stats.js';
 import type { Figure, RunResult } from '../harness/report.js';
 import { tempDir } from '../harness/processes.js';
 import { SQLITE_SYNC_OPTION, sqliteSync, type Options, type RunContext, type Scenario } from '../harness/scenario.js';
@@ -30,6 +33,8 @@ interface VariantResult extends Variant {
   submitPerSecond: number;
   seconds: number;
   submitRequests: number;
+  /** CPU time (user + system, from /proc) spent per command while the load ran. */
+  cpuMicrosPerCommand: { server: number; agents: number };
   profile?: ProfileSummary;
 }
 
@@ -65,6 +70,8 @@ async function measure(o: Options, v: Variant, context: RunContext): Promise<{ r
     await waitForWaitingPolls(server.api, fleet.idlePolls, fleet.procs);
     watcher = new CompletionWatcher(server.url, { parseIds: false });
     await watcher.opened();
+    const agentPids = fleet.procs.map((p) => p.pid);
+    const cpuBefore = { server: cpuSeconds(server.proc.pid), agents: sum(agentPids.map(cpuSeconds)) };
     const submitted = await submitAll(server.url, {
       total: n,
       inFlight: o.num('in-flight'),
@@ -73,6 +80,10 @@ async function measure(o: Options, v: Variant, context: RunContext): Promise<{ r
     const w = watcher;
     await w.until(() => w.completed + w.failed >= n, `${n} commands to finish`, 120_000 + n * 10);
     const seconds = (w.lastAt - submitted.startedAt) / 1000;
+    const cpuMicrosPerCommand = {
+      server: ((cpuSeconds(server.proc.pid) - cpuBefore.server) / n) * 1e6,
+      agents: ((sum(agentPids.map(cpuSeconds)) - cpuBefore.agents) / n) * 1e6,
+    };
     const metrics = await server.api.metrics();
     const completed = metric(metrics, 'agent_executor_commands{status="COMPLETED"}');
     if (completed !== n || w.failed > 0) {
@@ -86,6 +97,7 @@ async function measure(o: Options, v: Variant, context: RunContext): Promise<{ r
       completedPerSecond: n / seconds,
       submitPerSecond: n / ((submitted.endedAt - submitted.startedAt) / 1000),
       submitRequests: submitted.requests,
+      cpuMicrosPerCommand,
     };
     return profileDir ? { result, profileDir } : { result };
   } finally {
@@ -141,13 +153,22 @@ export const throughput: Scenario = {
     for (const v of variants) {
       const measured = await measure(o, v, context);
       const r = withProfile(measured.result, measured.profileDir);
-      console.log(`  ${r.label}: ${Math.round(r.completedPerSecond)} completed/s (${r.seconds.toFixed(2)} s), submit ${Math.round(r.submitPerSecond)}/s`);
+      console.log(
+        `  ${r.label}: ${Math.round(r.completedPerSecond)} completed/s (${r.seconds.toFixed(2)} s), submit ${Math.round(r.submitPerSecond)}/s, ` +
+          `CPU per command: server ${Math.round(r.cpuMicrosPerCommand.server)} µs, agents ${Math.round(r.cpuMicrosPerCommand.agents)} µs`,
+      );
       results.push(r);
       figures.push(
         { name: `${r.label}: completed/s`, value: r.completedPerSecond, unit: 'cmd/s', goal: { op: '>=', value: 7000 } },
         { name: `${r.label}: submitted/s`, value: r.submitPerSecond, unit: 'cmd/s' },
+        { name: `${r.label}: server CPU per command`, value: r.cpuMicrosPerCommand.server, unit: 'µs' },
+        { name: `${r.label}: agents' CPU per command`, value: r.cpuMicrosPerCommand.agents, unit: 'µs' },
       );
     }
     return { figures, details: { results } };
   },
 };
+
+function sum(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0);
+}
