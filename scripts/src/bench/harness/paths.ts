@@ -3,7 +3,8 @@ import { fileURLToPath } from 'node:url';
 
 /** The repository root, from scripts/dist/bench/harness/. */
 export const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
-export const SERVER_MAIN = join(REPO_ROOT, 'control-server/dist/main.js');
+/** BENCH_SERVER_MAIN runs another build of the server (an A/B comparison); the default is this one. */
+export const SERVER_MAIN = process.env.BENCH_SERVER_MAIN ?? join(REPO_ROOT, 'control-server/dist/main.js');
 export const AGENT_MAIN = join(REPO_ROOT, 'agent/dist/main.js');
 export const DEFAULT_OUT_DIR = join(REPO_ROOT, 'bench-results');
 
