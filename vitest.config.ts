@@ -4,7 +4,13 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   resolve: {
     // Tests run the TypeScript sources; real-process tests start the built dist/ entry points.
-    alias: { '@agent-executor/common': fileURLToPath(new URL('./common/src/index.ts', import.meta.url)) },
+    alias: [
+      {
+        find: /^@agent-executor\/common\/group-commit$/,
+        replacement: fileURLToPath(new URL('./common/src/group-commit.ts', import.meta.url)),
+      },
+      { find: /^@agent-executor\/common$/, replacement: fileURLToPath(new URL('./common/src/index.ts', import.meta.url)) },
+    ],
   },
   test: {
     include: ['*/test/**/*.test.ts'],

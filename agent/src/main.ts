@@ -4,7 +4,7 @@ import { ConfigError, loadConfig, type AgentConfig } from './config.js';
 import { CrashDrill } from './crash-drill.js';
 import { DatabaseInUse, openDatabase } from './database.js';
 import { executors } from './executors/index.js';
-import { GroupCommit } from './group-commit.js';
+import { GroupCommit } from '@agent-executor/common/group-commit';
 import { agentIdentity } from './identity.js';
 import { Outbox } from './outbox.js';
 import { ServerClient } from './server-client.js';

@@ -1,7 +1,7 @@
 import { MAX_BATCH_REPORT } from '@agent-executor/common';
 import type { Logger } from 'pino';
 import type { CrashDrill } from './crash-drill.js';
-import type { GroupCommit } from './group-commit.js';
+import type { GroupCommit } from '@agent-executor/common/group-commit';
 import type { Outbox } from './outbox.js';
 import type { Outcome } from './outcome.js';
 import type { ReportAnswer, ServerClient } from './server-client.js';

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { runAttempt } from './attempt.js';
 import type { CrashDrill } from './crash-drill.js';
 import type { Executors } from './executors/index.js';
-import type { GroupCommit } from './group-commit.js';
+import type { GroupCommit } from '@agent-executor/common/group-commit';
 import type { Outbox } from './outbox.js';
 import { Reporter } from './reporter.js';
 import { PollRefused, type ServerClient } from './server-client.js';

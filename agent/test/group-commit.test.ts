@@ -4,7 +4,7 @@ import type Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { tempDir } from '../../test-support/processes.js';
 import { openDatabase } from '../src/database.js';
-import { GroupCommit } from '../src/group-commit.js';
+import { GroupCommit } from '@agent-executor/common/group-commit';
 import { Outbox } from '../src/outbox.js';
 import { completed } from '../src/outcome.js';
 

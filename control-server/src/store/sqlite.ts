@@ -17,7 +17,7 @@ import {
 } from '@agent-executor/common';
 import { Conflict, NotFound, UnprocessableEntity } from '../errors.js';
 import { retryBackoffMs } from './backoff.js';
-import { GroupCommit } from './group-commit.js';
+import { GroupCommit } from '@agent-executor/common/group-commit';
 import { migrateSqlite } from './migrate-sqlite.js';
 import { rowToClaimed, rowToCommand, type CommandRow } from './sqlite-rows.js';
 import type {

@@ -1,4 +1,21 @@
-import type Database from 'better-sqlite3';
+/**
+ * Group commit for better-sqlite3, shared by the server's store and the agent's outbox: the
+ * writes queued during one turn of the event loop run in one IMMEDIATE transaction, so they share
+ * one commit (one WAL write, one sync) instead of paying one each. Each write runs in its own
+ * savepoint, so one that throws (a 409, say) undoes only itself and the others still commit.
+ * A caller hears back only after the commit: `await run(...)` means "on disk".
+ *
+ * Typed structurally, so this package needs no dependency on better-sqlite3.
+ */
+interface TransactionFn<A extends unknown[], R> {
+  (...args: A): R;
+  immediate(...args: A): R;
+}
+
+export interface TransactionalDatabase {
+  transaction<A extends unknown[], R>(fn: (...args: A) => R): TransactionFn<A, R>;
+  readonly inTransaction: boolean;
+}
 
 interface Queued {
   write: () => unknown;
@@ -8,30 +25,22 @@ interface Queued {
 
 type Result = { ok: true; value: unknown } | { ok: false; error: unknown };
 
-/**
- * Group commit for the outbox: the writes queued during one turn of the event loop run in one
- * transaction, so they share one commit (one WAL write, one sync) instead of paying one each.
- * With CONCURRENCY > 1 that turn typically holds a whole claimed batch's `started` rows, or the
- * outcomes of every timer that fired together. A caller hears back only after the commit:
- * `await run(...)` means "on disk", so `started` is durable before the executor runs and an
- * outcome before it is reported.
- *
- * Every outbox write changes at most one row with one statement, so a write that throws has
- * changed nothing (SQLite undoes the failed statement alone) and the others still commit. Only if
- * SQLite gave up the whole transaction (disk full, I/O error) does every caller get the error.
- */
 export class GroupCommit {
   private queue: Queued[] = [];
   private scheduled: NodeJS.Immediate | undefined;
   /** Made once: building a better-sqlite3 transaction function costs more than running it. */
-  private readonly commit: Database.Transaction<(batch: Queued[]) => Result[]>;
+  private readonly commit: TransactionFn<[Queued[]], Result[]>;
+  private readonly savepoint: TransactionFn<[() => unknown], unknown>;
 
-  constructor(private readonly db: Database.Database) {
+  constructor(private readonly db: TransactionalDatabase) {
+    // Nested inside `commit`, better-sqlite3 runs this as a SAVEPOINT.
+    this.savepoint = db.transaction((write: () => unknown) => write());
     this.commit = db.transaction((batch: Queued[]) =>
       batch.map(({ write }): Result => {
         try {
-          return { ok: true, value: write() };
+          return { ok: true, value: this.savepoint(write) };
         } catch (error) {
+          // SQLite gave up the whole transaction (disk full, I/O error): fail the batch.
           if (!this.db.inTransaction) throw error;
           return { ok: false, error };
         }
