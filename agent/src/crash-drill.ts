@@ -1,4 +1,5 @@
 import { writeSync } from 'node:fs';
+import { mulberry32 } from '@agent-executor/common/seeded-random';
 
 /**
  * Points in the life of a command where a crash drill may kill the agent:
@@ -72,16 +73,4 @@ function kill(why: string): never {
   process.kill(process.pid, 'SIGKILL');
   // SIGKILL is delivered at once; this only satisfies the type checker.
   throw new Error('unreachable');
-}
-
-/** Small seeded PRNG (public domain), so a failing chaos run can be replayed with its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

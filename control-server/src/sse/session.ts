@@ -97,7 +97,14 @@ export class SseSession {
 
   /** Sends the current state of a command when its log entries have been pruned: no id to resume from. */
   sendUnlogged(command: Command): void {
-    this.queue.push({ seq: 0, kind: 'status', transition: 'submit', command, createdAt: Date.now() });
+    this.queue.push({
+      seq: 0,
+      kind: 'status',
+      transition: 'submit',
+      command,
+      data: JSON.stringify(command),
+      createdAt: Date.now(),
+    });
     if (this.options.endAfterTerminal && isTerminal(command.status)) this.ending = true;
     void this.pump();
   }
@@ -110,7 +117,7 @@ export class SseSession {
         await this.reply.sse.send({
           ...(event.seq > 0 ? { id: String(event.seq) } : {}),
           event: event.kind,
-          data: serialized(event),
+          data: event.data,
         });
       }
       if (this.ending && this.queue.length === 0) this.close();
@@ -143,13 +150,3 @@ export class SseSession {
   }
 }
 
-/** The hub hands the same event object to every session: serialise it once. */
-const serializedEvents = new WeakMap<StoredEvent, string>();
-function serialized(event: StoredEvent): string {
-  let data = serializedEvents.get(event);
-  if (data === undefined) {
-    data = JSON.stringify(event.command);
-    serializedEvents.set(event, data);
-  }
-  return data;
-}

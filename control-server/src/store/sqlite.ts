@@ -176,17 +176,20 @@ export class SqliteCommandStore implements CommandStore {
    * Runs `change` as one write of a group commit and, once committed, emits its events in order.
    * Events of a write that threw were rolled back with it and are never emitted.
    */
-  private async write<T>(change: (log: (transition: Transition, row: CommandRow) => void) => T): Promise<T> {
+  private async write<T>(change: (log: (transition: Transition, row: CommandRow) => Command) => T): Promise<T> {
     const { value, events } = await this.commits.run(() => {
       const logged: StoredEvent[] = [];
-      const log = (transition: Transition, row: CommandRow) => {
+      /** Appends the change to the event log and answers the command as it now is. */
+      const log = (transition: Transition, row: CommandRow): Command => {
         const command = rowToCommand(row);
+        const data = JSON.stringify(command);
         const kind = transition === 'progress' ? 'progress' : 'status';
         const createdAt = this.now();
-        const { seq } = this.stmt.insertEvent.get(row.id, kind, transition, JSON.stringify(command), createdAt) as {
+        const { seq } = this.stmt.insertEvent.get(row.id, kind, transition, data, createdAt) as {
           seq: number;
         };
-        logged.push({ seq, kind, transition, command, createdAt });
+        logged.push({ seq, kind, transition, command, data, createdAt });
+        return command;
       };
       return { value: change(log), events: logged };
     });
@@ -233,8 +236,7 @@ export class SqliteCommandStore implements CommandStore {
         }
       }
       const row = this.insertCommand(body, idempotencyKey ?? null, requestHash);
-      log('submit', row);
-      return { command: rowToCommand(row), replayed: false };
+      return { command: log('submit', row), replayed: false };
     });
   }
 
@@ -242,8 +244,7 @@ export class SqliteCommandStore implements CommandStore {
     return this.write((log) =>
       bodies.map((body) => {
         const row = this.insertCommand(body, null, null);
-        log('submit', row);
-        return rowToCommand(row);
+        return log('submit', row);
       }),
     );
   }
@@ -339,8 +340,7 @@ export class SqliteCommandStore implements CommandStore {
         now,
       }) as CommandRow | undefined;
       if (!row) throw new Conflict(reportConflictMessage(current, body.agentId));
-      log('report', row);
-      return { command: rowToCommand(row), replayed: false };
+      return { command: log('report', row), replayed: false };
     });
   }
 
@@ -376,8 +376,7 @@ export class SqliteCommandStore implements CommandStore {
         | CommandRow
         | undefined;
       if (!row) throw new Conflict(`command ${id} is already ${current.status}`);
-      log('cancel', row);
-      return rowToCommand(row);
+      return log('cancel', row);
     });
   }
 
@@ -386,8 +385,7 @@ export class SqliteCommandStore implements CommandStore {
       const current = this.row(id);
       const row = this.stmt.retry.get({ id, now: this.now() }) as CommandRow | undefined;
       if (!row) throw new Conflict(`only a FAILED command can be retried; command ${id} is ${current.status}`);
-      log('retry', row);
-      return rowToCommand(row);
+      return log('retry', row);
     });
   }
 
@@ -410,8 +408,7 @@ export class SqliteCommandStore implements CommandStore {
           now,
         }) as CommandRow | undefined;
         if (!row) continue;
-        log('expire', row);
-        changed.push(rowToCommand(row));
+        changed.push(log('expire', row));
       }
       return changed;
     });
@@ -467,6 +464,7 @@ function toStoredEvent(row: EventRow): StoredEvent {
     kind: row.kind,
     transition: row.transition,
     command: JSON.parse(row.data) as Command,
+    data: row.data,
     createdAt: row.created_at,
   };
 }

@@ -19,6 +19,8 @@ export interface StoredEvent {
   /** What caused the change. */
   transition: Transition;
   command: Command;
+  /** The command as JSON, exactly as the log stores it: SSE sends it as is. */
+  data: string;
   createdAt: number;
 }
 

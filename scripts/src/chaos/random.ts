@@ -4,19 +4,11 @@
  * failed can be replayed with the same schedule.
  */
 
+import { mulberry32 } from '@agent-executor/common/seeded-random';
+
 export type Random = () => number;
 
-/** mulberry32 (public domain): small, fast, good enough for schedules. */
-export function mulberry32(seed: number): Random {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 };
 
 /**
  * A stable 31-bit seed for one purpose (`derive(42, 'agent', 2, 7)`), so streams for different
