@@ -48,6 +48,37 @@ describe('group commit', () => {
     expect(['c1', 'c2', 'c3'].map((id) => reopened.get(id)?.state)).toEqual(['finished', 'finished', 'started']);
   });
 
+  it('writes queued by beforeCommit join the same transaction and are answered after its commit', async () => {
+    db.exec('CREATE TABLE log (n INTEGER)');
+    const insert = db.prepare('INSERT INTO log (n) VALUES (?)');
+    const order: string[] = [];
+    const follow: Array<Promise<number>> = [];
+    const commits = new GroupCommit(db, {
+      beforeCommit: () => {
+        order.push(`hook, in a transaction: ${db.inTransaction}`);
+        if (follow.length > 0) return;
+        follow.push(commits.run(() => (order.push('second write'), insert.run(2).changes)));
+      },
+    });
+    const first = commits.run(() => (order.push('first write'), insert.run(1).changes)).then((n) => {
+      order.push('first answered');
+      return n;
+    });
+    expect(await first).toBe(1);
+    expect(await follow[0]).toBe(1);
+    // The second write ran before the first was answered: in the same transaction, not in a
+    // commit of its own a turn later; the hook ran again after it, still inside.
+    expect(order).toEqual([
+      'first write',
+      'hook, in a transaction: true',
+      'second write',
+      'hook, in a transaction: true',
+      'first answered',
+    ]);
+    expect(db.prepare('SELECT n FROM log ORDER BY n').pluck().all()).toEqual([1, 2]);
+    expect(db.inTransaction).toBe(false);
+  });
+
   it('a write that throws fails alone: the others of its turn still commit', async () => {
     const commits = new GroupCommit(db);
     const outbox = new Outbox(db);

@@ -5,6 +5,10 @@
  * savepoint, so one that throws (a 409, say) undoes only itself and the others still commit.
  * A caller hears back only after the commit: `await run(...)` means "on disk".
  *
+ * `beforeCommit`, when given, runs inside the transaction after the batch's writes; writes it
+ * queues (with `run`) join the same transaction and the same commit. The server uses it to lease a
+ * just-submitted command to a waiting poll in the submit's own commit.
+ *
  * Typed structurally, so this package needs no dependency on better-sqlite3.
  */
 interface TransactionFn<A extends unknown[], R> {
@@ -32,20 +36,34 @@ export class GroupCommit {
   private readonly commit: TransactionFn<[Queued[]], Result[]>;
   private readonly savepoint: TransactionFn<[() => unknown], unknown>;
 
-  constructor(private readonly db: TransactionalDatabase) {
+  constructor(
+    private readonly db: TransactionalDatabase,
+    private readonly options: { beforeCommit?: () => void } = {},
+  ) {
     // Nested inside `commit`, better-sqlite3 runs this as a SAVEPOINT.
     this.savepoint = db.transaction((write: () => unknown) => write());
-    this.commit = db.transaction((batch: Queued[]) =>
-      batch.map(({ write }): Result => {
-        try {
-          return { ok: true, value: this.savepoint(write) };
-        } catch (error) {
-          // SQLite gave up the whole transaction (disk full, I/O error): fail the batch.
-          if (!this.db.inTransaction) throw error;
-          return { ok: false, error };
-        }
-      }),
-    );
+    this.commit = db.transaction((batch: Queued[]) => {
+      const results = batch.map((queued) => this.runOne(queued));
+      for (;;) {
+        this.options.beforeCommit?.();
+        if (this.queue.length === 0) return results;
+        // Writes queued by the hook: run them in this transaction, and tell flush() to answer them.
+        const more = this.queue;
+        this.queue = [];
+        batch.push(...more);
+        results.push(...more.map((queued) => this.runOne(queued)));
+      }
+    });
+  }
+
+  private runOne({ write }: Queued): Result {
+    try {
+      return { ok: true, value: this.savepoint(write) };
+    } catch (error) {
+      // SQLite gave up the whole transaction (disk full, I/O error): fail the batch.
+      if (!this.db.inTransaction) throw error;
+      return { ok: false, error };
+    }
   }
 
   run<T>(write: () => T): Promise<T> {

@@ -6,7 +6,6 @@ import { MAX_BODY_BYTES } from '@agent-executor/common';
 import Fastify, { type FastifyInstance } from 'fastify';
 import {
   jsonSchemaTransform,
-  serializerCompiler,
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
@@ -23,7 +22,7 @@ import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { SseHub } from './sse/hub.js';
-import type { CommandStore, StoredEvent } from './store/store.js';
+import type { CommandStore } from './store/store.js';
 
 export type { ServerConfig } from './config.js';
 export { loadConfig } from './config.js';
@@ -49,7 +48,11 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   }).withTypeProvider<ZodTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler);
-  app.setSerializerCompiler(serializerCompiler);
+  // Answers are serialised as they are, not parsed by zod first: the store builds them from its
+  // own rows in the types common/ infers from those schemas (the compiler checks the shapes), and
+  // the schemas still document every answer in OpenAPI. Parsing each answer again cost ~3 % of
+  // the server's time under load (BENCHMARKS.md); test/response-shapes.test.ts holds the line.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   installErrorHandler(app);
   installJsonParser(app);
   endQuietConnectionsOnClose(app);
@@ -71,15 +74,11 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   const longPoll = new LongPoll({
-    claim: (agentId, max) => store.claimBatch(agentId, config.leaseMs, max),
+    claim: (requests) => store.claimEach(requests, config.leaseMs),
     release: (command) => store.release(command.id, command.leaseId),
   });
   const dispatch = () => void longPoll.dispatch().catch((err: unknown) => app.log.error({ err }, 'dispatch failed'));
-  const onEvent = (event: StoredEvent) => {
-    const { status, availableAt } = event.command;
-    if (status === 'PENDING' && Date.parse(availableAt) <= Date.now()) dispatch();
-  };
-  store.events.on('event', onEvent);
+  store.events.on('available', dispatch);
   const reaper = new LeaseReaper(store, { leaseMs: config.leaseMs, onAvailable: dispatch, log: app.log });
 
   await app.register(fastifySSE, { heartbeatInterval: 0 });
@@ -104,7 +103,7 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
     sseHub.close();
   });
   app.addHook('onClose', async () => {
-    store.events.off('event', onEvent);
+    store.events.off('available', dispatch);
     await reaper.stop();
   });
 

@@ -23,6 +23,10 @@ const Env = z.object({
   SSE_PING_MS: int(10, 3_600_000).default(15_000),
   /** An SSE client this many events behind is dropped; it resumes from the log with Last-Event-ID. */
   SSE_MAX_QUEUED: int(1, 1_000_000).default(10_000),
+  /** FULL: a 201 survives a power cut too. NORMAL: it survives a killed process, not a power cut. */
+  SQLITE_SYNCHRONOUS: z
+    .preprocess((value) => (typeof value === 'string' ? value.toUpperCase() : value), z.enum(['FULL', 'NORMAL']))
+    .default('FULL'),
   DATABASE_URL: z.preprocess(unsetIfEmpty, z.string().optional()),
 });
 
@@ -30,6 +34,7 @@ export interface ServerConfig {
   port: number;
   host: string;
   dbPath: string;
+  sqliteSynchronous: 'FULL' | 'NORMAL';
   leaseMs: number;
   apiToken: string | undefined;
   agentToken: string | undefined;
@@ -60,6 +65,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     port: e.PORT,
     host: e.HOST,
     dbPath: e.DB_PATH,
+    sqliteSynchronous: e.SQLITE_SYNCHRONOUS,
     leaseMs: e.LEASE_MS,
     apiToken: e.API_TOKEN,
     agentToken: e.AGENT_TOKEN,

@@ -1,5 +1,7 @@
 import type { ServerResponse } from 'node:http';
+import { setImmediate as setImmediatePromise } from 'node:timers/promises';
 import type { ClaimedCommand } from '@agent-executor/common';
+import type { ClaimRequest } from './store/store.js';
 
 interface Waiter {
   agentId: string;
@@ -9,15 +11,20 @@ interface Waiter {
 }
 
 export interface LongPollOptions {
-  claim: (agentId: string, max: number) => Promise<ClaimedCommand[]>;
+  /** Claims for each request in order, in one transaction (see `CommandStore.claimEach`). */
+  claim: (requests: ClaimRequest[]) => Promise<ClaimedCommand[][]>;
   /** Gives a claimed command back when the poll it was meant for has gone away meanwhile. */
   release: (command: ClaimedCommand) => Promise<void>;
 }
 
+/** Waiting polls served by one claim transaction, at most: they share its commit. */
+const WAITERS_PER_CLAIM = 64;
+
 /**
  * Polls waiting for work, first come first served. `dispatch()` is called when work may have
- * appeared; it claims on behalf of the oldest live waiter until no work is left, so one new
- * command wakes exactly one poll. There is no timer over the database: only events wake it.
+ * appeared; it claims on behalf of the oldest live waiters, in one transaction, until no work is
+ * left, so one new command wakes exactly one poll. There is no timer over the database: only
+ * events wake it.
  */
 export class LongPoll {
   private readonly waiters: Waiter[] = [];
@@ -72,19 +79,38 @@ export class LongPoll {
   }
 
   private async handOut(): Promise<void> {
-    for (let waiter = this.waiters[0]; waiter; waiter = this.waiters[0]) {
-      if (isGone(waiter.response)) {
-        waiter.settle([]);
-        continue;
-      }
-      const commands = await this.options.claim(waiter.agentId, waiter.max);
-      if (commands.length === 0) return;
-      if (isGone(waiter.response) || !this.waiters.includes(waiter)) {
-        await Promise.all(commands.map((command) => this.options.release(command)));
-        continue;
-      }
-      waiter.settle(commands);
+    for (;;) {
+      const waiters = this.liveHead();
+      if (waiters.length === 0) return;
+      const answers = await this.options.claim(waiters.map(({ agentId, max }) => ({ agentId, max })));
+      // One turn of the event loop first, so hang-ups that arrived while the claim committed are
+      // seen (a poll that left gets nothing and its commands go back) before anything is written.
+      await setImmediatePromise();
+      await Promise.all(answers.map((commands, i) => this.deliver(waiters[i]!, commands)));
+      // Only when every poll asked got all it wanted can work be left for the ones after them.
+      const allFilled = answers.length === waiters.length && answers.every((c, i) => c.length === waiters[i]!.max);
+      if (!allFilled) return;
     }
+  }
+
+  /** The oldest waiting polls whose clients are still there; the others are dropped on the way. */
+  private liveHead(): Waiter[] {
+    const live: Waiter[] = [];
+    for (let i = 0; i < this.waiters.length && live.length < WAITERS_PER_CLAIM; ) {
+      const waiter = this.waiters[i]!;
+      if (isGone(waiter.response)) waiter.settle([]); // removes it: index i is now the next one
+      else live.push(this.waiters[i++]!);
+    }
+    return live;
+  }
+
+  private async deliver(waiter: Waiter, commands: ClaimedCommand[]): Promise<void> {
+    if (commands.length === 0) return;
+    if (isGone(waiter.response) || !this.waiters.includes(waiter)) {
+      await Promise.all(commands.map((command) => this.options.release(command)));
+      return;
+    }
+    waiter.settle(commands);
   }
 
   /** Answers every waiting poll with "no work" (204); later waits answer at once. */

@@ -11,7 +11,7 @@ try {
   process.exit(1);
 }
 
-const store = new SqliteCommandStore({ path: config.dbPath });
+const store = new SqliteCommandStore({ path: config.dbPath, synchronous: config.sqliteSynchronous });
 const app = await buildApp(config, store);
 
 let closing = false;
@@ -33,7 +33,10 @@ process.once('SIGINT', () => void shutdown('SIGINT'));
 
 try {
   await app.listen({ port: config.port, host: config.host });
-  app.log.info({ dbPath: config.dbPath, leaseMs: config.leaseMs }, 'control server ready');
+  app.log.info(
+    { dbPath: config.dbPath, sqliteSynchronous: config.sqliteSynchronous, leaseMs: config.leaseMs },
+    'control server ready',
+  );
 } catch (err) {
   app.log.error({ err }, 'could not start');
   await store.close();

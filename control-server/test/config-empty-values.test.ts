@@ -4,8 +4,14 @@ import { loadConfig } from '../src/config.js';
 
 describe('server configuration', () => {
   it('treats every empty variable as unset', () => {
-    const empty = ['PORT', 'HOST', 'DB_PATH', 'LEASE_MS', 'API_TOKEN', 'AGENT_TOKEN', 'LOG_LEVEL', 'CORS_ORIGIN', 'SSE_PING_MS', 'DATABASE_URL'];
+    const empty = ['PORT', 'HOST', 'DB_PATH', 'LEASE_MS', 'API_TOKEN', 'AGENT_TOKEN', 'LOG_LEVEL', 'CORS_ORIGIN', 'SSE_PING_MS', 'SQLITE_SYNCHRONOUS', 'DATABASE_URL'];
     expect(loadConfig(Object.fromEntries(empty.map((name) => [name, ''])))).toEqual(loadConfig({}));
+  });
+
+  it('SQLITE_SYNCHRONOUS is FULL unless set to NORMAL (either case); nothing else is taken', () => {
+    expect(loadConfig({}).sqliteSynchronous).toBe('FULL');
+    expect(loadConfig({ SQLITE_SYNCHRONOUS: 'normal' }).sqliteSynchronous).toBe('NORMAL');
+    expect(() => loadConfig({ SQLITE_SYNCHRONOUS: 'OFF' })).toThrow(/SQLITE_SYNCHRONOUS:/);
   });
 
   it('still refuses a bad value, naming it', () => {

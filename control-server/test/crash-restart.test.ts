@@ -129,6 +129,7 @@ describe('crash and restart of the real server process', () => {
     ['LEASE_MS', '-1'],
     ['LOG_LEVEL', 'loud'],
     ['API_TOKEN', 'short'],
+    ['SQLITE_SYNCHRONOUS', 'OFF'],
   ])('%s=%s stops the process with a message naming the variable', async (name, value) => {
     dir = tempDir('crash-restart');
     const proc = startProcess(SERVER_MAIN, [], { DB_PATH: join(dir.path, 'commands.db'), PORT: '0', [name]: value });

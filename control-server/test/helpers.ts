@@ -26,6 +26,8 @@ export interface BuildOptions {
   env?: Record<string, string>;
   now?: () => number;
   random?: () => number;
+  /** Runs before the app is ready, the last moment hooks can be added. */
+  beforeReady?: (app: App) => void;
 }
 
 export interface TestApp {
@@ -121,6 +123,7 @@ export function useApp({ scope = 'each' }: { scope?: 'each' | 'all' } = {}): {
       });
       const app = await buildApp(config, store);
       built.push({ app, store, dbPath });
+      options.beforeReady?.(app);
       await app.ready();
       return { app, store, dbPath };
     },

@@ -81,6 +81,25 @@ describe('long-poll', () => {
     expect(Math.max(...handOffs)).toBeLessThan(1000);
   });
 
+  test('a submit while a poll waits leases the command in the submit\'s own commit (one fsync, not two)', async () => {
+    const { app, store } = await build();
+    const base = await listen(app);
+    const answer = poll(base, 'agentId=agent-1&wait=10');
+    await waiting(app, 1);
+    // Let the poll's own first claim (which found nothing) finish, as it has for any agent that
+    // has been waiting a while.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const { command } = await store.submit({ type: 'DELAY', payload: { ms: 1 } });
+    // No turn of the event loop has passed since the submit's commit: had the claim been a commit
+    // of its own, the command would still be PENDING here.
+    expect((await store.get(command.id))?.status).toBe('RUNNING');
+    const { status, command: handed } = await answer;
+    expect(status).toBe(200);
+    expect(handed).toMatchObject({ id: command.id, agentId: 'agent-1', status: 'RUNNING' });
+    const transitions = (await store.eventsSince(0, 10)).map((e) => `${e.transition} ${e.command.status}`);
+    expect(transitions).toEqual(['submit PENDING', 'claim RUNNING']);
+  });
+
   test('5 waiting polls and 1 submit: exactly one gets it, the others 204 when their wait ends', async () => {
     const { app, store } = await build();
     const base = await listen(app);

@@ -210,6 +210,24 @@ export function describeStoreContract(name: string, makeStore: MakeStore): void 
         expect(await store.claimBatch('agent-3', LEASE_MS, 10)).toEqual([]);
       });
 
+      test('claimEach serves requests in order in one transaction and stops at the first it could not fill', async () => {
+        const ids: string[] = [];
+        for (let i = 0; i < 5; i++) ids.push((await submit()).id);
+        const answers = await store.claimEach(
+          [
+            { agentId: 'agent-1', max: 2 },
+            { agentId: 'agent-2', max: 1 },
+            { agentId: 'agent-3', max: 5 },
+            { agentId: 'agent-4', max: 1 },
+          ],
+          LEASE_MS,
+        );
+        // agent-3 asked for 5 and got the last 2: the queue is empty, agent-4 is not asked.
+        expect(answers.map((commands) => commands.map((c) => c.id))).toEqual([ids.slice(0, 2), ids.slice(2, 3), ids.slice(3)]);
+        expect(answers.flat().map((c) => c.agentId)).toEqual(['agent-1', 'agent-1', 'agent-2', 'agent-3', 'agent-3']);
+        expect(await store.claimEach([{ agentId: 'agent-5', max: 1 }], LEASE_MS)).toEqual([[]]);
+      });
+
       test('release gives a claim back untouched: same place in the queue, attempt not counted', async () => {
         const a = await submit();
         clock.advance(10);

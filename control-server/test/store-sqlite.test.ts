@@ -46,6 +46,19 @@ describe('SQLite store', () => {
     }
   });
 
+  test('synchronous is FULL by default and NORMAL when asked (SQLITE_SYNCHRONOUS)', async () => {
+    const level = (store: SqliteCommandStore) =>
+      (store as unknown as { db: { pragma: (p: string, o: { simple: true }) => number } }).db.pragma('synchronous', { simple: true });
+    const full = new SqliteCommandStore({ path: newPath() });
+    const normal = new SqliteCommandStore({ path: newPath(), synchronous: 'NORMAL' });
+    try {
+      expect([level(full), level(normal)]).toEqual([2, 1]); // SQLite's codes: FULL = 2, NORMAL = 1
+    } finally {
+      await full.close();
+      await normal.close();
+    }
+  });
+
   test('a store reopened on the same file holds every command with its lease unchanged', async () => {
     const path = newPath();
     const first = new SqliteCommandStore({ path });

@@ -53,9 +53,10 @@ export function rowToCommand(row: CommandRow): Command {
   };
 }
 
-export function rowToClaimed(row: CommandRow): ClaimedCommand {
-  if (row.lease_id === null || row.lease_expires_at === null) {
+/** The command a claim hands out: `command` is `rowToCommand(row)`, built once by the caller. */
+export function withLease(command: Command, row: CommandRow): ClaimedCommand {
+  if (row.lease_id === null || command.leaseExpiresAt === null) {
     throw new Error(`command ${row.id} was claimed without a lease`);
   }
-  return { ...rowToCommand(row), leaseId: row.lease_id, leaseExpiresAt: iso(row.lease_expires_at) };
+  return { ...command, leaseId: row.lease_id, leaseExpiresAt: command.leaseExpiresAt };
 }

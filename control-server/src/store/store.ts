@@ -51,6 +51,11 @@ export interface ReportOutcome {
   replayed: boolean;
 }
 
+export interface ClaimRequest {
+  agentId: string;
+  max: number;
+}
+
 export interface EventFilter {
   commandId?: string | undefined;
   status?: CommandStatus | undefined;
@@ -63,6 +68,13 @@ export interface EventFilter {
 export interface StoreEvents {
   on(event: 'event', listener: (event: StoredEvent) => void): void;
   off(event: 'event', listener: (event: StoredEvent) => void): void;
+  /**
+   * Work may have become available (a submit, a release, a retry, a requeue). The SQLite store
+   * emits this inside the committing transaction, so a claim started synchronously by the
+   * listener joins that commit; a store that cannot do that emits it after the commit.
+   */
+  on(event: 'available', listener: () => void): void;
+  off(event: 'available', listener: () => void): void;
 }
 
 /**
@@ -81,6 +93,12 @@ export interface CommandStore {
   claim(agentId: string, leaseMs: number): Promise<ClaimedCommand | undefined>;
   /** Leases up to `max` of the oldest available PENDING commands to `agentId` in one statement. */
   claimBatch(agentId: string, leaseMs: number, max: number): Promise<ClaimedCommand[]>;
+  /**
+   * Claims for several agents in one transaction, in order: answer i is for request i. Stops at
+   * the first request that got fewer than its `max` (the queue is empty), so the answer may be
+   * shorter than `requests`.
+   */
+  claimEach(requests: readonly ClaimRequest[], leaseMs: number): Promise<ClaimedCommand[][]>;
   /** Undoes a claim whose answer could not be delivered (the polling agent had gone away). */
   release(id: string, leaseId: string): Promise<void>;
   report(id: string, body: ResultBody): Promise<ReportOutcome>;

@@ -75,11 +75,11 @@ export async function requireOpenFiles(needed: number): Promise<void> {
 export const SQLITE_SYNC_OPTION: OptionSpec = {
   type: 'string',
   default: 'full',
-  description: 'full (as shipped) or normal (what-if: PRAGMA synchronous=NORMAL preloaded into the server)',
+  description: 'SQLITE_SYNCHRONOUS of the server: full (its default: a 201 survives a power cut) or normal (survives a killed process)',
 };
 
-/** The server setting of --sqlite-sync, and the suffix that labels what-if figures. */
+/** The server setting of --sqlite-sync, and the suffix that labels figures measured with NORMAL. */
 export function sqliteSync(o: Options): { sqliteSync: 'full' | 'normal'; label: string } {
   const value = o.oneOf('sqlite-sync', ['full', 'normal'] as const);
-  return { sqliteSync: value, label: value === 'normal' ? ' [what-if synchronous=NORMAL]' : '' };
+  return { sqliteSync: value, label: value === 'normal' ? ' [SQLITE_SYNCHRONOUS=NORMAL]' : '' };
 }

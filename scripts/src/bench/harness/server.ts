@@ -1,8 +1,7 @@
 /** The control server and real agents, as separate processes on free ports with temp databases. */
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { Api, metric } from './http.js';
-import { AGENT_MAIN, SERVER_MAIN, workerMain } from './paths.js';
+import { AGENT_MAIN, SERVER_MAIN } from './paths.js';
 import { freePort, spawnNode, waitUntil, type Started } from './processes.js';
 
 export interface ServerOptions {
@@ -10,7 +9,7 @@ export interface ServerOptions {
   env?: Record<string, string>;
   /** Write a V8 CPU profile of the server into this directory (on a clean stop). */
   cpuProfDir?: string;
-  /** What-if only: `normal` preloads workers/sqlite-sync-normal.js (PRAGMA synchronous = NORMAL). */
+  /** SQLITE_SYNCHRONOUS of the server: `full` (its default) or `normal`. */
   sqliteSync?: 'full' | 'normal';
 }
 
@@ -26,7 +25,6 @@ export interface BenchServer {
 export async function startServer(options: ServerOptions): Promise<BenchServer> {
   const port = await freePort();
   const nodeArgs = options.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : [];
-  if (options.sqliteSync === 'normal') nodeArgs.push('--import', pathToFileURL(workerMain('sqlite-sync-normal')).href);
   const proc = spawnNode('control-server', SERVER_MAIN, [], {
     nodeArgs,
     env: {
@@ -34,6 +32,7 @@ export async function startServer(options: ServerOptions): Promise<BenchServer> 
       PORT: String(port),
       DB_PATH: options.dbPath,
       LOG_LEVEL: 'warn',
+      SQLITE_SYNCHRONOUS: (options.sqliteSync ?? 'full').toUpperCase(),
       ...options.env,
     },
   });
