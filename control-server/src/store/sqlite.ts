@@ -113,12 +113,15 @@ export class SqliteCommandStore implements CommandStore {
   private prepareStatements() {
     const db = this.db;
     return {
+      // Every column but seq is bound from the row built in insertCommand, so that row is exactly
+      // what was stored and no RETURNING * has to read it back (a third of the insert's cost).
       insert: db.prepare(`INSERT INTO commands
-        (id, type, payload, status, max_attempts, timeout_ms, available_at, created_at, updated_at,
-         idempotency_key, request_hash)
-        VALUES (@id, @type, @payload, 'PENDING', @maxAttempts, @timeoutMs, @now, @now, @now,
-         @idempotencyKey, @requestHash)
-        RETURNING *`),
+        (id, type, payload, status, result, error, agent_id, lease_id, lease_expires_at, attempts,
+         max_attempts, timeout_ms, available_at, cancel_requested, progress, created_at, updated_at,
+         started_at, finished_at, idempotency_key, request_hash, report_hash)
+        VALUES (@id, @type, @payload, @status, @result, @error, @agent_id, @lease_id, @lease_expires_at,
+         @attempts, @max_attempts, @timeout_ms, @available_at, @cancel_requested, @progress, @created_at,
+         @updated_at, @started_at, @finished_at, @idempotency_key, @request_hash, @report_hash)`),
       byId: db.prepare<[string], CommandRow>('SELECT * FROM commands WHERE id = ?'),
       byIdempotencyKey: db.prepare<[string], CommandRow>('SELECT * FROM commands WHERE idempotency_key = ?'),
       // One statement picks and leases: no other claim can take the same row in between.
@@ -233,18 +236,36 @@ export class SqliteCommandStore implements CommandStore {
   }
 
   private insertCommand(body: SubmitBody, idempotencyKey: string | null, requestHash: string | null): CommandRow {
-    return this.stmt.insert.get({
+    const now = this.now();
+    const row: CommandRow = {
+      seq: 0,
       // Time-ordered (UUIDv7): new ids land at the end of the id indexes of both tables instead of
       // at random places in them, which made each insert cost twice as much (BENCHMARKS.md).
       id: uuidv7(),
       type: body.type,
       payload: JSON.stringify(body.payload),
-      maxAttempts: body.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
-      timeoutMs: body.timeoutMs ?? defaultTimeoutMs(body),
-      now: this.now(),
-      idempotencyKey,
-      requestHash,
-    }) as CommandRow;
+      status: 'PENDING',
+      result: null,
+      error: null,
+      agent_id: null,
+      lease_id: null,
+      lease_expires_at: null,
+      attempts: 0,
+      max_attempts: body.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+      timeout_ms: body.timeoutMs ?? defaultTimeoutMs(body),
+      available_at: now,
+      cancel_requested: 0,
+      progress: null,
+      created_at: now,
+      updated_at: now,
+      started_at: null,
+      finished_at: null,
+      idempotency_key: idempotencyKey,
+      request_hash: requestHash,
+      report_hash: null,
+    };
+    row.seq = Number(this.stmt.insert.run(row).lastInsertRowid);
+    return row;
   }
 
   private row(id: string): CommandRow {
