@@ -62,6 +62,8 @@ export function openDatabase(path: string): Database.Database {
     db.pragma('locking_mode = EXCLUSIVE');
     db.pragma('journal_mode = WAL');
     db.pragma(DURABILITY);
+    // Temporary tables (RETURNING, subqueries) in memory, not in temp files: nothing durable.
+    db.pragma('temp_store = MEMORY');
     // The first write takes the exclusive lock, and EXCLUSIVE mode never gives it back.
     db.exec(SCHEMA);
     db.exec('BEGIN IMMEDIATE; COMMIT');

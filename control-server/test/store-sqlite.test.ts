@@ -46,13 +46,16 @@ describe('SQLite store', () => {
     }
   });
 
-  test('synchronous is FULL by default and NORMAL when asked (SQLITE_SYNCHRONOUS)', async () => {
+  test('synchronous is FULL by default and NORMAL when asked (SQLITE_SYNCHRONOUS); temp tables in memory', async () => {
     const level = (store: SqliteCommandStore) =>
       (store as unknown as { db: { pragma: (p: string, o: { simple: true }) => number } }).db.pragma('synchronous', { simple: true });
     const full = new SqliteCommandStore({ path: newPath() });
     const normal = new SqliteCommandStore({ path: newPath(), synchronous: 'NORMAL' });
     try {
       expect([level(full), level(normal)]).toEqual([2, 1]); // SQLite's codes: FULL = 2, NORMAL = 1
+      // Temporary tables (RETURNING, subqueries) in memory: in files they cost 80 µs per UPDATE.
+      const tempStore = (full as unknown as { db: { pragma: (p: string, o: { simple: true }) => number } }).db.pragma('temp_store', { simple: true });
+      expect(tempStore).toBe(2); // MEMORY
     } finally {
       await full.close();
       await normal.close();

@@ -85,6 +85,10 @@ export class SqliteCommandStore implements CommandStore {
     this.db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
     this.db.pragma('busy_timeout = 5000');
     this.db.pragma('foreign_keys = ON');
+    // RETURNING and `IN (SELECT …)` build small temporary tables on every transition; in a temp
+    // file each cost ~80 µs more (an UPDATE that matched nothing: 125 µs vs 45 µs). They hold a
+    // few rows, never anything durable.
+    this.db.pragma('temp_store = MEMORY');
     migrateSqlite(this.db);
     this.emitter.setMaxListeners(0);
     this.events = this.emitter as StoreEvents;

@@ -2,7 +2,8 @@
  * Where a V8 CPU profile (`node --cpu-prof`) spends its time: self time per function and per
  * place (our packages, each npm package, Node internals, native), and inclusive time per function.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 interface ProfileNode {
   id: number;
@@ -110,4 +111,18 @@ export function printProfile(summary: ProfileSummary): void {
   show('self time by place', summary.byPlace);
   show('top self time', summary.topSelf);
   show('top inclusive time', summary.topInclusive);
+}
+
+/** Where `--cpu-prof` has the server write this run's profile: a fresh folder of the run's own. */
+export function profileDirFor(outDir: string, label: string): string {
+  return join(outDir, 'profiles', `${label}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+}
+
+/** Summarises and prints the profile in `dir`; call it after the server stopped (it writes on exit). */
+export function readProfile(dir: string): ProfileSummary {
+  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+  if (!file) throw new Error(`no .cpuprofile written in ${dir}`);
+  const profile = summariseProfile(join(dir, file));
+  printProfile(profile);
+  return profile;
 }

@@ -10,6 +10,7 @@ import { sleep, tempDir, waitUntil } from '../harness/processes.js';
 import { requireOpenFiles, type Scenario } from '../harness/scenario.js';
 import { startServer } from '../harness/server.js';
 import { startWorker } from '../harness/workers.js';
+import { profileDirFor, readProfile } from '../harness/cpu-profile.js';
 
 interface LoadStats {
   type: string;
@@ -27,13 +28,16 @@ export const idle: Scenario = {
     sse: { type: 'string', default: '1000', description: 'SSE clients on /events' },
     seconds: { type: 'string', default: '30', description: 'measured window' },
     wait: { type: 'string', default: '60', description: 'wait= of each long-poll, seconds (60 is the server maximum)' },
+    'cpu-prof': { type: 'boolean', default: false, description: 'profile the server (node --cpu-prof, set-up included) and summarise it' },
   },
-  async run(o): Promise<RunResult> {
+  async run(o, context): Promise<RunResult> {
     const polls = o.num('polls');
     const sseClients = o.num('sse');
     await requireOpenFiles(polls + sseClients + 500);
     const dir = tempDir('idle');
-    const server = await startServer({ dbPath: `${dir.path}/commands.db` });
+    const profileDir = o.bool('cpu-prof') ? profileDirFor(context.outDir, 'idle') : undefined;
+    const server = await startServer({ dbPath: `${dir.path}/commands.db`, ...(profileDir ? { cpuProfDir: profileDir } : {}) });
+    let result: RunResult | undefined;
     let worker;
     try {
       worker = startWorker('idle-load', [`--url=${server.url}`, `--polls=${polls}`, `--sse=${sseClients}`, `--wait=${o.num('wait')}`]);
@@ -60,11 +64,13 @@ export const idle: Scenario = {
         { name: 'waiting polls (end)', value: metric(m, 'agent_executor_waiting_polls'), unit: 'polls' },
         { name: 'SSE clients (end)', value: metric(m, 'agent_executor_sse_clients'), unit: 'clients' },
       ];
-      return { figures, details: { polls, sseClients, setupMs: ready.ms, cpu, load: after } };
+      result = { figures, details: { polls, sseClients, setupMs: ready.ms, cpu, load: after } };
     } finally {
       await worker?.proc.kill();
       await server.stop();
       dir.remove();
     }
+    if (profileDir) result.details = { ...result.details, profile: readProfile(profileDir) };
+    return result;
   },
 };

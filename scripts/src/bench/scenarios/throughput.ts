@@ -6,9 +6,7 @@
  * /proc) is reported too: unlike the rate, it hardly depends on what else runs on the machine.
  * With --cpu-prof the server is profiled and the profile summarised.
  */
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { printProfile, summariseProfile, type ProfileSummary } from '../harness/cpu-profile.js';
+import { profileDirFor, readProfile, type ProfileSummary } from '../harness/cpu-profile.js';
 import { AGENT_KINDS, startFleet, type AgentKind } from '../harness/fleet.js';
 import { metric } from '../harness/http.js';
 import { cpuSeconds } from '../harness/proc-stats.js';
@@ -46,7 +44,7 @@ async function measure(o: Options, v: Variant, context: RunContext): Promise<{ r
   const n = o.num('commands');
   const dir = tempDir('throughput');
   const profileDir = o.bool('cpu-prof')
-    ? join(context.outDir, 'profiles', `throughput-${new Date().toISOString().replace(/[:.]/g, '-')}-${v.kind}-${v.agents}x${v.concurrency}-${v.submit}`)
+    ? profileDirFor(context.outDir, `throughput-${v.kind}-${v.agents}x${v.concurrency}-${v.submit}`)
     : undefined;
   const server = await startServer({
     dbPath: `${dir.path}/commands.db`,
@@ -110,12 +108,7 @@ async function measure(o: Options, v: Variant, context: RunContext): Promise<{ r
 
 /** Runs after the server stopped: the profile is written when the process exits. */
 function withProfile(result: VariantResult, profileDir: string | undefined): VariantResult {
-  if (!profileDir) return result;
-  const file = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
-  if (!file) throw new Error(`no .cpuprofile written in ${profileDir}`);
-  const profile = summariseProfile(join(profileDir, file));
-  printProfile(profile);
-  return { ...result, profile };
+  return profileDir ? { ...result, profile: readProfile(profileDir) } : result;
 }
 
 export const throughput: Scenario = {
