@@ -31,6 +31,8 @@ export class LongPoll {
   private dispatching = false;
   private dispatchAgain = false;
   private closed = false;
+  /** How many times work may have appeared (calls of `dispatch`); see `wait`'s `since`. */
+  private signals = 0;
 
   constructor(private readonly options: LongPollOptions) {}
 
@@ -38,11 +40,18 @@ export class LongPoll {
     return this.waiters.length;
   }
 
+  /** Read it before a claim that found nothing, and pass it to `wait` as `since`. */
+  get mark(): number {
+    return this.signals;
+  }
+
   /**
    * Resolves with up to `max` claimed commands, or none when the wait ends, the client leaves or
-   * the server shuts down.
+   * the server shuts down. `since` is `mark` as read before the caller's own claim: when nothing
+   * has signalled work since, that claim saw everything and the poll just waits; otherwise (or
+   * without `since`) it claims again at once, for work that arrived in between.
    */
-  wait(agentId: string, max: number, ms: number, response: ServerResponse): Promise<ClaimedCommand[]> {
+  wait(agentId: string, max: number, ms: number, response: ServerResponse, since?: number): Promise<ClaimedCommand[]> {
     if (this.closed) return Promise.resolve([]);
     return new Promise((resolve) => {
       const settle = (commands: ClaimedCommand[]) => {
@@ -57,12 +66,12 @@ export class LongPoll {
       const timer = setTimeout(() => settle([]), ms);
       response.once('close', onClose);
       this.waiters.push(waiter);
-      // Work may have arrived between the caller's own claim and this registration.
-      void this.dispatch();
+      if (since === undefined || since !== this.signals) void this.dispatch();
     });
   }
 
   async dispatch(): Promise<void> {
+    this.signals++;
     if (this.dispatching) {
       this.dispatchAgain = true;
       return;

@@ -100,6 +100,25 @@ describe('long-poll', () => {
     expect(transitions).toEqual(['submit PENDING', 'claim RUNNING']);
   });
 
+  test('a poll that found nothing waits without claiming again, unless work was signalled meanwhile', async () => {
+    const { app, store } = await build();
+    const base = await listen(app);
+    let claims = 0;
+    const claimEach = store.claimEach.bind(store);
+    store.claimEach = (requests, leaseMs) => {
+      claims++;
+      return claimEach(requests, leaseMs);
+    };
+    const first = poll(base, 'agentId=agent-1&wait=5');
+    await waiting(app, 1);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The route's own claim only: an idle fleet re-polling costs one transaction per poll, not two.
+    expect(claims).toBe(1);
+    const { command } = await store.submit({ type: 'DELAY', payload: { ms: 1 } });
+    expect((await first).command?.id).toBe(command.id);
+    expect(claims).toBe(2);
+  });
+
   test('5 waiting polls and 1 submit: exactly one gets it, the others 204 when their wait ends', async () => {
     const { app, store } = await build();
     const base = await listen(app);

@@ -336,6 +336,7 @@ export function describeStoreContract(name: string, makeStore: MakeStore): void 
         });
         expect(command).toMatchObject({ status: 'FAILED', error: 'HTTP 404', result: { status: 404 }, attempts: 1 });
         expect(command.finishedAt).not.toBeNull();
+        expect(await get(c.id), 'the answer is what was stored').toEqual(command);
       });
 
       test('a retryable failure with attempts left goes back to PENDING, error set and attempts kept', async () => {
@@ -343,6 +344,7 @@ export function describeStoreContract(name: string, makeStore: MakeStore): void 
         const c1 = await claim();
         const { command } = await failRetryable(c1);
         expect(command).toMatchObject({ status: 'PENDING', error: 'HTTP 503', attempts: 1, finishedAt: null, leaseExpiresAt: null });
+        expect(await get(c1.id), 'the answer is what was stored').toEqual(command);
         clock.advance(1000);
         const c2 = await claim('agent-2');
         expect(c2.attempts).toBe(2);
@@ -358,6 +360,7 @@ export function describeStoreContract(name: string, makeStore: MakeStore): void 
         expect((await get(c.id)).status).toBe('PENDING');
         const { command } = await store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, result: { late: true } });
         expect(command).toMatchObject({ status: 'COMPLETED', result: { late: true } });
+        expect(await get(c.id), 'the answer is what was stored').toEqual(command);
         expect(await store.claim('agent-2', LEASE_MS)).toBeUndefined();
       });
 
@@ -369,6 +372,7 @@ export function describeStoreContract(name: string, makeStore: MakeStore): void 
         expect(await get(c.id)).toMatchObject({ status: 'FAILED', error: 'lease expired' });
         const { command } = await store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, result: { late: true } });
         expect(command).toMatchObject({ status: 'COMPLETED', error: null });
+        expect(await get(c.id), 'the answer is what was stored').toEqual(command);
       });
 
       test('a late report is a 409 once another agent claimed the command', async () => {

@@ -39,12 +39,13 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
 
   /** Claims at once, or waits when asked to; an empty array means "no work". */
   async function poll(request: FastifyRequest, reply: FastifyReply, agentId: string, max: number, wait?: number) {
+    const mark = longPoll.mark;
     const claimed = await store.claimBatch(agentId, leaseMs, max);
     if (claimed.length > 0) return claimed;
     const waitS = wait ?? preferredWait(headerValue(request.headers.prefer));
     if (!waitS) return [];
     void reply.header('Preference-Applied', `wait=${waitS}`);
-    return longPoll.wait(agentId, max, waitS * 1000, reply.raw);
+    return longPoll.wait(agentId, max, waitS * 1000, reply.raw, mark);
   }
 
   app.get(

@@ -27,7 +27,20 @@ export interface CommandRow {
   report_hash: string | null;
 }
 
-const iso = (ms: number): string => new Date(ms).toISOString();
+let lastMs = Number.NaN;
+let lastIso = '';
+/**
+ * Epoch ms → ISO 8601. Remembers the last conversion: a row's times are often the same moment
+ * (created, updated and available at submit; started and updated at a claim), and so are the rows
+ * of one batch.
+ */
+const iso = (ms: number): string => {
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastIso = new Date(ms).toISOString();
+  }
+  return lastIso;
+};
 const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
 
 export function rowToCommand(row: CommandRow): Command {

@@ -145,13 +145,13 @@ export class SqliteCommandStore implements CommandStore {
             started_at = NULL, updated_at = @now
         WHERE id = @id AND status = 'RUNNING' AND lease_id = @leaseId
         RETURNING *`),
+      // Sets the row report() built from the current one it read in the same transaction, so no
+      // RETURNING * is needed to know the result (it cost ~6.6 µs of the ~8.4 µs of this update).
       report: db.prepare(`UPDATE commands
-        SET status = @status, result = @result, error = @error, available_at = @availableAt,
-            finished_at = @finishedAt, lease_id = NULL, lease_expires_at = NULL,
-            cancel_requested = CASE WHEN @status = 'PENDING' THEN cancel_requested ELSE 0 END,
-            report_hash = @reportHash, updated_at = @now
-        WHERE id = @id AND agent_id = @agentId AND lease_id = @leaseId AND status <> 'COMPLETED'
-        RETURNING *`),
+        SET status = @status, result = @result, error = @error, available_at = @available_at,
+            finished_at = @finished_at, lease_id = @lease_id, lease_expires_at = @lease_expires_at,
+            cancel_requested = @cancel_requested, report_hash = @report_hash, updated_at = @updated_at
+        WHERE id = @id AND agent_id = @agentId AND lease_id = @leaseId AND status <> 'COMPLETED'`),
       heartbeat: db.prepare(`UPDATE commands
         SET lease_expires_at = @leaseExpiresAt, progress = coalesce(@progress, progress), updated_at = @now
         WHERE id = @id AND status = 'RUNNING' AND agent_id = @agentId AND lease_id = @leaseId
@@ -185,7 +185,7 @@ export class SqliteCommandStore implements CommandStore {
         `SELECT min(available_at) AS at FROM commands WHERE status = 'PENDING' AND available_at > ?`,
       ),
       insertEvent: db.prepare(`INSERT INTO events (command_id, kind, transition, data, created_at)
-        VALUES (?, ?, ?, ?, ?) RETURNING seq`),
+        VALUES (?, ?, ?, ?, ?)`),
       eventsSince: db.prepare<[number, number], EventRow>(
         'SELECT seq, kind, transition, data, created_at FROM events WHERE seq > ? ORDER BY seq LIMIT ?',
       ),
@@ -220,9 +220,7 @@ export class SqliteCommandStore implements CommandStore {
         const kind = transition === 'progress' ? 'progress' : 'status';
         const createdAt = this.now();
         if (row.status === 'PENDING' && row.available_at <= createdAt) this.workStaged = true;
-        const { seq } = this.stmt.insertEvent.get(row.id, kind, transition, data, createdAt) as {
-          seq: number;
-        };
+        const seq = Number(this.stmt.insertEvent.run(row.id, kind, transition, data, createdAt).lastInsertRowid);
         logged.push({ seq, kind, transition, command, data, createdAt });
         return command;
       };
@@ -390,19 +388,21 @@ export class SqliteCommandStore implements CommandStore {
       const failed = body.status === 'FAILED';
       const canRetry = failed && body.retryable === true && current.cancel_requested === 0 && current.attempts < current.max_attempts;
       const status: CommandStatus = !failed ? 'COMPLETED' : canRetry ? 'PENDING' : 'FAILED';
-      const row = this.stmt.report.get({
-        id,
-        agentId: body.agentId,
-        leaseId,
+      const row: CommandRow = {
+        ...current,
         status,
         result: body.result === undefined ? null : JSON.stringify(body.result),
         error: failed ? (body.error ?? 'failed') : null,
-        availableAt: canRetry ? now + retryBackoffMs(current.attempts, this.random) : current.available_at,
-        finishedAt: status === 'PENDING' ? null : now,
-        reportHash,
-        now,
-      }) as CommandRow | undefined;
-      if (!row) throw new Conflict(reportConflictMessage(current, body.agentId));
+        available_at: canRetry ? now + retryBackoffMs(current.attempts, this.random) : current.available_at,
+        finished_at: status === 'PENDING' ? null : now,
+        lease_id: null,
+        lease_expires_at: null,
+        cancel_requested: status === 'PENDING' ? current.cancel_requested : 0,
+        report_hash: reportHash,
+        updated_at: now,
+      };
+      const { changes } = this.stmt.report.run({ ...row, agentId: body.agentId, leaseId });
+      if (changes !== 1) throw new Conflict(reportConflictMessage(current, body.agentId));
       return { command: log('report', row), replayed: false };
     });
   }
