@@ -109,10 +109,11 @@ describe('benchmark scenarios (tiny sizes)', { timeout: 90_000 }, () => {
   });
 
   it('idle: waiting polls and SSE clients', async () => {
-    const r = await bench('idle', ['--polls=100', '--sse=20', '--seconds=2']);
+    const r = await bench('idle', ['--polls=100', '--sse=20', '--seconds=2', '--settle=1']);
     expect(figure(r, 'waiting polls (end)')).toBe(100);
     expect(figure(r, 'SSE clients (end)')).toBe(20);
     expect(figure(r, 'server CPU while idle')).toBeGreaterThanOrEqual(0);
+    expect(figure(r, 'server CPU while settling after set-up')).toBeGreaterThanOrEqual(0);
     expect(figure(r, 'server RSS')).toBeGreaterThan(0);
   });
 
