@@ -76,8 +76,9 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   const longPoll = new LongPoll({
     claim: (requests) => store.claimEach(requests, config.leaseMs),
     release: (command) => store.release(command.id, command.leaseId),
+    onError: (err) => app.log.error({ err }, 'handing work to waiting polls failed'),
   });
-  const dispatch = () => void longPoll.dispatch().catch((err: unknown) => app.log.error({ err }, 'dispatch failed'));
+  const dispatch = () => void longPoll.dispatch();
   store.events.on('available', dispatch);
   const reaper = new LeaseReaper(store, { leaseMs: config.leaseMs, onAvailable: dispatch, log: app.log });
 

@@ -15,6 +15,8 @@ export interface LongPollOptions {
   claim: (requests: ClaimRequest[]) => Promise<ClaimedCommand[][]>;
   /** Gives a claimed command back when the poll it was meant for has gone away meanwhile. */
   release: (command: ClaimedCommand) => Promise<void>;
+  /** A claim or release failed (the database refused a write): the polls keep waiting. */
+  onError: (err: unknown) => void;
 }
 
 /** Waiting polls served by one claim transaction, at most: they share its commit. */
@@ -70,6 +72,7 @@ export class LongPoll {
     });
   }
 
+  /** Work may have appeared: hand it to the waiting polls. Never rejects (see `onError`). */
   async dispatch(): Promise<void> {
     this.signals++;
     if (this.dispatching) {
@@ -82,6 +85,8 @@ export class LongPoll {
         this.dispatchAgain = false;
         await this.handOut();
       } while (this.dispatchAgain);
+    } catch (err) {
+      this.options.onError(err);
     } finally {
       this.dispatching = false;
     }

@@ -1,5 +1,6 @@
 /** Long-poll on a real listening server: hand-off, exactly-one, expiry, Prefer, shutdown, hang-ups. */
 import { connect } from 'node:net';
+import Database from 'better-sqlite3';
 import { performance } from 'node:perf_hooks';
 import { describe, expect, test } from 'vitest';
 import type { ClaimedCommand, Command } from '@agent-executor/common';
@@ -117,6 +118,31 @@ describe('long-poll', () => {
     const { command } = await store.submit({ type: 'DELAY', payload: { ms: 1 } });
     expect((await first).command?.id).toBe(command.id);
     expect(claims).toBe(2);
+  });
+
+  test('a claim the database refuses leaves the poll waiting; the next work reaches it', async () => {
+    const { app, store, dbPath } = await build();
+    const base = await listen(app);
+    const answer = poll(base, 'agentId=agent-1&wait=10');
+    await waiting(app, 1);
+    const other = new Database(dbPath);
+    let first: Command;
+    try {
+      other.exec(`CREATE TRIGGER no_claims BEFORE INSERT ON events WHEN NEW.transition = 'claim'
+        BEGIN SELECT RAISE(ABORT, 'claims refused'); END`);
+      first = (await store.submit({ type: 'DELAY', payload: { ms: 1 } })).command;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      // The submit stands; the claim for the poll was undone alone, and the poll still waits.
+      expect(await store.get(first.id)).toMatchObject({ status: 'PENDING', attempts: 0 });
+      expect(app.longPoll.size).toBe(1);
+      other.exec('DROP TRIGGER no_claims');
+    } finally {
+      other.close();
+    }
+    await store.submit({ type: 'DELAY', payload: { ms: 2 } });
+    const { status, command } = await answer;
+    expect(status).toBe(200);
+    expect(command).toMatchObject({ id: first.id, agentId: 'agent-1', status: 'RUNNING' });
   });
 
   test('5 waiting polls and 1 submit: exactly one gets it, the others 204 when their wait ends', async () => {
