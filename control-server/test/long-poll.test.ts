@@ -165,6 +165,24 @@ describe('long-poll', () => {
     expect(await store.get(created.id)).toMatchObject({ status: 'RUNNING', agentId: winners[0]?.command?.agentId, attempts: 1 });
   });
 
+  test('a batch of 3 with 5 waiting polls: the 3 oldest polls get one each, in one claim transaction', async () => {
+    const { app, store } = await build();
+    const base = await listen(app);
+    const answers: Array<Promise<PollAnswer>> = [];
+    for (let i = 0; i < 5; i++) {
+      answers.push(poll(base, `agentId=agent-${i}&wait=1`));
+      await waiting(app, i + 1); // registered in this order: agent-0 is the oldest
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const commands = await store.submitBatch([1, 2, 3].map((ms) => ({ type: 'DELAY' as const, payload: { ms } })));
+    // Leased in the batch's own commit, all three: nothing is left PENDING once it resolves.
+    expect((await store.countByStatus()).RUNNING).toBe(3);
+    const results = await Promise.all(answers);
+    expect(results.map((r) => r.status)).toEqual([200, 200, 200, 204, 204]);
+    expect(results.slice(0, 3).map((r) => r.command?.id)).toEqual(commands.map((c) => c.id));
+    expect(results.slice(0, 3).map((r) => r.command?.agentId)).toEqual(['agent-0', 'agent-1', 'agent-2']);
+  });
+
   test('a wait that ends with no work answers 204, echoing Preference-Applied', async () => {
     const { app } = await build();
     const base = await listen(app);
