@@ -165,6 +165,7 @@ function frame(event: StoredEvent): string {
 
 /** Resolves when the socket takes writes again, or is gone; rejects on a socket error. */
 function drained(raw: ServerResponse): Promise<void> {
+  if (raw.destroyed) return Promise.resolve(); // a write to a gone client: 'close' has passed
   return new Promise((resolve, reject) => {
     const settle = (error?: Error) => {
       raw.off('drain', onDrain);
