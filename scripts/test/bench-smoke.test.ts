@@ -117,6 +117,18 @@ describe('benchmark scenarios (tiny sizes)', { timeout: 90_000 }, () => {
     expect(figure(r, 'server RSS')).toBeGreaterThan(0);
   });
 
+  it('idle --cpu-prof profiles the server, and profile --by-second shows where each busy second went', async () => {
+    const r = await bench('idle', ['--polls=50', '--sse=10', '--seconds=1', '--settle=1', '--cpu-prof']);
+    const profile = r.runs[0]?.details.profile as { file: string; byPlace: Array<{ name: string }> };
+    expect(profile.byPlace.map((p) => p.name)).toContain('control-server/store/sqlite.js');
+    const { stdout } = await promisify(execFile)(process.execPath, [BENCH, 'profile', '--by-second', profile.file], {
+      cwd: REPO_ROOT,
+      timeout: 60_000,
+    });
+    expect(stdout).toContain('self time by place');
+    expect(stdout).toMatch(/second by second[\s\S]*\n\s+0 s\s+\d+ ms busy/);
+  });
+
   it('growth: 200 vs 2 000 stored commands', async () => {
     const r = await bench('growth', ['--sizes=200,2000', '--samples=20', '--warmup=5']);
     const results = r.runs[0]?.details.results as Array<{ stored: number; claim: { count: number }; list: { count: number } }>;

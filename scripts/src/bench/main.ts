@@ -1,11 +1,11 @@
 /**
  * npm run bench -- <scenario> [--runs N] [--out-dir DIR] [scenario options]
- * npm run bench -- profile <file.cpuprofile>      summarise a V8 CPU profile
+ * npm run bench -- profile [--by-second] <file.cpuprofile>   summarise a V8 CPU profile
  * npm run bench -- --help                         scenarios and their options
  */
 import { loadavg } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { printProfile, summariseProfile } from './harness/cpu-profile.js';
+import { printBySecond, printProfile, summariseProfile } from './harness/cpu-profile.js';
 import { DEFAULT_OUT_DIR } from './harness/paths.js';
 import { installExitHandlers, stopAll } from './harness/processes.js';
 import { machine, printTable, summarise, writeJson, type RunResult } from './harness/report.js';
@@ -23,7 +23,8 @@ const SCENARIOS: Scenario[] = [latency, throughput, submit, sse, idle, growth, d
 function usage(): string {
   const lines = [
     'usage: npm run bench -- <scenario> [--runs N] [--out-dir DIR] [--quiet-load X] [options]',
-    '       npm run bench -- profile <file.cpuprofile>',
+    '       npm run bench -- profile [--by-second] <file.cpuprofile>',
+    '  --by-second  also show each busy second of the profile and its top functions',
     '  --quiet-load X  before each run, wait (up to 15 min) until the 1-minute load average is at most X',
     '',
   ];
@@ -43,7 +44,11 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (name === 'profile') {
-    for (const file of rest) printProfile(summariseProfile(file));
+    const bySecond = rest.includes('--by-second');
+    for (const file of rest.filter((arg) => arg !== '--by-second')) {
+      printProfile(summariseProfile(file));
+      if (bySecond) printBySecond(file);
+    }
     return;
   }
   const scenario = SCENARIOS.find((s) => s.name === name);

@@ -113,6 +113,39 @@ export function printProfile(summary: ProfileSummary): void {
   show('top inclusive time', summary.topInclusive);
 }
 
+/**
+ * The profile second by second: for each second with at least `minBusyMs` of samples that are not
+ * idle, how busy it was and its top functions by self time. Shows when the time was spent: a
+ * garbage collection in a quiet window, set-up against steady state.
+ */
+export function printBySecond(file: string, minBusyMs = 20, top = 5): void {
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const seconds = new Map<number, Map<string, number>>();
+  let atUs = 0;
+  profile.samples.forEach((id, i) => {
+    const us = profile.timeDeltas[i] ?? 0;
+    atUs += us;
+    const node = byId.get(id);
+    if (!node || node.callFrame.functionName === '(idle)') return;
+    const second = Math.floor(atUs / 1e6);
+    const names = seconds.get(second) ?? new Map<string, number>();
+    names.set(label(node), (names.get(label(node)) ?? 0) + us);
+    seconds.set(second, names);
+  });
+  console.log(`
+CPU profile ${file}, second by second (from the start of the profile; busy ≥ ${minBusyMs} ms):`);
+  for (const [second, names] of [...seconds].sort((a, b) => a[0] - b[0])) {
+    const busyMs = [...names.values()].reduce((a, b) => a + b, 0) / 1000;
+    if (busyMs < minBusyMs) continue;
+    const tops = [...names]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([name, us]) => `${name} ${Math.round(us / 1000)} ms`);
+    console.log(`${String(second).padStart(5)} s  ${String(Math.round(busyMs)).padStart(5)} ms busy  ${tops.join(' | ')}`);
+  }
+}
+
 /** Where `--cpu-prof` has the server write this run's profile: a fresh folder of the run's own. */
 export function profileDirFor(outDir: string, label: string): string {
   return join(outDir, 'profiles', `${label}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
