@@ -7,6 +7,8 @@ interface Waiter {
   agentId: string;
   max: number;
   response: ServerResponse;
+  /** Answered (work, timeout, hang-up or shutdown) and out of the queue. */
+  settled: boolean;
   settle: (commands: ClaimedCommand[]) => void;
 }
 
@@ -57,12 +59,13 @@ export class LongPoll {
     if (this.closed) return Promise.resolve([]);
     return new Promise((resolve) => {
       const settle = (commands: ClaimedCommand[]) => {
+        waiter.settled = true;
         clearTimeout(timer);
         response.off('close', onClose);
         this.remove(waiter);
         resolve(commands);
       };
-      const waiter: Waiter = { agentId, max, response, settle };
+      const waiter: Waiter = { agentId, max, response, settled: false, settle };
       // A client that hangs up (an agent killed while it waits) leaves the queue at once.
       const onClose = () => settle([]);
       const timer = setTimeout(() => settle([]), ms);
@@ -120,7 +123,9 @@ export class LongPoll {
 
   private async deliver(waiter: Waiter, commands: ClaimedCommand[]): Promise<void> {
     if (commands.length === 0) return;
-    if (isGone(waiter.response) || !this.waiters.includes(waiter)) {
+    // Settled meanwhile (its wait ended) or gone: the commands go back. A flag, not a search of
+    // the queue, which can hold 10 000 polls.
+    if (waiter.settled || isGone(waiter.response)) {
       await Promise.all(commands.map((command) => this.options.release(command)));
       return;
     }

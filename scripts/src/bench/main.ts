@@ -5,7 +5,7 @@
  */
 import { loadavg } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { printBySecond, printProfile, summariseProfile } from './harness/cpu-profile.js';
+import { loadProfile, printBySecond, printProfile, summariseProfile } from './harness/cpu-profile.js';
 import { DEFAULT_OUT_DIR } from './harness/paths.js';
 import { installExitHandlers, stopAll } from './harness/processes.js';
 import { machine, printTable, summarise, writeJson, type RunResult } from './harness/report.js';
@@ -46,8 +46,9 @@ async function main(argv: string[]): Promise<void> {
   if (name === 'profile') {
     const bySecond = rest.includes('--by-second');
     for (const file of rest.filter((arg) => arg !== '--by-second')) {
-      printProfile(summariseProfile(file));
-      if (bySecond) printBySecond(file);
+      const profile = loadProfile(file);
+      printProfile(summariseProfile(file, undefined, profile));
+      if (bySecond) printBySecond(file, profile);
     }
     return;
   }

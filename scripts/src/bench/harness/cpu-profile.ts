@@ -11,7 +11,7 @@ interface ProfileNode {
   children?: number[];
 }
 
-interface CpuProfile {
+export interface CpuProfile {
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
@@ -55,8 +55,12 @@ function label(node: ProfileNode): string {
   return url === '' ? name : `${name} ${where}:${lineNumber + 1}`;
 }
 
-export function summariseProfile(file: string, top = 25): ProfileSummary {
-  const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+/** Reads a `.cpuprofile` (they run to tens of MB: read it once when it is used twice). */
+export function loadProfile(file: string): CpuProfile {
+  return JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+}
+
+export function summariseProfile(file: string, top = 25, profile: CpuProfile = loadProfile(file)): ProfileSummary {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const selfUs = new Map<number, number>();
   profile.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
@@ -118,8 +122,7 @@ export function printProfile(summary: ProfileSummary): void {
  * idle, how busy it was and its top functions by self time. Shows when the time was spent: a
  * garbage collection in a quiet window, set-up against steady state.
  */
-export function printBySecond(file: string, minBusyMs = 20, top = 5): void {
-  const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+export function printBySecond(file: string, profile: CpuProfile = loadProfile(file), minBusyMs = 20, top = 5): void {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const seconds = new Map<number, Map<string, number>>();
   let atUs = 0;
