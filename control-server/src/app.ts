@@ -1,21 +1,17 @@
 import cors from '@fastify/cors';
 import { fastifySSE } from '@fastify/sse';
-import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
 import { MAX_BODY_BYTES } from '@agent-executor/common';
 import Fastify, { type FastifyInstance } from 'fastify';
-import {
-  jsonSchemaTransform,
-  validatorCompiler,
-  type ZodTypeProvider,
-} from 'fastify-type-provider-zod';
+import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { ServerConfig } from './config.js';
 import { installErrorHandler } from './error-handler.js';
 import { BadRequest } from './errors.js';
 import { LeaseReaper } from './lease-reaper.js';
 import { LongPoll } from './long-poll.js';
 import { installMetrics } from './metrics.js';
+import { registerOpenApi } from './openapi.js';
 import { endQuietConnectionsOnClose } from './quiet-connections.js';
+import { echoRequestId, requestIdOf } from './request-id.js';
 import { agentRoutes } from './routes/agent.js';
 import { commandRoutes } from './routes/commands.js';
 import { eventRoutes } from './routes/events.js';
@@ -38,6 +34,10 @@ export interface App extends FastifyInstance {
 export async function buildApp(config: ServerConfig, store: CommandStore): Promise<App> {
   const app = Fastify({
     bodyLimit: MAX_BODY_BYTES,
+    // The client's X-Request-Id when it is sane, else a new UUID: one id follows a call through
+    // the agent's and the server's logs. genReqId does the check, so Fastify must not take it raw.
+    requestIdHeader: false,
+    genReqId: requestIdOf,
     logger: {
       level: config.logLevel,
       // Tokens travel in headers (never logged) or in ?access_token= for EventSource: strip it.
@@ -55,23 +55,16 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   installErrorHandler(app);
   installJsonParser(app);
+  echoRequestId(app);
   endQuietConnectionsOnClose(app);
 
   await app.register(cors, {
     origin: config.corsOrigin,
     // The plugin's default (GET, HEAD, POST) would refuse the PUT of a result.
     methods: ['GET', 'HEAD', 'POST', 'PUT'],
-    exposedHeaders: ['Location', 'Link', 'Idempotent-Replayed', 'Preference-Applied'],
+    exposedHeaders: ['Location', 'Link', 'Idempotent-Replayed', 'Preference-Applied', 'X-Request-Id'],
   });
-  await app.register(swagger, {
-    openapi: {
-      info: { title: 'agent-executor control server', version: '0.1.0' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-    },
-    transform: jsonSchemaTransform,
-  });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  await registerOpenApi(app);
 
   const longPoll = new LongPoll({
     claim: (requests) => store.claimEach(requests, config.leaseMs),
@@ -92,7 +85,7 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   });
 
   await app.register(healthRoutes, { store });
-  await app.register(metricsRoutes, { registry: metrics, apiToken: config.apiToken });
+  await app.register(metricsRoutes, { registry: metrics, tokens: [config.metricsToken, config.apiToken] });
   await app.register(eventRoutes, { store, hub: sseHub, apiToken: config.apiToken, maxQueued: config.sseMaxQueued });
   await app.register(commandRoutes, { store, apiToken: config.apiToken });
   await app.register(agentRoutes, { store, longPoll, leaseMs: config.leaseMs, agentToken: config.agentToken });

@@ -15,6 +15,8 @@ const Env = z.object({
   LEASE_MS: int(100, 3_600_000).default(30_000),
   API_TOKEN: optionalSecret,
   AGENT_TOKEN: optionalSecret,
+  /** A token for /metrics alone, so a Prometheus scraper does not hold the client token. */
+  METRICS_TOKEN: optionalSecret,
   LOG_LEVEL: z
     .preprocess(unsetIfEmpty, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .default('info'),
@@ -38,6 +40,7 @@ export interface ServerConfig {
   leaseMs: number;
   apiToken: string | undefined;
   agentToken: string | undefined;
+  metricsToken: string | undefined;
   logLevel: string;
   corsOrigin: string | string[];
   ssePingMs: number;
@@ -69,6 +72,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     leaseMs: e.LEASE_MS,
     apiToken: e.API_TOKEN,
     agentToken: e.AGENT_TOKEN,
+    metricsToken: e.METRICS_TOKEN,
     logLevel: e.LOG_LEVEL,
     corsOrigin: origins.length === 1 && origins[0] === '*' ? '*' : origins,
     ssePingMs: e.SSE_PING_MS,

@@ -20,6 +20,7 @@ import { z } from 'zod';
 import { requireBearer } from '../auth.js';
 import { BadRequest, HttpError, PayloadTooLarge } from '../errors.js';
 import type { LongPoll } from '../long-poll.js';
+import { AGENT_SECURITY, type HeaderDoc } from '../openapi.js';
 import type { CommandStore } from '../store/store.js';
 
 export interface AgentRoutesOptions {
@@ -31,6 +32,9 @@ export interface AgentRoutesOptions {
 
 const errors = { 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse };
 const noWork = z.null().describe('no work');
+const WAIT_APPLIED: Record<string, HeaderDoc> = {
+  'Preference-Applied': { description: '`wait=N` when the poll honoured `Prefer: wait=N` and waited', type: 'string' },
+};
 
 /** Agent routes: poll (long-poll), report, heartbeat. Guarded by AGENT_TOKEN when it is set. */
 export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app, options) => {
@@ -53,9 +57,12 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
     {
       schema: {
         summary: 'Lease the next command; with wait (or Prefer: wait=N) hold the poll open until work appears',
+        operationId: 'claimNextCommand',
         tags: ['agents'],
+        security: AGENT_SECURITY,
         querystring: NextQuery,
         response: { 200: ClaimedCommand, 204: noWork, ...errors },
+        responseHeaders: { 200: WAIT_APPLIED, 204: WAIT_APPLIED },
       },
     },
     async (request, reply) => {
@@ -69,9 +76,12 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
     {
       schema: {
         summary: 'Lease up to `max` commands at once (same waiting rules as /commands/next)',
+        operationId: 'claimCommandBatch',
         tags: ['agents'],
+        security: AGENT_SECURITY,
         querystring: NextBatchQuery,
         response: { 200: BatchClaimResponse, 204: noWork, ...errors },
+        responseHeaders: { 200: WAIT_APPLIED, 204: WAIT_APPLIED },
       },
     },
     async (request, reply) => {
@@ -86,7 +96,9 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
     {
       schema: {
         summary: 'Report the outcome of an attempt',
+        operationId: 'reportResult',
         tags: ['agents'],
+        security: AGENT_SECURITY,
         params: CommandIdParams,
         body: ResultBody,
         response: { 200: ResultResponse, 413: ErrorResponse, ...errors },
@@ -104,7 +116,9 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
     {
       schema: {
         summary: 'Report many outcomes at once; each gets the answer the single route would give',
+        operationId: 'reportResults',
         tags: ['agents'],
+        security: AGENT_SECURITY,
         body: BatchResultBody,
         response: { 200: BatchResultResponse, 413: ErrorResponse, ...errors },
       },
@@ -130,7 +144,9 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
     {
       schema: {
         summary: 'Renew a lease, optionally with progress; 409 means the lease is lost: stop the work',
+        operationId: 'sendHeartbeat',
         tags: ['agents'],
+        security: AGENT_SECURITY,
         params: CommandIdParams,
         body: HeartbeatBody,
         response: { 200: HeartbeatResponse, ...errors },

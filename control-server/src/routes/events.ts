@@ -4,6 +4,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { requireBearer } from '../auth.js';
 import { BadRequest, NotFound } from '../errors.js';
+import { CLIENT_SECURITY } from '../openapi.js';
 import type { SseHub } from '../sse/hub.js';
 import { SseSession, type SessionOptions } from '../sse/session.js';
 import type { CommandStore, EventFilter, StoredEvent } from '../store/store.js';
@@ -36,6 +37,8 @@ const streamResponse = {
   404: ErrorResponse,
 };
 
+const STREAM_MEDIA_TYPE = { 200: 'text/event-stream' };
+
 /** Server-Sent Events: every change, or one command's life until it ends. */
 export const eventRoutes: FastifyPluginAsyncZod<EventRoutesOptions> = async (app, options) => {
   const { store, hub } = options;
@@ -48,9 +51,12 @@ export const eventRoutes: FastifyPluginAsyncZod<EventRoutesOptions> = async (app
       sse: SSE_ROUTE,
       schema: {
         summary: 'Stream every change (SSE); resume with Last-Event-ID or ?lastEventId=',
+        operationId: 'streamEvents',
         tags: ['events'],
+        security: CLIENT_SECURITY,
         querystring: EventsQuery,
         response: streamResponse,
+        responseMediaTypes: STREAM_MEDIA_TYPE,
       },
     },
     async (request, reply) => {
@@ -72,10 +78,13 @@ export const eventRoutes: FastifyPluginAsyncZod<EventRoutesOptions> = async (app
       sse: SSE_ROUTE,
       schema: {
         summary: "Stream one command (SSE): its current state, then each change; ends after it finishes",
+        operationId: 'streamCommandEvents',
         tags: ['events'],
+        security: CLIENT_SECURITY,
         params: CommandIdParams,
         querystring: CommandEventsQuery,
         response: { ...streamResponse, 204: z.null().describe('the client has already seen this command end') },
+        responseMediaTypes: STREAM_MEDIA_TYPE,
       },
     },
     async (request, reply) => {

@@ -1,5 +1,6 @@
 import { ErrorResponse, HealthResponse } from '@agent-executor/common';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { NO_SECURITY } from '../openapi.js';
 import type { CommandStore } from '../store/store.js';
 
 export const healthRoutes: FastifyPluginAsyncZod<{ store: CommandStore }> = async (app, { store }) => {
@@ -8,7 +9,9 @@ export const healthRoutes: FastifyPluginAsyncZod<{ store: CommandStore }> = asyn
     {
       schema: {
         summary: 'Liveness and database check (never needs a token)',
+        operationId: 'getHealth',
         tags: ['operations'],
+        security: NO_SECURITY,
         response: { 200: HealthResponse, 503: ErrorResponse },
       },
     },
