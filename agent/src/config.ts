@@ -23,6 +23,8 @@ const Env = z.object({
   DRAIN_MS: int(0, 3_600_000).default(10_000),
   /** Crash-drill hook for tests: SIGKILL at this point of the first command that reaches it. */
   AGENT_CRASH_AT: z.enum(DRILL_POINTS).optional(),
+  /** When set, the agent serves its Prometheus metrics on this port (GET /metrics). */
+  METRICS_PORT: int(1, 65_535).optional(),
 });
 
 export interface AgentConfig {
@@ -37,6 +39,7 @@ export interface AgentConfig {
   logLevel: string;
   drainMs: number;
   crashAt: DrillPoint | undefined;
+  metricsPort: number | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -62,5 +65,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
     logLevel: e.LOG_LEVEL,
     drainMs: e.DRAIN_MS,
     crashAt: e.AGENT_CRASH_AT,
+    metricsPort: e.METRICS_PORT,
   };
 }

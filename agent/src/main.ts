@@ -5,6 +5,7 @@ import { CrashDrill } from './crash-drill.js';
 import { DatabaseInUse, openDatabase } from './database.js';
 import { executors } from './executors/index.js';
 import { GroupCommit } from '@agent-executor/common/group-commit';
+import { AgentMetrics } from './metrics.js';
 import { agentIdentity } from './identity.js';
 import { Outbox } from './outbox.js';
 import { ServerClient } from './server-client.js';
@@ -66,7 +67,8 @@ const commits = new GroupCommit(db);
 const agentId = agentIdentity(db, config.agentId);
 
 const log = pino({ level: config.logLevel, base: { agentId }, timestamp: pino.stdTimeFunctions.isoTime });
-const client = new ServerClient({ serverUrl: config.serverUrl, agentId, token: config.agentToken, log });
+const metrics = new AgentMetrics(() => outbox.countUnreported());
+const client = new ServerClient({ serverUrl: config.serverUrl, agentId, token: config.agentToken, log, metrics });
 const worker = new Worker({
   client,
   outbox,
@@ -78,6 +80,7 @@ const worker = new Worker({
   pollIntervalMs: config.pollIntervalMs,
   drill,
   log,
+  metrics,
 });
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
@@ -88,6 +91,15 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
 }
 
 log.info({ serverUrl: config.serverUrl, dbPath: config.dbPath }, `agent ${agentId} starting`);
+let metricsServer;
+if (config.metricsPort !== undefined) {
+  try {
+    metricsServer = await metrics.serve(config.metricsPort);
+  } catch (err) {
+    fail(`cannot serve metrics on METRICS_PORT ${config.metricsPort}: ${(err as Error).message}`);
+  }
+  log.info(`metrics on http://0.0.0.0:${config.metricsPort}/metrics`);
+}
 if (drill.enabled) log.warn('crash drill armed: this agent will SIGKILL itself');
 drill.start();
 let exitCode = 0;
@@ -99,6 +111,7 @@ try {
   exitCode = 1;
 }
 drill.stop();
+metricsServer?.close();
 await client.close();
 commits.flush();
 db.close();

@@ -71,6 +71,7 @@ export class Outbox {
         SET state = 'finished', status = 'FAILED', result = NULL, error = 'interrupted', retryable = 1, updated_at = @now
         WHERE state = 'started'`),
       unreported: db.prepare<[], Row>(`SELECT * FROM outbox WHERE state = 'finished' ORDER BY updated_at`),
+      countUnreported: db.prepare<[], { n: number }>(`SELECT count(*) AS n FROM outbox WHERE state = 'finished'`),
       prune: db.prepare(`DELETE FROM outbox WHERE state IN ('reported', 'dropped') AND updated_at < @before`),
     };
     this.beginTransaction = db.transaction((commandId: string, leaseId: string, type: string): Plan => {
@@ -132,6 +133,11 @@ export class Outbox {
   /** Finished outcomes the server has not taken yet, oldest first. */
   unreported(): OutboxEntry[] {
     return this.stmt.unreported.all().map(toEntry);
+  }
+
+  /** How many finished outcomes the server has not taken yet (the agent's metrics read it at each scrape). */
+  countUnreported(): number {
+    return this.stmt.countUnreported.get()?.n ?? 0;
   }
 
   get(commandId: string): OutboxEntry | undefined {

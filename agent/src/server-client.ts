@@ -11,16 +11,20 @@ import {
   type HeartbeatBody,
   type ResultBody,
 } from '@agent-executor/common';
+import { randomUUID } from 'node:crypto';
 import pRetry, { AbortError } from 'p-retry';
 import type { Logger } from 'pino';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { z } from 'zod';
+import type { AgentMetrics } from './metrics.js';
 
 export interface ServerClientOptions {
   serverUrl: string;
   agentId: string;
   token: string | undefined;
   log: Logger;
+  /** Counts report retries. */
+  metrics?: AgentMetrics;
 }
 
 export type ReportAnswer =
@@ -118,7 +122,7 @@ export class ServerClient {
       const { statusCode } = response;
       if (statusCode === 200) return { kind: 'accepted', command: parse(ResultResponse, response.json, 'report').command };
       return refusal(statusCode, describe(response));
-    });
+    }, commandId);
   }
 
   /**
@@ -191,17 +195,23 @@ export class ServerClient {
     await this.dispatcher.destroy();
   }
 
-  private async retrying<T>(what: string, signal: AbortSignal, attempt: () => Promise<T>): Promise<T> {
+  /** `commandId`: the command a report is about, a field of the log line when it is retried. */
+  private async retrying<T>(what: string, signal: AbortSignal, attempt: () => Promise<T>, commandId?: string): Promise<T> {
     return pRetry(attempt, {
       ...RETRY,
       signal,
       onFailedAttempt: ({ error, attemptNumber }) => {
-        if (!signal.aborted) this.options.log.warn(`${what} failed (attempt ${attemptNumber}): ${error.message}; retrying`);
+        if (signal.aborted) return;
+        if (what.startsWith('report')) this.options.metrics?.reportRetries.inc();
+        this.options.log.warn({ commandId }, `${what} failed (try ${attemptNumber}): ${error.message}; retrying`);
       },
     });
   }
 
-  /** One request; `body` is JSON text already. */
+  /**
+   * One request; `body` is JSON text already. Each carries its own X-Request-Id (a retry is a new
+   * request), which the server logs and echoes: a failure names it, to be found in the server's log.
+   */
   private async call(
     method: Dispatcher.HttpMethod,
     path: string,
@@ -209,9 +219,11 @@ export class ServerClient {
     signal: AbortSignal,
     timeoutMs = CALL_TIMEOUT_MS,
   ): Promise<{ statusCode: number; json: unknown }> {
+    const requestId = randomUUID();
+    const headers = { ...this.auth, 'x-request-id': requestId };
     const response = await request(`${this.options.serverUrl}${path}`, {
       method,
-      headers: body === undefined ? this.auth : { ...this.auth, 'content-type': 'application/json' },
+      headers: body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
       body,
       signal,
       dispatcher: this.dispatcher,
@@ -220,7 +232,7 @@ export class ServerClient {
     });
     const text = await response.body.text();
     if (response.statusCode >= 500 || response.statusCode === 429) {
-      throw new ServerUnavailable(`server answered ${response.statusCode}: ${text.slice(0, 200)}`);
+      throw new ServerUnavailable(`server answered ${response.statusCode} to request ${requestId}: ${text.slice(0, 200)}`);
     }
     let json: unknown = null;
     try {
