@@ -8,6 +8,7 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp, loadConfig, SqliteCommandStore, type App } from '../../control-server/src/app.js';
+import { loadConfig as loadAgentConfig } from '../src/config.js';
 import { freePort, killAll, startAgent, tempDir, waitFor } from '../../test-support/processes.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -121,6 +122,12 @@ describe('agent observability', () => {
       expect(line, line.msg).toMatchObject(line.msg.startsWith('report of') ? { commandId: id } : { commandId: id, attempt: 1 });
     }
     passed = true;
+  });
+
+  it('METRICS_PORT is optional; a bad one stops the agent naming it', () => {
+    expect(loadAgentConfig({}).metricsPort).toBeUndefined();
+    expect(loadAgentConfig({ METRICS_PORT: '9464' }).metricsPort).toBe(9464);
+    for (const bad of ['0', '65536', 'http', '9.5']) expect(() => loadAgentConfig({ METRICS_PORT: bad }), bad).toThrow(/METRICS_PORT/);
   });
 
   it('a METRICS_PORT already taken stops the agent with a message naming it', async () => {
