@@ -88,25 +88,24 @@ type ResponseDoc = Record<string, unknown> & { headers?: Record<string, unknown>
  * media type other than JSON. Every response documents `X-Request-Id`.
  */
 function documentRoute(input: TransformInput): ReturnType<typeof jsonSchemaTransform> {
-  const { responseHeaders, responseMediaTypes, ...schema } = (input.schema ?? {}) as Record<string, unknown> & {
-    responseHeaders?: Record<number, Record<string, HeaderDoc>>;
-    responseMediaTypes?: Record<number, string>;
-  };
-  const output = jsonSchemaTransform({ ...input, schema: input.schema ? schema : input.schema } as TransformInput);
+  if (!input.schema) return jsonSchemaTransform(input);
+  const { responseHeaders, responseMediaTypes, ...schema } = input.schema;
+  const output = jsonSchemaTransform({ ...input, schema } as TransformInput);
   const responses = (output.schema as { response?: Record<string, ResponseDoc> } | undefined)?.response;
-  for (const [status, doc] of Object.entries(responses ?? {})) {
+  if (!responses) return output;
+  for (const [status, doc] of Object.entries(responses)) {
     const headers = { 'X-Request-Id': REQUEST_ID_HEADER, ...responseHeaders?.[Number(status)] };
     // Without one, @fastify/swagger writes "Default Response" for every error.
     const description = (doc.description as string | undefined) ?? STATUS_CODES[status] ?? status;
     const mediaType = responseMediaTypes?.[Number(status)];
     if (mediaType === undefined) {
-      responses![status] = { ...doc, description, headers };
+      responses[status] = { ...doc, description, headers };
       continue;
     }
     // @fastify/swagger takes a `content` map as it is (so the media type is ours, not
     // application/json), without cleaning the schema: the standalone-schema keys go here.
     const { description: _description, $id: _id, $schema: _schema, ...body } = doc;
-    responses![status] = { description, headers, content: { [mediaType]: { schema: body } } };
+    responses[status] = { description, headers, content: { [mediaType]: { schema: body } } };
   }
   return output;
 }
