@@ -203,7 +203,7 @@ export class ServerClient {
       onFailedAttempt: ({ error, attemptNumber }) => {
         if (signal.aborted) return;
         if (what.startsWith('report')) this.options.metrics?.reportRetries.inc();
-        this.options.log.warn({ commandId }, `${what} failed (try ${attemptNumber}): ${error.message}; retrying`);
+        this.options.log.warn({ commandId }, `${what} failed (attempt ${attemptNumber}): ${error.message}; retrying`);
       },
     });
   }
