@@ -71,7 +71,7 @@ const worker = new Worker({
   client,
   outbox,
   commits,
-  executors: executors({ guard: new SsrfGuard(config.blockPrivate) }),
+  executors: executors({ guard: new SsrfGuard({ blockPrivate: config.blockPrivate, allow: config.httpAllow }) }),
   agentId,
   concurrency: config.concurrency,
   longPollWaitS: config.longPollWaitS,
