@@ -88,6 +88,13 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
 }
 
 log.info({ serverUrl: config.serverUrl, dbPath: config.dbPath }, `agent ${agentId} starting`);
+if (config.blockPrivate) {
+  const allowed = config.httpAllow.map((e) => e.text).join(', ');
+  log.info(
+    `HTTP_GET_JSON refuses loopback and private addresses${allowed ? ` except HTTP_ALLOW (${allowed})` : ''}; ` +
+      'for a target on this machine set HTTP_ALLOW=host:port or HTTP_BLOCK_PRIVATE=false',
+  );
+}
 if (drill.enabled) log.warn('crash drill armed: this agent will SIGKILL itself');
 drill.start();
 let exitCode = 0;

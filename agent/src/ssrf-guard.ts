@@ -39,7 +39,9 @@ const PRIVATE: Rule[] = [
 export class AddressRefused extends Error {
   readonly code = 'ERR_ADDRESS_REFUSED';
   constructor(address: string, host: string, why: string) {
-    super(`refused: ${host === address ? address : `${host} (${address})`} is a ${why} address`);
+    // Said to whoever submitted the command, who may be the operator trying a local target.
+    const hint = why === 'loopback or private' ? ' (the agent allows it with HTTP_ALLOW or HTTP_BLOCK_PRIVATE=false)' : '';
+    super(`refused: ${host === address ? address : `${host} (${address})`} is a ${why} address${hint}`);
     this.name = 'AddressRefused';
   }
 }
