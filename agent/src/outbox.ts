@@ -63,6 +63,9 @@ export class Outbox {
       finish: db.prepare(`UPDATE outbox
         SET state = 'finished', status = @status, result = @result, error = @error, retryable = @retryable, updated_at = @now
         WHERE command_id = @commandId AND lease_id = @leaseId AND state = 'started'`),
+      replace: db.prepare(`UPDATE outbox
+        SET status = @status, result = @result, error = @error, retryable = @retryable, updated_at = @now
+        WHERE command_id = @commandId AND lease_id = @leaseId AND state = 'finished'`),
       reported: db.prepare(`UPDATE outbox SET state = 'reported', updated_at = @now
         WHERE command_id = @commandId AND lease_id = @leaseId AND state = 'finished'`),
       drop: db.prepare(`UPDATE outbox SET state = 'dropped', note = @note, updated_at = @now
@@ -101,16 +104,23 @@ export class Outbox {
   /** Keeps the outcome of the attempt under `leaseId`. False when that attempt is not current. */
   finish(commandId: string, leaseId: string, outcome: Outcome): boolean {
     return (
-      this.stmt.finish.run({
-        commandId,
-        leaseId,
-        status: outcome.status,
-        result: JSON.stringify(outcome.result ?? null),
-        error: outcome.error,
-        retryable: outcome.retryable ? 1 : 0,
-        now: this.now(),
-      }).changes === 1
+      this.stmt.finish.run({ commandId, leaseId, ...this.columns(outcome) }).changes === 1
     );
+  }
+
+  private columns(outcome: Outcome) {
+    return {
+      status: outcome.status,
+      result: JSON.stringify(outcome.result ?? null),
+      error: outcome.error,
+      retryable: outcome.retryable ? 1 : 0,
+      now: this.now(),
+    };
+  }
+
+  /** Swaps a finished, unreported outcome for another (one cut down after the server refused it). */
+  replace(commandId: string, leaseId: string, outcome: Outcome): boolean {
+    return this.stmt.replace.run({ commandId, leaseId, ...this.columns(outcome) }).changes === 1;
   }
 
   markReported(commandId: string, leaseId: string): boolean {
