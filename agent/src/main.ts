@@ -7,12 +7,10 @@ import { executors } from './executors/index.js';
 import { GroupCommit } from '@agent-executor/common/group-commit';
 import { agentIdentity } from './identity.js';
 import { Outbox } from './outbox.js';
+import { OUTBOX_PRUNE_EVERY_MS, OUTBOX_RETENTION_MS, OutboxPruner } from './outbox-pruner.js';
 import { ServerClient } from './server-client.js';
 import { SsrfGuard } from './ssrf-guard.js';
 import { Worker } from './worker.js';
-
-/** Settled outbox rows older than this are forgotten at start-up. */
-const OUTBOX_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
 
 function fail(message: string): never {
   console.error(`agent: ${message}`);
@@ -61,11 +59,11 @@ try {
   fail(err instanceof DatabaseInUse ? err.message : `cannot open IDEMPOTENCY_DB_PATH ${config.dbPath}: ${(err as Error).message}`);
 }
 const outbox = new Outbox(db);
-outbox.prune(OUTBOX_RETENTION_MS);
 const commits = new GroupCommit(db);
 const agentId = agentIdentity(db, config.agentId);
 
 const log = pino({ level: config.logLevel, base: { agentId }, timestamp: pino.stdTimeFunctions.isoTime });
+const pruner = new OutboxPruner({ outbox, retentionMs: OUTBOX_RETENTION_MS, everyMs: OUTBOX_PRUNE_EVERY_MS, log });
 const client = new ServerClient({ serverUrl: config.serverUrl, agentId, token: config.agentToken, log });
 const worker = new Worker({
   client,
@@ -97,6 +95,7 @@ if (config.blockPrivate) {
 }
 if (drill.enabled) log.warn('crash drill armed: this agent will SIGKILL itself');
 drill.start();
+pruner.start();
 let exitCode = 0;
 try {
   await worker.run();
@@ -106,6 +105,7 @@ try {
   exitCode = 1;
 }
 drill.stop();
+pruner.stop();
 await client.close();
 commits.flush();
 db.close();

@@ -74,7 +74,10 @@ export class Outbox {
         SET state = 'finished', status = 'FAILED', result = NULL, error = 'interrupted', retryable = 1, updated_at = @now
         WHERE state = 'started'`),
       unreported: db.prepare<[], Row>(`SELECT * FROM outbox WHERE state = 'finished' ORDER BY updated_at`),
-      prune: db.prepare(`DELETE FROM outbox WHERE state IN ('reported', 'dropped') AND updated_at < @before`),
+      // The subquery walks the outbox_state index (state, updated_at) from its oldest settled row and
+      // stops after @limit: its cost is what it deletes, whatever the size of the log.
+      prune: db.prepare(`DELETE FROM outbox WHERE rowid IN (
+        SELECT rowid FROM outbox WHERE state IN ('reported', 'dropped') AND updated_at < @before LIMIT @limit)`),
     };
     this.beginTransaction = db.transaction((commandId: string, leaseId: string, type: string): Plan => {
       const row = this.stmt.get.get(commandId);
@@ -149,9 +152,12 @@ export class Outbox {
     return row && toEntry(row);
   }
 
-  /** Forgets settled rows older than `ageMs`: by then the server has long settled those commands. */
-  prune(ageMs: number): number {
-    return this.stmt.prune.run({ before: this.now() - ageMs }).changes;
+  /**
+   * Forgets up to `limit` settled (reported or dropped) rows older than `ageMs`: by then the
+   * server has long settled those commands. Answers how many went; fewer than `limit` means done.
+   */
+  prune(ageMs: number, limit: number): number {
+    return this.stmt.prune.run({ before: this.now() - ageMs, limit }).changes;
   }
 }
 
