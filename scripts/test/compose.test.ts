@@ -99,6 +99,9 @@ describe('docker-compose.yml (built from this checkout)', () => {
     // Auth off by default: empty tokens, which server and agent both treat as unset.
     expect(config.services['control-server']!.environment?.['API_TOKEN']).toBe('');
     expect(config.services['control-server']!.ports).toEqual([{ published: 3000, target: 3000 }]);
+    // Secure by default: agents refuse private targets unless HTTP_ALLOW names them.
+    expect(config.services['agent']!.environment?.['HTTP_BLOCK_PRIVATE']).toBe('true');
+    expect(config.services['agent']!.environment?.['HTTP_ALLOW']).toBe('');
   });
 
   it('maps CONTROL_SERVER_PORT on the host and passes settings through', () => {
