@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MAX_BATCH_CLAIM, type ClaimedCommand } from '@agent-executor/common';
+import { MAX_BATCH_CLAIM, MAX_RESULT_BYTES, type ClaimedCommand } from '@agent-executor/common';
 import type { Logger } from 'pino';
 import { runAttempt } from './attempt.js';
 import type { CrashDrill } from './crash-drill.js';
@@ -8,6 +8,7 @@ import type { AgentMetrics } from './metrics.js';
 import type { GroupCommit } from '@agent-executor/common/group-commit';
 import type { Outbox } from './outbox.js';
 import { Reporter } from './reporter.js';
+import { fitOutcome } from './result-fit.js';
 import { PollRefused, type ServerClient } from './server-client.js';
 
 export interface WorkerOptions {
@@ -196,7 +197,10 @@ export class Worker {
         log.warn(`${type} ${id} stopped, lease lost (${end.why}): not reported, the command is the server's again`);
         return;
       }
-      const { outcome } = end;
+      // Cut down here, before it is kept: an outcome the server cannot take would sit in the
+      // outbox unreported while the lease runs out and the command is run again and again.
+      const outcome = fitOutcome(end.outcome);
+      if (outcome !== end.outcome) log.warn(`${type} ${id}: its result does not fit a report (over ${MAX_RESULT_BYTES} bytes of JSON or too deep): cut down`);
       const kept = await commits.run(() => outbox.finish(id, leaseId, outcome));
       if (!kept) {
         log.warn(`${type} ${id}: a newer lease took over while this attempt ran; its outcome is dropped`);

@@ -99,6 +99,9 @@ describe('docker-compose.yml (built from this checkout)', () => {
     // Auth off by default: empty tokens, which server and agent both treat as unset.
     expect(config.services['control-server']!.environment?.['API_TOKEN']).toBe('');
     expect(config.services['control-server']!.ports).toEqual([{ published: 3000, target: 3000 }]);
+    // Secure by default: agents refuse private targets unless HTTP_ALLOW names them.
+    expect(config.services['agent']!.environment?.['HTTP_BLOCK_PRIVATE']).toBe('true');
+    expect(config.services['agent']!.environment?.['HTTP_ALLOW']).toBe('');
   });
 
   it('maps CONTROL_SERVER_PORT on the host and passes settings through', () => {
@@ -156,7 +159,7 @@ describe('.env.example', () => {
   it('lists every setting of the server (SPEC §3 and ours) and the agent (SPEC §5)', () => {
     const spec = ['PORT', 'HOST', 'CORS_ORIGIN', 'DB_PATH', 'LEASE_MS', 'API_TOKEN', 'AGENT_TOKEN', 'LOG_LEVEL', 'DATABASE_URL'];
     const server = ['SQLITE_SYNCHRONOUS', 'SSE_PING_MS', 'SSE_MAX_QUEUED', 'METRICS_TOKEN'];
-    const agent = ['SERVER_URL', 'POLL_INTERVAL', 'LONG_POLL_WAIT', 'AGENT_ID', 'CONCURRENCY', 'IDEMPOTENCY_DB_PATH', 'HTTP_BLOCK_PRIVATE', 'METRICS_PORT'];
+    const agent = ['SERVER_URL', 'POLL_INTERVAL', 'LONG_POLL_WAIT', 'AGENT_ID', 'CONCURRENCY', 'IDEMPOTENCY_DB_PATH', 'HTTP_BLOCK_PRIVATE', 'HTTP_ALLOW', 'METRICS_PORT'];
     for (const name of [...spec, ...server, ...agent]) expect(documented, name).toContain(name);
   });
 

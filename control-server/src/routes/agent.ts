@@ -7,8 +7,10 @@ import {
   ErrorResponse,
   HeartbeatBody,
   HeartbeatResponse,
+  jsonDepth,
   MAX_LONG_POLL_WAIT_S,
   MAX_RESULT_BYTES,
+  MAX_RESULT_DEPTH,
   NextBatchQuery,
   NextQuery,
   ResultBody,
@@ -156,13 +158,6 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
   );
 };
 
-/**
- * JSON.stringify recurses: a result nested a few thousand levels deep (well within 1 MiB) would
- * overflow the stack while it is measured or stored, a 500 for bad input. No real result nests
- * this deep.
- */
-const MAX_RESULT_DEPTH = 1000;
-
 function checkResultSize(result: unknown): void {
   if (result === undefined) return;
   if (jsonDepth(result) > MAX_RESULT_DEPTH) {
@@ -171,19 +166,6 @@ function checkResultSize(result: unknown): void {
   if (Buffer.byteLength(JSON.stringify(result)) > MAX_RESULT_BYTES) {
     throw new PayloadTooLarge(`result: larger than ${MAX_RESULT_BYTES} bytes of JSON`);
   }
-}
-
-/** How deeply a parsed JSON value nests (a scalar is 0), measured without recursion. */
-function jsonDepth(value: unknown): number {
-  let deepest = 0;
-  const pending: Array<[unknown, number]> = [[value, 0]];
-  for (let item = pending.pop(); item; item = pending.pop()) {
-    const [node, depth] = item;
-    if (node === null || typeof node !== 'object') continue;
-    deepest = Math.max(deepest, depth + 1);
-    for (const child of Object.values(node)) pending.push([child, depth + 1]);
-  }
-  return deepest;
 }
 
 /** `Prefer: wait=N` (RFC 7240); values above the server's limit are capped, malformed ones ignored. */
