@@ -9,9 +9,12 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
+import type { Clock } from './clock.js';
 import type { ServerConfig } from './config.js';
 import { installErrorHandler } from './error-handler.js';
 import { BadRequest } from './errors.js';
+import { refuseHeadWhereGetChangesState } from './head-requests.js';
+import { installBodyLimits, requestTimeoutOptions } from './http-limits.js';
 import { LeaseReaper } from './lease-reaper.js';
 import { LongPoll } from './long-poll.js';
 import { installMetrics } from './metrics.js';
@@ -34,10 +37,16 @@ export interface App extends FastifyInstance {
   sseHub: SseHub;
 }
 
+export interface BuildOptions {
+  /** The wall clock must be the store's. Injected in tests. */
+  clock?: Clock;
+}
+
 /** Builds the server around a store it does not own: the caller closes the store after the app. */
-export async function buildApp(config: ServerConfig, store: CommandStore): Promise<App> {
+export async function buildApp(config: ServerConfig, store: CommandStore, options: BuildOptions = {}): Promise<App> {
   const app = Fastify({
     bodyLimit: MAX_BODY_BYTES,
+    ...requestTimeoutOptions(config.requestTimeoutMs),
     logger: {
       level: config.logLevel,
       // Tokens travel in headers (never logged) or in ?access_token= for EventSource: strip it.
@@ -55,6 +64,8 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   installErrorHandler(app);
   installJsonParser(app);
+  installBodyLimits(app, MAX_BODY_BYTES);
+  refuseHeadWhereGetChangesState(app);
   endQuietConnectionsOnClose(app);
 
   await app.register(cors, {
@@ -80,7 +91,12 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   });
   const dispatch = () => void longPoll.dispatch();
   store.events.on('available', dispatch);
-  const reaper = new LeaseReaper(store, { leaseMs: config.leaseMs, onAvailable: dispatch, log: app.log });
+  const reaper = new LeaseReaper(store, {
+    leaseMs: config.leaseMs,
+    onAvailable: dispatch,
+    log: app.log,
+    ...(options.clock ? { clock: options.clock } : {}),
+  });
 
   await app.register(fastifySSE, { heartbeatInterval: 0 });
   const sseHub = new SseHub(store, config.ssePingMs);
