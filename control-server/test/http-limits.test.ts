@@ -7,7 +7,7 @@ import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { describe, expect, test } from 'vitest';
 import { MAX_BODY_BYTES } from '@agent-executor/common';
-import type { App } from '../src/app.js';
+import { loadConfig, type App } from '../src/app.js';
 import { delay, listen, useApp } from './helpers.js';
 
 const { build } = useApp();
@@ -247,5 +247,15 @@ describe('Expect: 100-continue', () => {
     expect(c.received()).toMatch(/^HTTP\/1\.1 401 /);
     expect(c.received()).not.toContain('100 Continue');
     c.socket.destroy();
+  });
+});
+
+describe('REQUEST_TIMEOUT_MS', () => {
+  test('defaults to 30 s, empty counts as unset, a bad value stops the server naming it', () => {
+    expect(loadConfig({}).requestTimeoutMs).toBe(30_000);
+    expect(loadConfig({ REQUEST_TIMEOUT_MS: '' }).requestTimeoutMs).toBe(30_000);
+    expect(loadConfig({ REQUEST_TIMEOUT_MS: '2500' }).requestTimeoutMs).toBe(2500);
+    expect(() => loadConfig({ REQUEST_TIMEOUT_MS: '0' })).toThrow(/REQUEST_TIMEOUT_MS:/);
+    expect(() => loadConfig({ REQUEST_TIMEOUT_MS: 'soon' })).toThrow(/REQUEST_TIMEOUT_MS:/);
   });
 });
