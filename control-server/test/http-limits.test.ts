@@ -81,7 +81,7 @@ async function serverConnectionsGone(app: App, ms: number): Promise<string> {
 const bigSubmit = () => JSON.stringify({ ...delay(1), payload: { ms: 1, pad: 'x'.repeat(2 * 1024 * 1024) } });
 
 describe('a request that does not arrive', () => {
-  test('a stalled or trickled body is answered 408 and closed after REQUEST_TIMEOUT_MS', async () => {
+  test('a stalled or trickled body, or a silent connection, is answered 408 and closed after REQUEST_TIMEOUT_MS', async () => {
     const { app } = await build({ env: { REQUEST_TIMEOUT_MS: '500' } });
     const base = await listen(app);
     const stalled = Array.from({ length: 5 }, () => rawConnect(base));
@@ -90,8 +90,10 @@ describe('a request that does not arrive', () => {
     const trickled = rawConnect(base);
     trickled.socket.write(head(1000));
     const trickle = setInterval(() => trickled.socket.write(' '), 100);
+    // And one that connects and says nothing at all.
+    const silent = rawConnect(base);
     try {
-      for (const c of [...stalled, trickled]) {
+      for (const c of [...stalled, trickled, silent]) {
         const ended = await within(c.ended, 5000, 'still open after 5 s');
         expect(ended, c.received()).toMatchObject({ afterMs: expect.any(Number) });
         if (typeof ended === 'object') expect(ended.afterMs).toBeGreaterThanOrEqual(450);
@@ -100,7 +102,7 @@ describe('a request that does not arrive', () => {
       expect(await serverConnectionsGone(app, 2000)).toBe('gone');
     } finally {
       clearInterval(trickle);
-      for (const c of [...stalled, trickled]) c.socket.destroy();
+      for (const c of [...stalled, trickled, silent]) c.socket.destroy();
     }
   });
 
