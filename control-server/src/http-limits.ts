@@ -9,6 +9,8 @@ import type { FastifyInstance } from 'fastify';
  * a 2 MiB submit from Node's fetch got ECONNRESET instead of its 413 in about 1 of 6 tries.
  */
 const LINGER_MS = 5_000;
+/** …and at most this much of it: past that the client is not a mistaken one, and gets the reset. */
+const LINGER_MAX_BYTES = 8 * 1024 * 1024;
 
 /**
  * Fastify options that bound the time a request may take to arrive. Node measures it from the
@@ -32,9 +34,10 @@ export function requestTimeoutOptions(requestTimeoutMs: number): { requestTimeou
 /**
  * The answers given before a body has arrived (401, 413, 404 of a POST) close the connection,
  * but only once the client has had the answer: the rest of the body is read and thrown away
- * until it ends, the client closes, or LINGER_MS pass. And `Expect: 100-continue` is honoured:
- * a body over `bodyLimit` gets its 413 before it is sent, and the client is told to send the
- * body only once the route's onRequest hooks (authentication) have let the request through.
+ * until it ends, the client closes, LINGER_MS pass or LINGER_MAX_BYTES have come. And
+ * `Expect: 100-continue` is honoured: a body over `bodyLimit` gets its 413 before it is sent,
+ * and the client is told to send the body only once the route's onRequest hooks
+ * (authentication) have let the request through.
  */
 export function installBodyLimits(app: FastifyInstance, bodyLimit: number): void {
   app.server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
@@ -85,7 +88,7 @@ type ClosingSocket = Socket & { destroySoon(): void };
  * soon as the answer is written, whatever the client is still sending. This replaces it, for
  * this socket, with end-then-drain: Node's HTTP parser keeps reading the rest of the body into
  * the dumped request, and the socket is destroyed once that has ended (nothing left unread, so
- * no reset), the client has closed its side, or LINGER_MS have passed.
+ * no reset), the client has closed its side, LINGER_MS have passed or LINGER_MAX_BYTES have come.
  */
 function lingerBeforeClose(request: IncomingMessage): void {
   const socket = request.socket as ClosingSocket;
@@ -93,7 +96,16 @@ function lingerBeforeClose(request: IncomingMessage): void {
     if (socket.destroyed) return;
     socket.end();
     const timer = setTimeout(() => socket.destroy(), LINGER_MS);
-    socket.once('close', () => clearTimeout(timer));
+    // Node's parser drops a dumped body without events, and a 'data' listener on the socket takes
+    // it from the parser and stalled its reading (tried): watch the socket's byte count instead.
+    const readBefore = socket.bytesRead;
+    const watch = setInterval(() => {
+      if (socket.bytesRead - readBefore > LINGER_MAX_BYTES) socket.destroy();
+    }, 50);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      clearInterval(watch);
+    });
     const written = new Promise<void>((resolve) => (socket.writableFinished ? resolve() : socket.once('finish', resolve)));
     const drained = new Promise<void>((resolve) => {
       if (request.complete) return resolve();

@@ -168,6 +168,25 @@ describe('an answer given before the body has arrived', () => {
     expect(closed).toMatchObject({ reset: false });
   });
 
+  test('a client that goes on sending far past the limit after its 413 is cut off', async () => {
+    const { app } = await build();
+    const base = await listen(app);
+    const c = rawConnect(base);
+    const chunk = 'x'.repeat(256 * 1024);
+    const declared = 256 * chunk.length; // 64 MiB
+    c.socket.write(head(declared));
+    let sent = 0;
+    let writeFailed: Error | null | undefined;
+    while (sent < declared && !writeFailed && !c.socket.destroyed) {
+      await new Promise<void>((resolve) => c.socket.write(chunk, (err) => ((writeFailed = err), resolve())));
+      sent += chunk.length;
+    }
+    expect(c.received()).toMatch(/^HTTP\/1\.1 413 /);
+    expect(sent, 'bytes the client could send before the server closed').toBeLessThan(declared / 2);
+    expect(await serverConnectionsGone(app, 3000)).toBe('gone');
+    c.socket.destroy();
+  });
+
   test('after a 401 the connection closes once the rest of the body has been read', async () => {
     const { app } = await build({ env: { API_TOKEN: TOKEN } });
     const base = await listen(app);
