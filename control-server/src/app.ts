@@ -3,9 +3,12 @@ import { fastifySSE } from '@fastify/sse';
 import { MAX_BODY_BYTES } from '@agent-executor/common';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { Clock } from './clock.js';
 import type { ServerConfig } from './config.js';
 import { installErrorHandler } from './error-handler.js';
 import { BadRequest } from './errors.js';
+import { refuseHeadWhereGetChangesState } from './head-requests.js';
+import { installBodyLimits, requestTimeoutOptions } from './http-limits.js';
 import { LeaseReaper } from './lease-reaper.js';
 import { LongPoll } from './long-poll.js';
 import { installMetrics } from './metrics.js';
@@ -30,14 +33,20 @@ export interface App extends FastifyInstance {
   sseHub: SseHub;
 }
 
+export interface BuildOptions {
+  /** The wall clock must be the store's. Injected in tests. */
+  clock?: Clock;
+}
+
 /** Builds the server around a store it does not own: the caller closes the store after the app. */
-export async function buildApp(config: ServerConfig, store: CommandStore): Promise<App> {
+export async function buildApp(config: ServerConfig, store: CommandStore, options: BuildOptions = {}): Promise<App> {
   const app = Fastify({
     bodyLimit: MAX_BODY_BYTES,
     // The client's X-Request-Id when it is sane, else a new UUID: one id follows a call through
     // the agent's and the server's logs. genReqId does the check, so Fastify must not take it raw.
     requestIdHeader: false,
     genReqId: requestIdOf,
+    ...requestTimeoutOptions(config.requestTimeoutMs),
     logger: {
       level: config.logLevel,
       // Tokens travel in headers (never logged) or in ?access_token= for EventSource: strip it.
@@ -56,6 +65,8 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   installErrorHandler(app);
   installJsonParser(app);
   echoRequestId(app);
+  installBodyLimits(app, MAX_BODY_BYTES);
+  refuseHeadWhereGetChangesState(app);
   endQuietConnectionsOnClose(app);
 
   await app.register(cors, {
@@ -73,7 +84,12 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   });
   const dispatch = () => void longPoll.dispatch();
   store.events.on('available', dispatch);
-  const reaper = new LeaseReaper(store, { leaseMs: config.leaseMs, onAvailable: dispatch, log: app.log });
+  const reaper = new LeaseReaper(store, {
+    leaseMs: config.leaseMs,
+    onAvailable: dispatch,
+    log: app.log,
+    ...(options.clock ? { clock: options.clock } : {}),
+  });
 
   await app.register(fastifySSE, { heartbeatInterval: 0 });
   const sseHub = new SseHub(store, config.ssePingMs);

@@ -30,6 +30,8 @@ const Env = z.object({
     .preprocess((value) => (typeof value === 'string' ? value.toUpperCase() : value), z.enum(['FULL', 'NORMAL']))
     .default('FULL'),
   DATABASE_URL: z.preprocess(unsetIfEmpty, z.string().optional()),
+  /** Time allowed to receive a whole request (headers and body); a stalled upload is cut off. */
+  REQUEST_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
 });
 
 export interface ServerConfig {
@@ -46,6 +48,7 @@ export interface ServerConfig {
   ssePingMs: number;
   sseMaxQueued: number;
   databaseUrl: string | undefined;
+  requestTimeoutMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -78,5 +81,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     ssePingMs: e.SSE_PING_MS,
     sseMaxQueued: e.SSE_MAX_QUEUED,
     databaseUrl: e.DATABASE_URL,
+    requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
   };
 }

@@ -34,7 +34,12 @@ process.once('SIGINT', () => void shutdown('SIGINT'));
 try {
   await app.listen({ port: config.port, host: config.host });
   app.log.info(
-    { dbPath: config.dbPath, sqliteSynchronous: config.sqliteSynchronous, leaseMs: config.leaseMs },
+    {
+      dbPath: config.dbPath,
+      sqliteSynchronous: config.sqliteSynchronous,
+      leaseMs: config.leaseMs,
+      requestTimeoutMs: config.requestTimeoutMs,
+    },
     'control server ready',
   );
 } catch (err) {

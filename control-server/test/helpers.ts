@@ -9,6 +9,7 @@ import { createHook } from 'node:async_hooks';
 import { afterAll, afterEach, beforeAll, beforeEach, expect } from 'vitest';
 import type { Command } from '@agent-executor/common';
 import { buildApp, loadConfig, SqliteCommandStore, type App } from '../src/app.js';
+import type { Clock } from '../src/clock.js';
 import { tempDir } from '../../test-support/processes.js';
 
 /** A clock the test moves by hand, for the store's time-based logic (leases, backoff). */
@@ -25,6 +26,8 @@ export interface BuildOptions {
   /** Environment for loadConfig, on top of LOG_LEVEL=silent. */
   env?: Record<string, string>;
   now?: () => number;
+  /** The server's clock: the store reads its wall clock, the lease reaper both (overrides now). */
+  clock?: Clock;
   random?: () => number;
   /** Runs before the app is ready, the last moment hooks can be added. */
   beforeReady?: (app: App) => void;
@@ -116,12 +119,13 @@ export function useApp({ scope = 'each' }: { scope?: 'each' | 'all' } = {}): {
       if (!dir) throw new Error('useApp().build is for use inside a test');
       const dbPath = `${dir.path}/commands-${built.length}.db`;
       const config = loadConfig({ LOG_LEVEL: 'silent', DB_PATH: dbPath, ...options.env });
+      const now = options.clock ? options.clock.wall : options.now;
       const store = new SqliteCommandStore({
         path: dbPath,
-        ...(options.now ? { now: options.now } : {}),
+        ...(now ? { now } : {}),
         ...(options.random ? { random: options.random } : {}),
       });
-      const app = await buildApp(config, store);
+      const app = await buildApp(config, store, options.clock ? { clock: options.clock } : {});
       built.push({ app, store, dbPath });
       options.beforeReady?.(app);
       await app.ready();

@@ -161,6 +161,7 @@ describe('.env.example', () => {
     const server = ['SQLITE_SYNCHRONOUS', 'SSE_PING_MS', 'SSE_MAX_QUEUED', 'METRICS_TOKEN'];
     const agent = ['SERVER_URL', 'POLL_INTERVAL', 'LONG_POLL_WAIT', 'AGENT_ID', 'CONCURRENCY', 'IDEMPOTENCY_DB_PATH', 'HTTP_BLOCK_PRIVATE', 'HTTP_ALLOW', 'METRICS_PORT'];
     for (const name of [...spec, ...server, ...agent]) expect(documented, name).toContain(name);
+    expect(documented, 'REQUEST_TIMEOUT_MS').toContain('REQUEST_TIMEOUT_MS');
   });
 
   it('documents every variable the compose files interpolate', () => {

@@ -57,6 +57,7 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
   app.get(
     '/commands/next',
     {
+      config: { changesState: true },
       schema: {
         summary: 'Lease the next command; with wait (or Prefer: wait=N) hold the poll open until work appears',
         operationId: 'claimNextCommand',
@@ -76,6 +77,7 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
   app.get(
     '/commands/next-batch',
     {
+      config: { changesState: true },
       schema: {
         summary: 'Lease up to `max` commands at once (same waiting rules as /commands/next)',
         operationId: 'claimCommandBatch',
