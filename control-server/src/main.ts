@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { SqliteCommandStore } from './store/sqlite.js';
@@ -11,7 +12,14 @@ try {
   process.exit(1);
 }
 
-const store = new SqliteCommandStore({ path: config.dbPath, synchronous: config.sqliteSynchronous });
+let store: SqliteCommandStore;
+try {
+  store = new SqliteCommandStore({ path: config.dbPath, synchronous: config.sqliteSynchronous });
+} catch (err) {
+  // Not an SQLite file, a directory, no permission…: one line naming the setting, no stack trace.
+  console.error(`control-server: cannot use DB_PATH ${config.dbPath}: ${(err as Error).message}`);
+  process.exit(1);
+}
 const app = await buildApp(config, store);
 
 let closing = false;

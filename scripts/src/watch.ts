@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * Watches commands change, live, over Server-Sent Events: one line per change.
  *
