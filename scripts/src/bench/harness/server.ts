@@ -83,6 +83,8 @@ export function startAgentProcess(o: AgentProcessOptions): Started {
       POLL_INTERVAL: String(o.pollInterval),
       IDEMPOTENCY_DB_PATH: join(o.dir, `${o.id}.db`),
       LOG_LEVEL: 'warn',
+      // Bench targets listen on 127.0.0.1; agents refuse private addresses by default.
+      HTTP_BLOCK_PRIVATE: 'false',
     },
   });
 }
