@@ -125,6 +125,7 @@ export const soak: Scenario = {
           for (const p of [server.proc, ...fleet.procs]) {
             if (!p.isRunning()) throw new Error(`${p.name} exited during the soak:\n${p.output()}`);
           }
+          if (!w.isOpen()) throw new Error('the server closed the stream the bench counts completions on');
           peak = Math.max(peak, rssKiB(pid));
         }
         const now = { at: performance.now(), completed: w.completed, cpu: cpuSeconds(pid) };

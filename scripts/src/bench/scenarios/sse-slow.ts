@@ -158,10 +158,21 @@ export const sseSlow: Scenario = {
       });
       // Only the race below may see this rejection; a stop after the burst is not an error.
       serverDied.catch(() => undefined);
-      await Promise.race([
-        w.until(() => w.completed + w.failed >= commands + client.posted, `${commands} commands to finish`, o.num('max-seconds') * 1000),
-        serverDied,
-      ]);
+      let streamCheck: ReturnType<typeof setInterval> | undefined;
+      const streamClosed = new Promise<never>((_, reject) => {
+        streamCheck = setInterval(() => {
+          if (!w.isOpen()) reject(new Error('the server closed the stream the bench counts completions on'));
+        }, 500);
+      });
+      try {
+        await Promise.race([
+          w.until(() => w.completed + w.failed >= commands + client.posted, `${commands} commands to finish`, o.num('max-seconds') * 1000),
+          serverDied,
+          streamClosed,
+        ]);
+      } finally {
+        clearInterval(streamCheck);
+      }
       burstDone = true;
       const burstSeconds = (w.lastAt - submitted.startedAt) / 1000;
       await client.stop();
