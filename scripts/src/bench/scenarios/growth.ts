@@ -17,6 +17,7 @@ import { distribution, type Distribution } from '../harness/stats.js';
 interface SizeResult {
   stored: number;
   seedMs: number;
+  seedCpuMs: number;
   dbMiB: number;
   claim: Distribution;
   report: Distribution;
@@ -57,7 +58,7 @@ async function measureSize(o: Options, stored: number, template: string): Promis
     copyFileSync(template, dbPath);
     const seeded = seedCommands(dbPath, stored, o.num('pending'));
     const dbMiB = statSync(dbPath).size / 2 ** 20;
-    console.log(`  ${stored.toLocaleString('en-US')} stored: seeded in ${(seeded.ms / 1000).toFixed(1)} s, database ${dbMiB.toFixed(0)} MiB`);
+    console.log(`  ${stored.toLocaleString('en-US')} stored: seeded in ${(seeded.ms / 1000).toFixed(1)} s (${(seeded.cpuMs / 1000).toFixed(1)} s of CPU), database ${dbMiB.toFixed(0)} MiB`);
     const server = await startServer({ dbPath });
     const api = new Api(server.url, 1);
     try {
@@ -102,6 +103,7 @@ async function measureSize(o: Options, stored: number, template: string): Promis
       return {
         stored,
         seedMs: seeded.ms,
+        seedCpuMs: seeded.cpuMs,
         dbMiB,
         claim: distribution(s.claim),
         report: distribution(s.report),
@@ -156,6 +158,7 @@ export const growth: Scenario = {
         { name: `${at}: get by id p50`, value: r.get.p50, unit: 'ms' },
         { name: `${at}: GET /metrics p50`, value: r.metrics.p50, unit: 'ms' },
         { name: `${at}: seed time`, value: r.seedMs / 1000, unit: 's' },
+        { name: `${at}: seed CPU time`, value: r.seedCpuMs / 1000, unit: 's' },
         { name: `${at}: database size`, value: r.dbMiB, unit: 'MiB' },
       );
     }
