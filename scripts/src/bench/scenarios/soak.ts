@@ -185,6 +185,12 @@ export const soak: Scenario = {
         { name: 'server RSS peak', value: Math.max(...intervals.map((i) => i.rssPeakMiB)), unit: 'MiB' },
         { name: 'database + WAL at the end', value: final.dbMiB, unit: 'MiB' },
         { name: 'database + WAL, largest', value: Math.max(...intervals.map((i) => i.dbMiB)), unit: 'MiB' },
+        // Once the run is longer than twice the retention, a bounded database stops growing: ≈ 1.
+        {
+          name: 'database + WAL, end / middle of the run',
+          value: final.dbMiB / (intervals[Math.floor((intervals.length - 1) / 2)] as SoakInterval).dbMiB,
+          unit: '×',
+        },
         { name: 'completed', value: intervals.reduce((sum, i) => sum + i.completed, 0), unit: 'commands' },
         { name: 'failed', value: w.failed, unit: 'commands', goal: { op: '<=', value: 0 } },
       ];
