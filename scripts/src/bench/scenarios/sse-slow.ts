@@ -100,6 +100,7 @@ export const sseSlow: Scenario = {
     'client-timeout-ms': { type: 'string', default: '5000', description: "the normal client's time-out per request" },
     'client-gap-ms': { type: 'string', default: '20', description: "pause between the normal client's request pairs" },
     'max-seconds': { type: 'string', default: '600', description: 'give up when the burst takes longer' },
+    'max-rss-mb': { type: 'string', default: '4000', description: "stop when the server's RSS passes this (large results × many slow clients can take all memory)" },
   },
   async run(o: Options): Promise<RunResult> {
     const clients = o.num('clients');
@@ -138,11 +139,18 @@ export const sseSlow: Scenario = {
       await w.opened();
 
       let peakKiB = rssKiB(pid);
+      const capKiB = (o.num('max-rss-mb') * MB) / 1024;
+      let overCap: (err: Error) => void = () => undefined;
+      const rssOverCap = new Promise<never>((_, reject) => (overCap = reject));
+      rssOverCap.catch(() => undefined);
       sampler = setInterval(() => {
         try {
           peakKiB = Math.max(peakKiB, rssKiB(pid));
         } catch {
           // The server died: the wait below reports it.
+        }
+        if (peakKiB > capKiB) {
+          overCap(new Error(`server RSS reached ${((peakKiB * 1024) / MB).toFixed(0)} MB (over --max-rss-mb): stopped to spare the machine; the goal (< 300 MB) is not met`));
         }
       }, 200);
       let burstDone = false;
@@ -169,6 +177,7 @@ export const sseSlow: Scenario = {
           w.until(() => w.completed + w.failed >= commands + client.posted, `${commands} commands to finish`, o.num('max-seconds') * 1000),
           serverDied,
           streamClosed,
+          rssOverCap,
         ]);
       } finally {
         clearInterval(streamCheck);
