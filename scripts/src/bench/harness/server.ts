@@ -85,8 +85,6 @@ export function startAgentProcess(o: AgentProcessOptions): Started {
       // Bench targets (latency's counting target) live on 127.0.0.1, refused by default.
       HTTP_BLOCK_PRIVATE: 'false',
       LOG_LEVEL: 'warn',
-      // Bench targets listen on 127.0.0.1; agents refuse private addresses by default.
-      HTTP_BLOCK_PRIVATE: 'false',
     },
   });
 }
