@@ -72,7 +72,10 @@ export const eventRoutes: FastifyPluginAsyncZod<EventRoutesOptions> = async (app
       const after = resumePoint(request, request.query.lastEventId);
       const filter: EventFilter = { commandId, status };
       const session = open(reply, {
-        accepts: (e) => (commandId === undefined || e.command.id === commandId) && (status === undefined || e.command.status === status),
+        accepts:
+          commandId === undefined && status === undefined
+            ? undefined
+            : (e) => (commandId === undefined || e.command.id === commandId) && (status === undefined || e.command.status === status),
         endAfterTerminal: false,
       });
       if (after !== undefined) await replayAfter(session, after, filter);

@@ -5,9 +5,16 @@ import type { StoredEvent } from '../store/store.js';
 import { eventFrame, PING_FRAME, resetFrame, unloggedFrame } from './frame.js';
 import type { LiveLog } from './hub.js';
 
+/**
+ * How much a live session hands its socket at a time. More than the socket's 16 KiB high-water
+ * mark, so a client that keeps up (or a kernel buffer that is filling) costs a system call and a
+ * 'drain' per 64 KiB, not per 16.
+ */
+const WRITE_AHEAD = 64 * 1024;
+
 export interface SessionOptions {
-  /** Which events this client asked for. */
-  accepts: (event: StoredEvent) => boolean;
+  /** Which events this client asked for; undefined: every one. */
+  accepts: ((event: StoredEvent) => boolean) | undefined;
   /** Close the stream after a terminal status event (the one-command stream). */
   endAfterTerminal: boolean;
   /** A client this many live events behind is dropped; it resumes with Last-Event-ID. */
@@ -21,8 +28,9 @@ export interface SessionOptions {
  * replayed from the log, live events wait in the hub's shared log, and anything at or below the
  * last sequence already taken is skipped.
  *
- * The session holds no queue: it writes live events while its socket takes them, and when the
- * socket asks to wait it keeps only its position in the hub's log until 'drain'. How far behind
+ * The session holds no queue: it writes live events while its socket takes them (up to
+ * WRITE_AHEAD bytes at a time), and when the socket asks to wait it keeps only its position in
+ * the hub's log until 'drain'. How far behind
  * it is, in events and in bytes (the hub's entries past its position plus `writableLength`, what
  * Node holds for the socket), is what the limits bound: past either one the client is dropped.
  */
@@ -66,19 +74,21 @@ export class SseSession {
 
   /** New live events (from the hub) or a drained socket: write what the socket takes, drop a client too far behind. */
   catchUp(): void {
-    if (this.closed) return;
-    if (!this.replaying && !this.blocked) this.writeLive();
+    if (!this.closed && !this.replaying && !this.blocked) this.writeLive();
     if (!this.closed && this.tooFarBehind()) this.drop();
+    if (this.closed || !this.blocked) this.resolveDrained();
   }
 
   /**
-   * Resolves once the socket has taken what was written (or the client is gone). The catch-up
-   * reads its next page only then, so a long backlog never piles up in memory and a client far
-   * behind is not mistaken for a slow one.
+   * Resolves once the socket has taken what was written (or the client is gone), on a later turn
+   * of the event loop. The catch-up reads its next page only then, so a long backlog neither piles
+   * up in memory nor holds the event loop, and a client far behind is not mistaken for a slow one.
    */
   drained(): Promise<void> {
-    if (this.closed || !this.blocked) return Promise.resolve();
-    return new Promise((resolve) => this.drainWaiters.push(resolve));
+    return new Promise((resolve) => {
+      this.drainWaiters.push(resolve);
+      if (this.closed || !this.blocked) this.live.resumeSoon(this);
+    });
   }
 
   /** Events read from the log while catching up: written at once, a page is bounded by its reader. */
@@ -122,14 +132,26 @@ export class SseSession {
     this.markClosed();
   }
 
-  /** Writes live entries until the socket asks to wait; one write (one system call) for all of them. */
+  /**
+   * Writes live entries until the socket holds WRITE_AHEAD bytes; one write (one system call) for
+   * all of them. Past its high-water mark the socket asks for 'drain', which resumes the writing.
+   */
   private writeLive(): void {
-    this.raw.cork();
-    for (let entry = this.live.at(this.cursor); entry && !this.blocked && !this.ending; entry = this.live.at(this.cursor)) {
+    const raw = this.raw;
+    raw.cork();
+    const takesAll = this.options.accepts === undefined && !this.options.endAfterTerminal;
+    for (let entry = this.live.at(this.cursor); entry && !this.ending && raw.writableLength < WRITE_AHEAD; entry = this.live.at(this.cursor)) {
+      if (takesAll && entry.run && entry.event.seq > this.lastSeq) {
+        // The whole run in one Buffer, shared with every client that takes every event.
+        this.write(entry.run.bytes);
+        this.cursor = entry.run.end;
+        this.lastSeq = entry.run.lastSeq;
+        continue;
+      }
       this.cursor++;
       if (this.take(entry.event)) this.write(entry.frame);
     }
-    this.raw.uncork();
+    raw.uncork();
     if (this.ending) this.close();
   }
 
@@ -137,7 +159,7 @@ export class SseSession {
   private take(event: StoredEvent): boolean {
     if (event.seq <= this.lastSeq) return false;
     this.lastSeq = event.seq;
-    if (!this.options.accepts(event)) return false;
+    if (this.options.accepts && !this.options.accepts(event)) return false;
     if (this.options.endAfterTerminal && event.kind === 'status' && isTerminal(event.command.status)) {
       this.ending = true;
     }
@@ -173,8 +195,7 @@ export class SseSession {
 
   private readonly onDrain = (): void => {
     this.blocked = false;
-    this.catchUp();
-    if (!this.blocked) this.resolveDrained();
+    this.live.resumeSoon(this);
   };
 
   private markClosed(): void {
