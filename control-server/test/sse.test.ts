@@ -522,6 +522,12 @@ describe('a gap in the log: the reset event (SPEC §4)', () => {
     expect(named(ahead.transcript).map((f) => [f.event, JSON.parse(f.data).status])).toEqual([['status', 'FAILED']]);
   });
 
+  test('the OpenAPI document describes the reset event on both streams', async () => {
+    const { url } = await start();
+    const doc = (await (await fetch(`${url}/openapi.json`)).json()) as { paths: Record<string, { get: { description?: string } }> };
+    for (const path of ['/events', '/commands/{id}/events']) expect(doc.paths[path]?.get.description, path).toContain('event: reset');
+  });
+
   test('an empty log has lost nothing: no reset for lastEventId=0 or an id beyond it', async () => {
     const { api, url } = await start();
     const zero = await openStream(`${url}/events?lastEventId=0`);
