@@ -30,9 +30,9 @@ export interface SessionOptions {
  *
  * The session holds no queue: it writes live events while its socket takes them (up to
  * WRITE_AHEAD bytes at a time), and when the socket asks to wait it keeps only its position in
- * the hub's log until 'drain'. How far behind
- * it is, in events and in bytes (the hub's entries past its position plus `writableLength`, what
- * Node holds for the socket), is what the limits bound: past either one the client is dropped.
+ * the hub's log until 'drain'. How far behind it is, in events and in bytes (the hub's entries
+ * past its position plus `writableLength`, what Node holds for the socket), is what the limits
+ * bound: past either one the client is dropped, and resumes from the log when it reconnects.
  */
 export class SseSession {
   private lastSeq = 0;
