@@ -102,7 +102,13 @@ export async function buildApp(config: ServerConfig, store: CommandStore, option
 
   await app.register(healthRoutes, { store });
   await app.register(metricsRoutes, { registry: metrics, tokens: [config.metricsToken, config.apiToken] });
-  await app.register(eventRoutes, { store, hub: sseHub, apiToken: config.apiToken, maxQueued: config.sseMaxQueued });
+  await app.register(eventRoutes, {
+    store,
+    hub: sseHub,
+    apiToken: config.apiToken,
+    maxQueued: config.sseMaxQueued,
+    maxQueuedBytes: config.sseMaxQueuedBytes,
+  });
   await app.register(commandRoutes, { store, apiToken: config.apiToken });
   await app.register(agentRoutes, { store, longPoll, leaseMs: config.leaseMs, agentToken: config.agentToken });
 

@@ -25,6 +25,11 @@ const Env = z.object({
   SSE_PING_MS: int(10, 3_600_000).default(15_000),
   /** An SSE client this many events behind is dropped; it resumes from the log with Last-Event-ID. */
   SSE_MAX_QUEUED: int(1, 1_000_000).default(10_000),
+  /**
+   * An SSE client this many bytes behind (events not yet written to it, plus what its socket holds
+   * unsent) is dropped: what bounds memory, since one event may carry a 256 KiB result.
+   */
+  SSE_MAX_QUEUED_BYTES: int(1024 * 1024, 1024 * 1024 * 1024).default(4 * 1024 * 1024),
   /** FULL: a 201 survives a power cut too. NORMAL: it survives a killed process, not a power cut. */
   SQLITE_SYNCHRONOUS: z
     .preprocess((value) => (typeof value === 'string' ? value.toUpperCase() : value), z.enum(['FULL', 'NORMAL']))
@@ -47,6 +52,7 @@ export interface ServerConfig {
   corsOrigin: string | string[];
   ssePingMs: number;
   sseMaxQueued: number;
+  sseMaxQueuedBytes: number;
   databaseUrl: string | undefined;
   requestTimeoutMs: number;
 }
@@ -80,6 +86,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     corsOrigin: origins.length === 1 && origins[0] === '*' ? '*' : origins,
     ssePingMs: e.SSE_PING_MS,
     sseMaxQueued: e.SSE_MAX_QUEUED,
+    sseMaxQueuedBytes: e.SSE_MAX_QUEUED_BYTES,
     databaseUrl: e.DATABASE_URL,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
   };

@@ -35,6 +35,7 @@ export interface Statements {
   eventsSinceForCommand: Stmt<[string, number, number], EventRow>;
   lastEventFor: Stmt<[string], EventRow>;
   lastEventSeq: Stmt<[], { seq: number | null }>;
+  oldestEventSeq: Stmt<[], { seq: number | null }>;
   pruneEvents: Stmt;
   countByStatus: Stmt<[], { status: CommandStatus; n: number }>;
   ping: Stmt;
@@ -126,6 +127,7 @@ export function prepareStatements(db: Database.Database): Statements {
       'SELECT seq, kind, transition, data, created_at FROM events WHERE command_id = ? ORDER BY seq DESC LIMIT 1',
     ),
     lastEventSeq: db.prepare<[], { seq: number | null }>('SELECT max(seq) AS seq FROM events'),
+    oldestEventSeq: db.prepare<[], { seq: number | null }>('SELECT min(seq) AS seq FROM events'),
     pruneEvents: db.prepare(`DELETE FROM events WHERE seq IN (
       SELECT seq FROM events WHERE seq <= (SELECT max(seq) FROM events) - @keepCount AND created_at < @before
       ORDER BY seq LIMIT 10000)`),

@@ -405,6 +405,10 @@ export class SqliteCommandStore implements CommandStore {
     return this.stmt.lastEventSeq.get()?.seq ?? 0;
   }
 
+  async oldestEventSeq(): Promise<number | undefined> {
+    return this.stmt.oldestEventSeq.get()?.seq ?? undefined;
+  }
+
   async countByStatus(): Promise<Record<CommandStatus, number>> {
     const counts: Record<CommandStatus, number> = { PENDING: 0, RUNNING: 0, COMPLETED: 0, FAILED: 0 };
     for (const { status, n } of this.stmt.countByStatus.all()) counts[status] = n;

@@ -111,6 +111,8 @@ export interface CommandStore {
   nextWakeAt(): Promise<WakeTimes>;
   eventsSince(afterSeq: number, limit: number, filter?: EventFilter): Promise<StoredEvent[]>;
   lastEventSeq(): Promise<number>;
+  /** The oldest event the log still holds; undefined while it holds none. */
+  oldestEventSeq(): Promise<number | undefined>;
   /** The newest logged event of one command, if the log still holds one. */
   lastEventFor(commandId: string): Promise<StoredEvent | undefined>;
   countByStatus(): Promise<Record<CommandStatus, number>>;
