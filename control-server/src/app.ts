@@ -16,6 +16,7 @@ import { LeaseReaper } from './lease-reaper.js';
 import { LongPoll } from './long-poll.js';
 import { installMetrics } from './metrics.js';
 import { endQuietConnectionsOnClose } from './quiet-connections.js';
+import { Retention } from './retention.js';
 import { agentRoutes } from './routes/agent.js';
 import { commandRoutes } from './routes/commands.js';
 import { eventRoutes } from './routes/events.js';
@@ -81,6 +82,7 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   const dispatch = () => void longPoll.dispatch();
   store.events.on('available', dispatch);
   const reaper = new LeaseReaper(store, { leaseMs: config.leaseMs, onAvailable: dispatch, log: app.log });
+  const retention = new Retention(store, { retentionMs: config.retentionMs, log: app.log });
 
   await app.register(fastifySSE, { heartbeatInterval: 0 });
   const sseHub = new SseHub(store, config.ssePingMs);
@@ -97,7 +99,10 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   await app.register(commandRoutes, { store, apiToken: config.apiToken });
   await app.register(agentRoutes, { store, longPoll, leaseMs: config.leaseMs, agentToken: config.agentToken });
 
-  app.addHook('onReady', async () => reaper.start());
+  app.addHook('onReady', async () => {
+    reaper.start();
+    retention.start();
+  });
   // Before the server stops accepting: answer waiting polls (204) so close does not wait for them.
   app.addHook('preClose', async () => {
     longPoll.close();
@@ -106,6 +111,7 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   app.addHook('onClose', async () => {
     store.events.off('available', dispatch);
     await reaper.stop();
+    await retention.stop();
   });
 
   return Object.assign(app, { longPoll, sseHub }) as unknown as App;

@@ -16,7 +16,7 @@ import {
   type ResultBody,
   type SubmitBody,
 } from '@agent-executor/common';
-import { Conflict, NotFound, UnprocessableEntity } from '../errors.js';
+import { Conflict, DatabaseFull, NotFound, UnprocessableEntity } from '../errors.js';
 import { retryBackoffMs } from './backoff.js';
 import { GroupCommit } from '@agent-executor/common/group-commit';
 import { migrateSqlite } from './migrate-sqlite.js';
@@ -50,9 +50,18 @@ export interface SqliteStoreOptions {
   random?: () => number;
   /** The event log keeps at least this many events and at least this much time. */
   eventRetention?: { count: number; ms: number };
+  /**
+   * Told of a failure after a commit (a throwing event listener, a failed prune): the write is
+   * stored and is answered as stored, so the failure can only be reported. Default: stderr.
+   */
+  onError?: (error: unknown, what: string) => void;
 }
 
 const PRUNE_EVERY_EVENTS = 1_000;
+/** What the health check writes while the database is full: a few pages. */
+const PROBE_BYTES = 16_384;
+/** At most this many events deleted per prune: ~2 ms. A full batch prunes again at the next write. */
+const PRUNE_BATCH = 2_000;
 
 export class SqliteCommandStore implements CommandStore {
   readonly events: StoreEvents;
@@ -63,7 +72,10 @@ export class SqliteCommandStore implements CommandStore {
   private readonly retention: { count: number; ms: number };
   private readonly stmt: Statements;
   private readonly listStatements = new Map<string, Database.Statement>();
+  private readonly onError: (error: unknown, what: string) => void;
   private eventsSincePrune = 0;
+  /** Set when a write failed for lack of space (SQLITE_FULL); cleared by the next write that commits. */
+  private full = false;
   /** Set by a write of the open transaction that left a command PENDING and available. */
   private workStaged = false;
   private readonly commits: GroupCommit;
@@ -72,6 +84,7 @@ export class SqliteCommandStore implements CommandStore {
     this.now = options.now ?? Date.now;
     this.random = options.random ?? Math.random;
     this.retention = options.eventRetention ?? { count: 100_000, ms: 24 * 60 * 60 * 1000 };
+    this.onError = options.onError ?? ((error, what) => console.error(`control-server: ${what}`, error));
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
     this.db = new Database(options.path);
     this.db.pragma('journal_mode = WAL');
@@ -97,13 +110,13 @@ export class SqliteCommandStore implements CommandStore {
   private announceWork(): void {
     if (!this.workStaged) return;
     this.workStaged = false;
-    try {
-      this.emitter.emit('available');
-    } catch (error) {
-      // A listener's bug must not undo the commit: surface it after, as an uncaught error.
-      setImmediate(() => {
-        throw error;
-      });
+    // A listener's bug must not undo the commit (nor crash the server): report it.
+    for (const listener of this.emitter.listeners('available') as (() => void)[]) {
+      try {
+        listener();
+      } catch (error) {
+        this.onError(error, "an 'available' listener failed");
+      }
     }
   }
 
@@ -126,16 +139,61 @@ export class SqliteCommandStore implements CommandStore {
         return command;
       };
       return { value: change(log), events: logged };
+    }).catch((error: unknown) => {
+      throw this.spaceError(error);
     });
-    for (const event of events) this.emitter.emit('event', event);
+    // Committed: from here on nothing may turn the write into an error (a client told "500"
+    // would submit again). Every listener hears every event even when one of them throws.
+    // A write that stored something shows there is space again (one that only read shows nothing).
+    if (events.length > 0) this.full = false;
+    const listeners = this.emitter.listeners('event') as ((event: StoredEvent) => void)[];
+    for (const event of events) {
+      for (const listener of listeners) {
+        try {
+          listener(event);
+        } catch (error) {
+          this.onError(error, `an 'event' listener failed on ${event.transition} of command ${event.command.id}`);
+        }
+      }
+    }
     this.eventsSincePrune += events.length;
-    if (this.eventsSincePrune >= PRUNE_EVERY_EVENTS) this.pruneEvents();
+    if (this.eventsSincePrune >= PRUNE_EVERY_EVENTS) {
+      try {
+        this.pruneEvents();
+      } catch (error) {
+        this.onError(this.spaceError(error), 'pruning the event log failed; trying again after the next writes');
+      }
+    }
     return value;
   }
 
+  /** SQLITE_FULL becomes DatabaseFull (503, and /health reports it); any other error is unchanged. */
+  private spaceError(error: unknown): unknown {
+    if ((error as { code?: unknown } | null)?.code !== 'SQLITE_FULL') return error;
+    this.full = true;
+    return new DatabaseFull();
+  }
+
+  /**
+   * Deletes events from the head of the log up to the first one it keeps: the log keeps the
+   * newest `retention.count` events and every event younger than `retention.ms`. Each statement
+   * is a range of seq or one index lookup, so a prune costs what it deletes, at most PRUNE_BATCH
+   * rows. A full batch leaves more to delete: the next write prunes again.
+   *
+   * Where the clock stepped back, an event newer by seq may carry an older time; the first event
+   * young enough by the events_created index is the boundary then, which may delete a few events
+   * younger than the limit after such a step, never events within the newest `count`.
+   */
   private pruneEvents(): void {
     this.eventsSincePrune = 0;
-    this.stmt.pruneEvents.run({ keepCount: this.retention.count, before: this.now() - this.retention.ms });
+    const head = this.stmt.eventLogHead.get()?.seq;
+    const last = this.stmt.lastEventSeq.get()?.seq;
+    if (head == null || last == null) return;
+    const keptByTime = this.stmt.firstEventAtOrAfter.get(this.now() - this.retention.ms)?.seq ?? last + 1;
+    const end = Math.min(keptByTime, last - this.retention.count + 1, head + PRUNE_BATCH);
+    if (end <= head) return;
+    const { changes } = this.stmt.pruneEventsBefore.run(end);
+    if (changes >= PRUNE_BATCH) this.eventsSincePrune = PRUNE_EVERY_EVENTS;
   }
 
   private insertCommand(body: SubmitBody, idempotencyKey: string | null, requestHash: string | null): CommandRow {
@@ -282,6 +340,11 @@ export class SqliteCommandStore implements CommandStore {
       const current = this.row(id);
       if (current.report_hash === reportHash) return { command: rowToCommand(current), replayed: true };
       const leaseId = body.leaseId ?? current.lease_id;
+      // COMPLETED and FAILED are final (SPEC §2): a FAILED `lease expired` command keeps its lease
+      // id, yet its holder's late report must not revive it (its stream already ended at FAILED).
+      if (current.status === 'COMPLETED' || current.status === 'FAILED') {
+        throw new Conflict(reportConflictMessage(current, body.agentId));
+      }
       if (current.lease_id === null || leaseId !== current.lease_id || current.agent_id !== body.agentId) {
         throw new Conflict(reportConflictMessage(current, body.agentId));
       }
@@ -405,6 +468,18 @@ export class SqliteCommandStore implements CommandStore {
     return this.stmt.lastEventSeq.get()?.seq ?? 0;
   }
 
+  async deleteFinishedBefore(before: number, max: number): Promise<number> {
+    return this.write(() => this.stmt.deleteFinished.run({ before, max }).changes);
+  }
+
+  async oldestFinishedAt(): Promise<number | undefined> {
+    return this.stmt.oldestFinished.get()?.at ?? undefined;
+  }
+
+  isFull(): boolean {
+    return this.full;
+  }
+
   async countByStatus(): Promise<Record<CommandStatus, number>> {
     const counts: Record<CommandStatus, number> = { PENDING: 0, RUNNING: 0, COMPLETED: 0, FAILED: 0 };
     for (const { status, n } of this.stmt.countByStatus.all()) counts[status] = n;
@@ -413,6 +488,14 @@ export class SqliteCommandStore implements CommandStore {
 
   async ping(): Promise<void> {
     this.stmt.ping.get();
+    if (!this.full) return;
+    // Full since the last write: write (and delete) a few pages, so space that has returned is
+    // noticed without waiting for a client's write. Throws DatabaseFull while there is none.
+    await this.write(() => {
+      this.stmt.probeSpace.run(PROBE_BYTES);
+      this.stmt.clearProbe.run();
+    });
+    this.full = false;
   }
 
   async close(): Promise<void> {
