@@ -55,6 +55,6 @@ export class ServiceUnavailable extends HttpError {
  */
 export class DatabaseFull extends ServiceUnavailable {
   constructor() {
-    super('the database is full: no space left on its disk, nothing was stored; try again later', 30);
+    super('the database is full (no space left on its disk): nothing was stored; try again later', 30);
   }
 }
