@@ -8,8 +8,11 @@ CREATE INDEX commands_finished ON commands (finished_at) WHERE status IN ('COMPL
 -- log from its head filtering on created_at.
 CREATE INDEX events_created ON events (created_at);
 
--- Counts by status, kept as they change by triggers in the writing transaction, so /metrics
--- reads four rows instead of counting the table (GROUP BY status: 42 ms at 1 M rows per scrape).
+-- Counts by status, kept as they change by each write in its own transaction (the store adds
+-- its moves between statuses), so /metrics reads four rows instead of counting the table
+-- (GROUP BY status: 42 ms at 1 M rows per scrape). Not triggers: a trigger on INSERT cost
+-- 8.7 µs per submitted command. The store counts once more when it opens, for rows written by
+-- plain SQL while it was not running.
 CREATE TABLE command_counts (
   status TEXT    PRIMARY KEY CHECK (status IN ('PENDING', 'RUNNING', 'COMPLETED', 'FAILED')),
   n      INTEGER NOT NULL
@@ -17,17 +20,6 @@ CREATE TABLE command_counts (
 INSERT INTO command_counts (status, n)
   SELECT s.status, (SELECT count(*) FROM commands WHERE commands.status = s.status)
   FROM (SELECT 'PENDING' AS status UNION ALL SELECT 'RUNNING' UNION ALL SELECT 'COMPLETED' UNION ALL SELECT 'FAILED') AS s;
-
-CREATE TRIGGER command_counts_insert AFTER INSERT ON commands BEGIN
-  UPDATE command_counts SET n = n + 1 WHERE status = NEW.status;
-END;
-CREATE TRIGGER command_counts_delete AFTER DELETE ON commands BEGIN
-  UPDATE command_counts SET n = n - 1 WHERE status = OLD.status;
-END;
-CREATE TRIGGER command_counts_update AFTER UPDATE OF status ON commands WHEN OLD.status <> NEW.status BEGIN
-  UPDATE command_counts SET n = n - 1 WHERE status = OLD.status;
-  UPDATE command_counts SET n = n + 1 WHERE status = NEW.status;
-END;
 
 -- One page-sized row written and deleted by the health check while the database is full: it
 -- succeeds again once space has returned, so the server notices without waiting for a client.

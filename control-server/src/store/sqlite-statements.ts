@@ -38,9 +38,11 @@ export interface Statements {
   eventLogHead: Stmt<[], { seq: number | null }>;
   firstEventAtOrAfter: Stmt<[number], { seq: number }>;
   pruneEventsBefore: Stmt<[number]>;
-  deleteFinished: Stmt<[{ before: number; max: number }]>;
+  deleteFinished: Stmt<[{ before: number; max: number }], { status: CommandStatus }>;
   oldestFinished: Stmt<[], { at: number | null }>;
   countByStatus: Stmt<[], { status: CommandStatus; n: number }>;
+  addCount: Stmt<[number, string]>;
+  recount: Stmt;
   ping: Stmt;
   probeSpace: Stmt<[number]>;
   clearProbe: Stmt;
@@ -146,15 +148,20 @@ export function prepareStatements(db: Database.Database): Statements {
     pruneEventsBefore: db.prepare<[number]>('DELETE FROM events WHERE seq < ?'),
     // Retention: finished commands oldest first, through the partial index on finished_at, so a
     // batch costs what it deletes. Their idempotency keys live on the row and go with it.
-    deleteFinished: db.prepare<[{ before: number; max: number }]>(`DELETE FROM commands WHERE seq IN (
+    deleteFinished: db.prepare<[{ before: number; max: number }], { status: CommandStatus }>(`DELETE FROM commands WHERE seq IN (
       SELECT seq FROM commands INDEXED BY commands_finished
       WHERE status IN ('COMPLETED', 'FAILED') AND finished_at < @before
-      ORDER BY finished_at LIMIT @max)`),
+      ORDER BY finished_at LIMIT @max)
+      RETURNING status`),
     oldestFinished: db.prepare<[], { at: number | null }>(
       `SELECT min(finished_at) AS at FROM commands INDEXED BY commands_finished WHERE status IN ('COMPLETED', 'FAILED')`,
     ),
-    // Kept by the triggers of migration 002 in the writing transaction: four rows, not a scan.
+    // Kept by each write in its own transaction (StatusCounts in sqlite.ts): four rows, not a scan.
     countByStatus: db.prepare<[], { status: CommandStatus; n: number }>('SELECT status, n FROM command_counts'),
+    addCount: db.prepare<[number, string]>('UPDATE command_counts SET n = n + ? WHERE status = ?'),
+    recount: db.prepare(
+      'UPDATE command_counts SET n = (SELECT count(*) FROM commands WHERE commands.status = command_counts.status)',
+    ),
     ping: db.prepare('SELECT 1'),
     probeSpace: db.prepare<[number]>('INSERT INTO space_probe (filler) VALUES (zeroblob(?))'),
     clearProbe: db.prepare('DELETE FROM space_probe'),

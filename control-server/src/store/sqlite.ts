@@ -99,6 +99,9 @@ export class SqliteCommandStore implements CommandStore {
     this.emitter.setMaxListeners(0);
     this.events = this.emitter as StoreEvents;
     this.stmt = prepareStatements(this.db);
+    // Commands written by plain SQL while the server was down (a seeded or repaired file) are
+    // counted too: one count by status at start, through the status index (~40 ms per million).
+    this.db.transaction(() => this.stmt.recount.run()).immediate();
     this.commits = new GroupCommit(this.db, { beforeCommit: () => this.announceWork() });
   }
 
@@ -124,11 +127,16 @@ export class SqliteCommandStore implements CommandStore {
    * Runs `change` as one write of a group commit and, once committed, emits its events in order.
    * Events of a write that threw were rolled back with it and are never emitted.
    */
-  private async write<T>(change: (log: (transition: Transition, row: CommandRow) => Command) => T): Promise<T> {
+  private async write<T>(change: (log: Log, counts: StatusCounts) => T): Promise<T> {
     const { value, events } = await this.commits.run(() => {
       const logged: StoredEvent[] = [];
-      /** Appends the change to the event log and answers the command as it now is. */
-      const log = (transition: Transition, row: CommandRow): Command => {
+      const counts = new StatusCounts();
+      /**
+       * Appends the change to the event log, counts the move from `from` (null: a new command)
+       * to the row's status, and answers the command as it now is.
+       */
+      const log = (transition: Transition, row: CommandRow, from: CommandStatus | null): Command => {
+        counts.move(from, row.status);
         const command = rowToCommand(row);
         const data = JSON.stringify(command);
         const kind = transition === 'progress' ? 'progress' : 'status';
@@ -138,7 +146,9 @@ export class SqliteCommandStore implements CommandStore {
         logged.push({ seq, kind, transition, command, data, createdAt });
         return command;
       };
-      return { value: change(log), events: logged };
+      const value = change(log, counts);
+      counts.apply(this.stmt.addCount);
+      return { value, events: logged };
     }).catch((error: unknown) => {
       throw this.spaceError(error);
     });
@@ -248,7 +258,7 @@ export class SqliteCommandStore implements CommandStore {
         }
       }
       const row = this.insertCommand(body, idempotencyKey ?? null, requestHash);
-      return { command: log('submit', row), replayed: false };
+      return { command: log('submit', row, null), replayed: false };
     });
   }
 
@@ -256,7 +266,7 @@ export class SqliteCommandStore implements CommandStore {
     return this.write((log) =>
       bodies.map((body) => {
         const row = this.insertCommand(body, null, null);
-        return log('submit', row);
+        return log('submit', row, null);
       }),
     );
   }
@@ -312,7 +322,7 @@ export class SqliteCommandStore implements CommandStore {
         answers.push(
           rows
             .sort((a, b) => a.available_at - b.available_at || a.seq - b.seq)
-            .map((row) => withLease(log('claim', row), row)),
+            .map((row) => withLease(log('claim', row, 'PENDING'), row)),
         );
         if (rows.length < max) break; // nothing left for the requests after this one
       }
@@ -323,7 +333,7 @@ export class SqliteCommandStore implements CommandStore {
   async release(id: string, leaseId: string): Promise<void> {
     await this.write((log) => {
       const row = this.stmt.release.get({ id, leaseId, now: this.now() }) as CommandRow | undefined;
-      if (row) log('release', row);
+      if (row) log('release', row, 'RUNNING');
     });
   }
 
@@ -367,7 +377,7 @@ export class SqliteCommandStore implements CommandStore {
       };
       const { changes } = this.stmt.report.run({ ...row, agentId: body.agentId, leaseId });
       if (changes !== 1) throw new Conflict(reportConflictMessage(current, body.agentId));
-      return { command: log('report', row), replayed: false };
+      return { command: log('report', row, current.status), replayed: false };
     });
   }
 
@@ -386,7 +396,7 @@ export class SqliteCommandStore implements CommandStore {
         this.row(id);
         throw new Conflict(`lease lost: command ${id} is no longer leased to ${body.agentId} under this lease`);
       }
-      if (body.progress !== undefined) log('progress', row);
+      if (body.progress !== undefined) log('progress', row, row.status);
       return {
         leaseExpiresAt: new Date(row.lease_expires_at ?? now).toISOString(),
         cancelRequested: row.cancel_requested === 1,
@@ -403,7 +413,7 @@ export class SqliteCommandStore implements CommandStore {
         | CommandRow
         | undefined;
       if (!row) throw new Conflict(`command ${id} is already ${current.status}`);
-      return log('cancel', row);
+      return log('cancel', row, current.status);
     });
   }
 
@@ -412,7 +422,7 @@ export class SqliteCommandStore implements CommandStore {
       const current = this.row(id);
       const row = this.stmt.retry.get({ id, now: this.now() }) as CommandRow | undefined;
       if (!row) throw new Conflict(`only a FAILED command can be retried; command ${id} is ${current.status}`);
-      return log('retry', row);
+      return log('retry', row, 'FAILED');
     });
   }
 
@@ -435,7 +445,7 @@ export class SqliteCommandStore implements CommandStore {
           now,
         }) as CommandRow | undefined;
         if (!row) continue;
-        changed.push(log('expire', row));
+        changed.push(log('expire', row, 'RUNNING'));
       }
       return changed;
     });
@@ -469,7 +479,11 @@ export class SqliteCommandStore implements CommandStore {
   }
 
   async deleteFinishedBefore(before: number, max: number): Promise<number> {
-    return this.write(() => this.stmt.deleteFinished.run({ before, max }).changes);
+    return this.write((_log, counts) => {
+      const deleted = this.stmt.deleteFinished.all({ before, max });
+      for (const { status } of deleted) counts.move(status, null);
+      return deleted.length;
+    });
   }
 
   async oldestFinishedAt(): Promise<number | undefined> {
@@ -502,6 +516,27 @@ export class SqliteCommandStore implements CommandStore {
     if (!this.db.open) return;
     this.commits.flush();
     this.db.close();
+  }
+}
+
+type Log = (transition: Transition, row: CommandRow, from: CommandStatus | null) => Command;
+
+/**
+ * The moves of one write between statuses, added to `command_counts` in that write's savepoint:
+ * at most four small updates per write, so a batch of 1 000 submits is one update, not 1 000.
+ * (Triggers did the same per row: +8.7 µs per submit, half the cost of the insert.)
+ */
+class StatusCounts {
+  private readonly delta: Record<CommandStatus, number> = { PENDING: 0, RUNNING: 0, COMPLETED: 0, FAILED: 0 };
+
+  move(from: CommandStatus | null, to: CommandStatus | null): void {
+    if (from === to) return;
+    if (from !== null) this.delta[from]--;
+    if (to !== null) this.delta[to]++;
+  }
+
+  apply(addCount: Statements['addCount']): void {
+    for (const [status, n] of Object.entries(this.delta)) if (n !== 0) addCount.run(n, status);
   }
 }
 
