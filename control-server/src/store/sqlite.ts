@@ -48,7 +48,11 @@ export interface SqliteStoreOptions {
   /** Injected for tests; defaults to Date.now and Math.random. */
   now?: () => number;
   random?: () => number;
-  /** The event log keeps at least this many events and at least this much time. */
+  /**
+   * The event log keeps the events younger than `ms`, at most the newest `count` of them: "at
+   * least the last 24 h or 100 000 events" (SPEC §4), whichever is fewer, so its size is bounded
+   * at any rate (24 h at 800 commands/s would be 200 million events, ~130 GB).
+   */
   eventRetention?: { count: number; ms: number };
   /**
    * Told of a failure after a commit (a throwing event listener, a failed prune): the write is
@@ -185,14 +189,14 @@ export class SqliteCommandStore implements CommandStore {
   }
 
   /**
-   * Deletes events from the head of the log up to the first one it keeps: the log keeps the
-   * newest `retention.count` events and every event younger than `retention.ms`. Each statement
-   * is a range of seq or one index lookup, so a prune costs what it deletes, at most PRUNE_BATCH
-   * rows. A full batch leaves more to delete: the next write prunes again.
+   * Deletes events from the head of the log up to the first one it keeps: one older than
+   * `retention.ms` or outside the newest `retention.count` goes. Each statement is a range of seq
+   * or one index lookup, so a prune costs what it deletes, at most PRUNE_BATCH rows. A full batch
+   * leaves more to delete: the next write prunes again.
    *
    * Where the clock stepped back, an event newer by seq may carry an older time; the first event
    * young enough by the events_created index is the boundary then, which may delete a few events
-   * younger than the limit after such a step, never events within the newest `count`.
+   * younger than the limit after such a step.
    */
   private pruneEvents(): void {
     this.eventsSincePrune = 0;
@@ -200,7 +204,7 @@ export class SqliteCommandStore implements CommandStore {
     const last = this.stmt.lastEventSeq.get()?.seq;
     if (head == null || last == null) return;
     const keptByTime = this.stmt.firstEventAtOrAfter.get(this.now() - this.retention.ms)?.seq ?? last + 1;
-    const end = Math.min(keptByTime, last - this.retention.count + 1, head + PRUNE_BATCH);
+    const end = Math.min(Math.max(keptByTime, last - this.retention.count + 1), head + PRUNE_BATCH);
     if (end <= head) return;
     const { changes } = this.stmt.pruneEventsBefore.run(end);
     if (changes >= PRUNE_BATCH) this.eventsSincePrune = PRUNE_EVERY_EVENTS;
