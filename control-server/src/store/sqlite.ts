@@ -78,7 +78,7 @@ export class SqliteCommandStore implements CommandStore {
   private readonly listStatements = new Map<string, Database.Statement>();
   private readonly onError: (error: unknown, what: string) => void;
   private eventsSincePrune = 0;
-  /** Set when a write failed for lack of space (SQLITE_FULL); cleared by the next write that commits. */
+  /** Set when a write failed for lack of space (SQLITE_FULL); cleared by a write that stores something. */
   private full = false;
   /** Set by a write of the open transaction that left a command PENDING and available. */
   private workStaged = false;
