@@ -103,6 +103,25 @@ describe('statement plans', () => {
   }
 });
 
+test('a filtered list page searches the index of its filter, from the cursor down', async () => {
+  const store = openStore();
+  const db = dbOf(store);
+  const cases = [
+    [{ status: 'COMPLETED' as const }, /SEARCH commands USING INDEX commands_status_seq \(status=\? AND seq<\?\)/],
+    [{ type: 'DELAY' as const }, /SEARCH commands USING INDEX commands_type_seq \(type=\? AND seq<\?\)/],
+    [{ agentId: 'agent-1' }, /SEARCH commands USING INDEX commands_agent_seq \(agent_id=\? AND seq<\?\)/],
+    [{}, /SEARCH commands USING INTEGER PRIMARY KEY \(rowid<\?\)/],
+  ] as const;
+  for (const [filter, pattern] of cases) {
+    await store.list({ ...filter, beforeSeq: 10, limit: 10 });
+    const statements = (store as unknown as { listStatements: Map<string, Database.Statement> }).listStatements;
+    const sql = [...statements.keys()].at(-1) ?? '';
+    const lines = plan(db, sql);
+    expect(lines.some((line) => pattern.test(line)), `${JSON.stringify(filter)}: ${lines.join(' | ')}`).toBe(true);
+    expect(lines.join(' | '), 'no sort of the matching rows').not.toMatch(/TEMP B-TREE/);
+  }
+});
+
 describe('event-log prune', () => {
   const logged = (db: Database.Database) =>
     db.prepare<[], { head: number; last: number; n: number }>('SELECT min(seq) AS head, max(seq) AS last, count(*) AS n FROM events').get();
