@@ -15,6 +15,7 @@ import { installMetrics } from './metrics.js';
 import { registerOpenApi } from './openapi.js';
 import { endQuietConnectionsOnClose } from './quiet-connections.js';
 import { echoRequestId, requestIdOf } from './request-id.js';
+import { Retention } from './retention.js';
 import { agentRoutes } from './routes/agent.js';
 import { commandRoutes } from './routes/commands.js';
 import { eventRoutes } from './routes/events.js';
@@ -90,6 +91,7 @@ export async function buildApp(config: ServerConfig, store: CommandStore, option
     log: app.log,
     ...(options.clock ? { clock: options.clock } : {}),
   });
+  const retention = new Retention(store, { retentionMs: config.retentionMs, log: app.log });
 
   await app.register(fastifySSE, { heartbeatInterval: 0 });
   const sseHub = new SseHub(store, config.ssePingMs);
@@ -112,7 +114,10 @@ export async function buildApp(config: ServerConfig, store: CommandStore, option
   await app.register(commandRoutes, { store, apiToken: config.apiToken });
   await app.register(agentRoutes, { store, longPoll, leaseMs: config.leaseMs, agentToken: config.agentToken });
 
-  app.addHook('onReady', async () => reaper.start());
+  app.addHook('onReady', async () => {
+    reaper.start();
+    retention.start();
+  });
   // Before the server stops accepting: answer waiting polls (204) so close does not wait for them.
   app.addHook('preClose', async () => {
     longPoll.close();
@@ -121,6 +126,7 @@ export async function buildApp(config: ServerConfig, store: CommandStore, option
   app.addHook('onClose', async () => {
     store.events.off('available', dispatch);
     await reaper.stop();
+    await retention.stop();
   });
 
   return Object.assign(app, { longPoll, sseHub }) as unknown as App;

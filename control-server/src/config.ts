@@ -8,6 +8,16 @@ const unsetIfEmpty = (value: unknown) => (value === '' ? undefined : value);
 const int = (min: number, max: number) => z.preprocess(unsetIfEmpty, z.coerce.number().int().min(min).max(max));
 const optionalSecret = z.preprocess(unsetIfEmpty, z.string().min(16, 'use at least 16 characters').optional());
 
+const DURATION_UNIT_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+/** `0`, or a whole number of seconds, minutes, hours or days: `90m`, `12h`, `7d`. Answers ms. */
+const duration = z.preprocess(
+  unsetIfEmpty,
+  z
+    .string()
+    .regex(/^(0|[1-9][0-9]{0,5}[smhd])$/, 'a duration such as 90m, 12h, 7d or 0 (keep forever)')
+    .transform((text) => (text === '0' ? 0 : Number(text.slice(0, -1)) * DURATION_UNIT_MS[text.at(-1) as keyof typeof DURATION_UNIT_MS])),
+);
+
 const Env = z.object({
   PORT: int(0, 65_535).default(3000),
   HOST: z.preprocess(unsetIfEmpty, z.string()).default('0.0.0.0'),
@@ -37,6 +47,8 @@ const Env = z.object({
   DATABASE_URL: z.preprocess(unsetIfEmpty, z.string().optional()),
   /** Time allowed to receive a whole request (headers and body); a stalled upload is cut off. */
   REQUEST_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
+  /** Finished commands older than this are deleted (SPEC §7); 0 keeps them forever. */
+  RETENTION: duration.prefault('7d'),
 });
 
 export interface ServerConfig {
@@ -55,6 +67,8 @@ export interface ServerConfig {
   sseMaxQueuedBytes: number;
   databaseUrl: string | undefined;
   requestTimeoutMs: number;
+  /** ms; 0 = keep finished commands forever. */
+  retentionMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -89,5 +103,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     sseMaxQueuedBytes: e.SSE_MAX_QUEUED_BYTES,
     databaseUrl: e.DATABASE_URL,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+    retentionMs: e.RETENTION,
   };
 }
