@@ -115,6 +115,9 @@ describe('agent configuration', () => {
     const allow = startAgent({ SERVER_URL: 'http://127.0.0.1:9', IDEMPOTENCY_DB_PATH: `${dir.path}/a.db`, HTTP_ALLOW: 'fe80::1' });
     expect(await allow.exited).toBe(1);
     expect(allow.output()).toMatch(/HTTP_ALLOW: "fe80::1" is a link-local address, which is always refused/);
+    const urls = startAgent({ SERVER_URL: 'http://127.0.0.1:9,127.0.0.1:10', IDEMPOTENCY_DB_PATH: `${dir.path}/a.db` });
+    expect(await urls.exited).toBe(1);
+    expect(urls.output()).toMatch(/SERVER_URL: "127.0.0.1:10" is not an http\(s\) URL/);
     dir.cleanup(true);
   });
 });
