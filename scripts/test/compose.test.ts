@@ -1,5 +1,5 @@
 /**
- * The Docker delivery files, checked with Node alone (no docker-compose, no engine): both compose
+ * The Docker delivery files, checked with Node alone (no docker-compose, no engine): the compose
  * files are interpolated as Compose does and validated against the Compose Specification's JSON
  * schema (compose-file.ts), and the facts a scaled fleet depends on must hold. The Dockerfiles are
  * checked statically: stages, base image, non-root user, health check, the exact entry points, and
