@@ -11,8 +11,32 @@ const int = (min: number, max: number) => z.coerce.number().int().min(min).max(m
 /** Only the two words: `HTTP_BLOCK_PRIVATE=yes` is a mistake worth stopping for, not a silent false. */
 const bool = (fallback: 'true' | 'false') => z.enum(['true', 'false']).default(fallback).transform((v) => v === 'true');
 
+const HttpUrl = z.url({ protocol: /^https?$/ });
+
+/**
+ * One or more http(s) URLs, comma-separated: replicas of one store to fail over between (SPEC §8).
+ * Each entry is checked; one that is not an http(s) URL, or one listed twice, stops the agent.
+ */
+const ServerUrls = z
+  .string()
+  .transform((text, ctx) => {
+    const urls = text
+      .split(',')
+      .map((entry) => entry.trim())
+      .filter((entry) => entry !== '');
+    if (urls.length === 0) ctx.addIssue({ code: 'custom', message: 'lists no URL' });
+    const seen = new Set<string>();
+    for (const url of urls) {
+      if (!HttpUrl.safeParse(url).success) ctx.addIssue({ code: 'custom', message: `"${url}" is not an http(s) URL` });
+      const key = url.replace(/\/+$/, '');
+      if (seen.has(key)) ctx.addIssue({ code: 'custom', message: `lists ${url} twice` });
+      seen.add(key);
+    }
+    return [...seen];
+  });
+
 const Env = z.object({
-  SERVER_URL: z.url({ protocol: /^https?$/, message: 'must be an http(s) URL' }).default('http://localhost:3000'),
+  SERVER_URL: ServerUrls.default(['http://localhost:3000']),
   POLL_INTERVAL: int(10, 3_600_000).default(2000),
   LONG_POLL_WAIT: int(0, MAX_LONG_POLL_WAIT_S).default(25),
   AGENT_ID: AgentId.optional(),
@@ -41,7 +65,8 @@ const Env = z.object({
 });
 
 export interface AgentConfig {
-  serverUrl: string;
+  /** At least one; without a trailing slash. */
+  serverUrls: string[];
   pollIntervalMs: number;
   longPollWaitS: number;
   agentId: string | undefined;
@@ -68,7 +93,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
   }
   const e = parsed.data;
   return {
-    serverUrl: e.SERVER_URL.replace(/\/+$/, ''),
+    serverUrls: e.SERVER_URL,
     pollIntervalMs: e.POLL_INTERVAL,
     longPollWaitS: e.LONG_POLL_WAIT,
     agentId: e.AGENT_ID,

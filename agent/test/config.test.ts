@@ -10,7 +10,7 @@ afterEach(async () => {
 describe('agent configuration', () => {
   it('has the documented defaults; the database path is resolved from the package, not the cwd', () => {
     expect(loadConfig({})).toEqual({
-      serverUrl: 'http://localhost:3000',
+      serverUrls: ['http://localhost:3000'],
       pollIntervalMs: 2000,
       longPollWaitS: 25,
       agentId: undefined,
@@ -46,7 +46,7 @@ describe('agent configuration', () => {
       AGENT_CRASH_AT: 'after-finish',
     });
     expect(config).toEqual({
-      serverUrl: 'https://queue.example:8443',
+      serverUrls: ['https://queue.example:8443'],
       pollIntervalMs: 500,
       longPollWaitS: 0,
       agentId: 'agent-7',
@@ -62,6 +62,23 @@ describe('agent configuration', () => {
       drainMs: 100,
       crashAt: 'after-finish',
     });
+  });
+
+  it('reads SERVER_URL as a list of replicas, in order, without trailing slashes', () => {
+    expect(loadConfig({ SERVER_URL: 'http://a:3000/, https://b.example ,http://10.0.0.3:3000,' }).serverUrls).toEqual([
+      'http://a:3000',
+      'https://b.example',
+      'http://10.0.0.3:3000',
+    ]);
+  });
+
+  it.each([
+    ['http://a:3000,b:3000', /SERVER_URL: "b:3000" is not an http\(s\) URL/],
+    ['http://a:3000,ftp://b', /SERVER_URL: "ftp:\/\/b" is not an http\(s\) URL/],
+    ['http://a:3000,http://a:3000/', /SERVER_URL: lists http:\/\/a:3000\/ twice/],
+    [' , ', /SERVER_URL: lists no URL/],
+  ])('refuses SERVER_URL=%s, naming the entry', (value, message) => {
+    expect(() => loadConfig({ SERVER_URL: value })).toThrow(message);
   });
 
   it.each([
@@ -98,6 +115,9 @@ describe('agent configuration', () => {
     const allow = startAgent({ SERVER_URL: 'http://127.0.0.1:9', IDEMPOTENCY_DB_PATH: `${dir.path}/a.db`, HTTP_ALLOW: 'fe80::1' });
     expect(await allow.exited).toBe(1);
     expect(allow.output()).toMatch(/HTTP_ALLOW: "fe80::1" is a link-local address, which is always refused/);
+    const urls = startAgent({ SERVER_URL: 'http://127.0.0.1:9,127.0.0.1:10', IDEMPOTENCY_DB_PATH: `${dir.path}/a.db` });
+    expect(await urls.exited).toBe(1);
+    expect(urls.output()).toMatch(/SERVER_URL: "127.0.0.1:10" is not an http\(s\) URL/);
     dir.cleanup(true);
   });
 });
