@@ -252,13 +252,21 @@ export const commandsPage: Page = (main, stream) => {
     }
   }
 
+  // For the browser tests: the table's model (the DOM holds only the rows in view).
+  debugHandle()['table'] = { ids: () => order.slice(), status: (id: string) => rows.get(id)?.status };
+
   void reload();
   return () => {
+    delete debugHandle()['table'];
     unsubscribe();
     cancelAnimationFrame(frame);
     table.destroy();
   };
 };
+
+function debugHandle(): Record<string, unknown> {
+  return (window as unknown as { dashboard: Record<string, unknown> }).dashboard;
+}
 
 function field(label: string, name: string, control: HTMLElement): HTMLElement {
   return h('div', { class: 'field' }, h('label', { for: `f-${name}` }, label), control);
