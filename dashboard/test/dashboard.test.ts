@@ -4,6 +4,8 @@
  * processes: the live table, a server SIGKILL mid-stream, the submit form's 400s, cancel and bulk
  * retry, the token prompt, and no console errors on any page.
  */
+import { randomUUID } from 'node:crypto';
+import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import type { Command } from '@agent-executor/common';
@@ -144,6 +146,37 @@ describe('the live table', () => {
     await agent.kill();
     expectNoConsoleErrors();
   }, 60_000);
+  test('a resume past the pruned log (a reset event) reloads the table', async () => {
+    const db = `${dir.path}/reset.db`;
+    let target = await startServer({ DB_PATH: db });
+    const targetApi = new HttpApi(target.url);
+    const known = await targetApi.submit({ type: 'DELAY', payload: { ms: 10 } });
+    const page = await open(`${target.url}/ui/#/commands`, { serverDown: true });
+    await waitForStatus(page, known.id, 'PENDING');
+    await target.kill('SIGKILL');
+
+    // While the server is down, changes the page never sees are written and pruned from the log:
+    // a command whose only events are gone, then one event about a command the page knows.
+    const sqlite = new Database(db);
+    const row = sqlite.prepare('SELECT * FROM commands WHERE id = ?').get(known.id) as Record<string, unknown>;
+    const { seq: _seq, ...columns } = row;
+    const hidden = { ...columns, id: randomUUID(), idempotency_key: null };
+    const names = Object.keys(hidden);
+    sqlite.prepare(`INSERT INTO commands (${names.join(', ')}) VALUES (${names.map((n) => `@${n}`).join(', ')})`).run(hidden);
+    const addEvent = sqlite.prepare("INSERT INTO events (command_id, kind, transition, data, created_at) VALUES (?, 'status', 'submit', ?, ?)");
+    for (let i = 0; i < 3; i++) addEvent.run(hidden.id, JSON.stringify({ ...known, id: hidden.id }), Date.now());
+    const last = Number(addEvent.run(known.id, JSON.stringify(known), Date.now()).lastInsertRowid);
+    sqlite.prepare('DELETE FROM events WHERE seq < ?').run(last);
+    sqlite.close();
+
+    target = await startServer({ DB_PATH: db }, target.port);
+    // Only a reload (GET /commands) can bring the hidden command: no event about it is left.
+    await waitForStatus(page, hidden.id, 'PENDING');
+    const ids = await page.evaluate(() => (window as unknown as { dashboard: { table: { ids: () => string[] } } }).dashboard.table.ids());
+    expect(ids.sort()).toEqual([known.id, hidden.id].sort());
+    await target.kill();
+    expectNoConsoleErrors();
+  });
 });
 
 describe('the command page and the submit form', () => {
