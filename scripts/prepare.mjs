@@ -1,4 +1,5 @@
-// The root `prepare` (runs after `npm install` / `npm ci`): compile every workspace with tsc.
+// The root `prepare` (runs after `npm install` / `npm ci`): compile every workspace with tsc, then
+// build the dashboard (dashboard/dist/, served at /ui/) with Vite.
 // A production install (`npm ci --omit=dev`) has no TypeScript; there the compiled dist/ of a
 // previous build is used as it is, and a checkout that was never built stops with one line saying
 // what to do, instead of a shell's "tsc: not found".
@@ -18,7 +19,8 @@ try {
 
 if (tsc) {
   const result = spawnSync(process.execPath, [tsc, '-b'], { cwd: root, stdio: 'inherit' });
-  process.exit(result.status ?? 1);
+  if (result.status !== 0) process.exit(result.status ?? 1);
+  process.exit(buildDashboard());
 }
 const missing = entryPoints.filter((path) => !existsSync(new URL(path, root)));
 if (missing.length > 0) {
@@ -29,3 +31,12 @@ if (missing.length > 0) {
   process.exit(1);
 }
 console.log('prepare: no TypeScript here (production install): using the dist/ already built');
+
+/** The dashboard's own build (its type check and `vite build`), through npm so its bins are found. */
+function buildDashboard() {
+  const npm = process.env.npm_execpath;
+  const result = npm
+    ? spawnSync(process.execPath, [npm, 'run', 'build', '-w', 'dashboard'], { cwd: root, stdio: 'inherit' })
+    : spawnSync('npm', ['run', 'build', '-w', 'dashboard'], { cwd: root, stdio: 'inherit', shell: process.platform === 'win32' });
+  return result.status ?? 1;
+}

@@ -139,3 +139,28 @@ export const BatchResultResponse = z.object({
   ),
 }).meta({ id: 'BatchResultResponse' });
 export type BatchResultResponse = z.infer<typeof BatchResultResponse>;
+
+/**
+ * Bulk actions (`POST /commands/retry-failed`, `POST /commands/cancel-pending`): which commands,
+ * besides the status the action implies. `{}` means every command of that status.
+ */
+export const BulkActionBody = z.strictObject({
+  type: CommandType.optional(),
+  agentId: AgentId.optional(),
+  createdBefore: z.iso.datetime().optional(),
+}).meta({ id: 'BulkActionBody' });
+export type BulkActionBody = z.infer<typeof BulkActionBody>;
+
+export const BulkActionResponse = z.object({
+  /** How many commands the action changed. */
+  count: z.int(),
+}).meta({ id: 'BulkActionResponse' });
+export type BulkActionResponse = z.infer<typeof BulkActionResponse>;
+
+/** `GET /stats`: what a dashboard shows first, and the event id to stream from so it misses nothing. */
+export const StatsResponse = z.object({
+  counts: z.object({ PENDING: z.int(), RUNNING: z.int(), COMPLETED: z.int(), FAILED: z.int() }),
+  /** The newest event id when the counts were read: stream `/events?lastEventId=` from it. */
+  lastEventId: z.int(),
+}).meta({ id: 'Stats' });
+export type StatsResponse = z.infer<typeof StatsResponse>;

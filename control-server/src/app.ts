@@ -5,6 +5,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Clock } from './clock.js';
 import type { ServerConfig } from './config.js';
+import { serveDashboard } from './dashboard.js';
 import { installErrorHandler } from './error-handler.js';
 import { BadRequest } from './errors.js';
 import { refuseHeadWhereGetChangesState } from './head-requests.js';
@@ -17,6 +18,7 @@ import { endQuietConnectionsOnClose } from './quiet-connections.js';
 import { echoRequestId, requestIdOf } from './request-id.js';
 import { Retention } from './retention.js';
 import { agentRoutes } from './routes/agent.js';
+import { bulkRoutes } from './routes/bulk.js';
 import { commandRoutes } from './routes/commands.js';
 import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
@@ -37,6 +39,8 @@ export interface App extends FastifyInstance {
 export interface BuildOptions {
   /** The wall clock must be the store's. Injected in tests. */
   clock?: Clock;
+  /** The built dashboard served at /ui/; default: the installed @agent-executor/dashboard's dist/. */
+  dashboardDir?: string;
 }
 
 /** Builds the server around a store it does not own: the caller closes the store after the app. */
@@ -112,6 +116,8 @@ export async function buildApp(config: ServerConfig, store: CommandStore, option
     maxQueuedBytes: config.sseMaxQueuedBytes,
   });
   await app.register(commandRoutes, { store, apiToken: config.apiToken });
+  await app.register(bulkRoutes, { store, apiToken: config.apiToken });
+  await serveDashboard(app, options.dashboardDir);
   await app.register(agentRoutes, { store, longPoll, leaseMs: config.leaseMs, agentToken: config.agentToken });
 
   app.addHook('onReady', async () => {

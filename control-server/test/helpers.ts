@@ -31,6 +31,8 @@ export interface BuildOptions {
   random?: () => number;
   /** Runs before the app is ready, the last moment hooks can be added. */
   beforeReady?: (app: App) => void;
+  /** The built dashboard to serve at /ui/ (default: the installed one). */
+  dashboardDir?: string;
 }
 
 export interface TestApp {
@@ -125,7 +127,10 @@ export function useApp({ scope = 'each' }: { scope?: 'each' | 'all' } = {}): {
         ...(now ? { now } : {}),
         ...(options.random ? { random: options.random } : {}),
       });
-      const app = await buildApp(config, store, options.clock ? { clock: options.clock } : {});
+      const app = await buildApp(config, store, {
+        ...(options.clock ? { clock: options.clock } : {}),
+        ...(options.dashboardDir ? { dashboardDir: options.dashboardDir } : {}),
+      });
       built.push({ app, store, dbPath });
       options.beforeReady?.(app);
       await app.ready();

@@ -652,6 +652,71 @@ export function describeStoreContract(name: string, makeStore: MakeStore): void 
       });
     });
 
+    describe('bulk retry and cancel', () => {
+      const all = (max = 100) => ({ afterSeq: 0, upToSeq: Number.MAX_SAFE_INTEGER, max });
+      const fail = async (agentId: string) => {
+        const c = await claim(agentId);
+        await store.report(c.id, { agentId, leaseId: c.leaseId, status: 'FAILED', error: 'x' });
+        return c;
+      };
+
+      test('retryFailed retries only FAILED commands of the filter, each as retry does, one event each', async () => {
+        await submit(delay(10, { maxAttempts: 1 }));
+        await submit(delay(10, { maxAttempts: 1 }));
+        await submit(httpGet);
+        await submit(delay(10, { maxAttempts: 1 }));
+        const a = await fail('agent-1');
+        const b = await fail('agent-2');
+        const h = await fail('agent-1'); // the HTTP_GET_JSON: another type
+        const pending = await submit();
+        const before = await store.lastEventSeq();
+        clock.advance(5);
+        const step = await store.retryFailed({ type: 'DELAY', agentId: 'agent-1' }, all());
+        expect(step.changed).toBe(1);
+        expect(await get(a.id)).toMatchObject({ status: 'PENDING', attempts: 0, error: null, availableAt: at(clock.now()) });
+        expect((await get(b.id)).status).toBe('FAILED');
+        expect((await get(h.id)).status).toBe('FAILED');
+        expect((await get(pending.id)).status).toBe('PENDING');
+        const events = await store.eventsSince(before, 10);
+        expect(events.map((e) => [e.transition, e.command.id])).toEqual([['retry', a.id]]);
+        expect((await store.countByStatus()).FAILED).toBe(2);
+      });
+
+      test('cancelPending fails PENDING commands as cancel does, and leaves RUNNING ones alone', async () => {
+        const running = await submit();
+        await claim();
+        const p1 = await submit(httpGet);
+        const p2 = await submit();
+        const step = await store.cancelPending({}, all());
+        expect(step).toEqual({ changed: 2, lastSeq: expect.any(Number) });
+        expect(await get(p1.id)).toMatchObject({ status: 'FAILED', error: 'canceled' });
+        expect(await get(p2.id)).toMatchObject({ status: 'FAILED', error: 'canceled' });
+        expect((await get(running.id)).status).toBe('RUNNING');
+        expect((await store.countByStatus()).PENDING).toBe(0);
+      });
+
+      test('batches walk forward by seq: at most max per call, none after upToSeq, createdBefore excludes later ones', async () => {
+        const early = [await submit(), await submit(), await submit()];
+        clock.advance(1000);
+        const late = await submit();
+        const upToSeq = await store.lastCommandSeq();
+        const beyond = await submit();
+        const first = await store.cancelPending({}, { afterSeq: 0, upToSeq, max: 2 });
+        expect(first.changed).toBe(2);
+        expect((await get(early[2]!.id)).status).toBe('PENDING');
+        const createdBefore = Date.parse(late.createdAt);
+        const second = await store.cancelPending({ createdBefore }, { afterSeq: first.lastSeq!, upToSeq, max: 2 });
+        expect(second.changed).toBe(1);
+        expect((await get(early[2]!.id)).status).toBe('FAILED');
+        expect((await get(late.id)).status).toBe('PENDING');
+        const third = await store.cancelPending({}, { afterSeq: second.lastSeq!, upToSeq, max: 2 });
+        expect(third.changed).toBe(1);
+        expect((await get(late.id)).status).toBe('FAILED');
+        expect(await store.cancelPending({}, { afterSeq: third.lastSeq!, upToSeq, max: 2 })).toEqual({ changed: 0 });
+        expect((await get(beyond.id)).status).toBe('PENDING');
+      });
+    });
+
     describe('list', () => {
       test('newest first, with status, type and agentId filters and a limit', async () => {
         const a = await submit();

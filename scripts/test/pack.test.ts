@@ -1,5 +1,5 @@
 /**
- * The installable parts: `npm pack` each workspace, install the four tarballs into an empty
+ * The installable parts: `npm pack` each workspace, install the five tarballs into an empty
  * directory outside the repository, and run the three bins from there: the server and the agent on
  * a free port with their databases in a temp dir, a DELAY submitted and COMPLETED, the watch CLI
  * following it to its end (exit 0), both services stopped by pid with SIGTERM (exit 0).
@@ -15,7 +15,7 @@ import { delimiter, dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, freePort, tempDir, waitFor } from '../../test-support/processes.js';
 
-const WORKSPACES = ['common', 'control-server', 'agent', 'scripts'] as const;
+const WORKSPACES = ['common', 'control-server', 'agent', 'scripts', 'dashboard'] as const;
 // The bins run with this Node, whatever `node` the shell would find first.
 const PATH = `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}`;
 
@@ -99,14 +99,18 @@ describe('npm pack', () => {
     const agent = files['@agent-executor/agent'] ?? [];
     const scripts = files['@agent-executor/scripts'] ?? [];
     const common = files['@agent-executor/common'] ?? [];
+    const dashboard = files['@agent-executor/dashboard'] ?? [];
     expect(server).toContain('dist/main.js');
     expect(server.some((f) => /^migrations\/sqlite\/.+\.sql$/.test(f))).toBe(true);
     expect(agent).toContain('dist/main.js');
     expect(common).toContain('dist/index.js');
     expect(scripts).toContain('dist/watch.js');
+    // The dashboard ships its built page only: the server serves it at /ui/.
+    expect(dashboard).toContain('dist/index.html');
+    expect(dashboard.filter((f) => f !== 'package.json').every((f) => /^dist\/(index\.html|assets\/[\w-]+\.(js|css))$/.test(f)), dashboard.join(', ')).toBe(true);
     // The watch CLI ships alone: bench and chaos need the repository's dev tools.
     expect(scripts.filter((f) => f.startsWith('dist/')).sort()).toEqual(['dist/watch-format.js', 'dist/watch.js']);
-    for (const file of [...server, ...agent, ...common, ...scripts]) {
+    for (const file of [...server, ...agent, ...common, ...scripts, ...dashboard]) {
       expect(file).not.toMatch(/^(src|test)\/|tsbuildinfo$|\.test\./);
     }
     for (const pkg of packed) expect(pkg.files.map((f) => f.path)).toContain('package.json');
@@ -132,6 +136,11 @@ describe('npm pack', () => {
       IDEMPOTENCY_DB_PATH: join(data, 'idempotency.db'),
       LONG_POLL_WAIT: '5',
     });
+
+    // The dashboard came with the server: /ui/ is the built page, not the "not built" 503.
+    const ui = await fetch(`${url}/ui/`);
+    expect(ui.status).toBe(200);
+    expect(await ui.text()).toMatch(/<script type="module"[^>]+src="\/ui\/assets\//);
 
     const res = await fetch(`${url}/commands`, {
       method: 'POST',

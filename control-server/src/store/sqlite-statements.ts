@@ -26,6 +26,9 @@ export interface Statements {
   cancelPending: Stmt;
   cancelRunning: Stmt;
   retry: Stmt;
+  retryBySeq: Stmt;
+  cancelPendingBySeq: Stmt;
+  lastCommandSeq: Stmt<[], { seq: number | null }>;
   expired: Stmt<[number], CommandRow>;
   expire: Stmt;
   nextLeaseExpiry: Stmt<[], { at: number | null }>;
@@ -108,6 +111,18 @@ export function prepareStatements(db: Database.Database): Statements {
           report_hash = NULL, available_at = @now, updated_at = @now
       WHERE id = @id AND status = 'FAILED'
       RETURNING *`),
+    // The bulk forms (sqlite.ts `bulk`): the same guarded changes, by seq.
+    retryBySeq: db.prepare(`UPDATE commands
+      SET status = 'PENDING', attempts = 0, result = NULL, error = NULL, agent_id = NULL, lease_id = NULL,
+          cancel_requested = 0, progress = NULL, started_at = NULL, finished_at = NULL,
+          report_hash = NULL, available_at = @now, updated_at = @now
+      WHERE seq = @seq AND status = 'FAILED'
+      RETURNING *`),
+    cancelPendingBySeq: db.prepare(`UPDATE commands
+      SET status = 'FAILED', error = 'canceled', lease_id = NULL, finished_at = @now, updated_at = @now
+      WHERE seq = @seq AND status = 'PENDING'
+      RETURNING *`),
+    lastCommandSeq: db.prepare<[], { seq: number | null }>('SELECT max(seq) AS seq FROM commands'),
     expired: db.prepare<[number], CommandRow>(
       // INDEXED BY: without statistics SQLite reads every RUNNING row through commands_status_seq
       // and sorts them, on each reaper tick; the partial index holds them in expiry order.

@@ -23,6 +23,9 @@ import { migrateSqlite } from './migrate-sqlite.js';
 import { prepareStatements, type EventRow, type Statements } from './sqlite-statements.js';
 import { rowToCommand, withLease, type CommandRow } from './sqlite-rows.js';
 import type {
+  BulkBatch,
+  BulkFilter,
+  BulkStep,
   ClaimRequest,
   CommandStore,
   EventFilter,
@@ -288,12 +291,7 @@ export class SqliteCommandStore implements CommandStore {
     if (filter.beforeSeq !== undefined) where.push('seq < @beforeSeq');
     const sql = `SELECT * FROM commands ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
       ORDER BY seq DESC LIMIT @limit`;
-    let statement = this.listStatements.get(sql);
-    if (!statement) {
-      statement = this.db.prepare(sql);
-      this.listStatements.set(sql, statement);
-    }
-    const rows = statement.all({
+    const rows = this.cachedStatement(sql).all({
       status: filter.status,
       type: filter.type,
       agentId: filter.agentId,
@@ -428,6 +426,59 @@ export class SqliteCommandStore implements CommandStore {
       if (!row) throw new Conflict(`only a FAILED command can be retried; command ${id} is ${current.status}`);
       return log('retry', row, 'FAILED');
     });
+  }
+
+  async retryFailed(filter: BulkFilter, batch: BulkBatch): Promise<BulkStep> {
+    return this.bulk('FAILED', filter, batch, (log, seq) => {
+      const row = this.stmt.retryBySeq.get({ seq, now: this.now() }) as CommandRow | undefined;
+      return row && log('retry', row, 'FAILED');
+    });
+  }
+
+  async cancelPending(filter: BulkFilter, batch: BulkBatch): Promise<BulkStep> {
+    return this.bulk('PENDING', filter, batch, (log, seq) => {
+      const row = this.stmt.cancelPendingBySeq.get({ seq, now: this.now() }) as CommandRow | undefined;
+      return row && log('cancel', row, 'PENDING');
+    });
+  }
+
+  async lastCommandSeq(): Promise<number> {
+    return this.stmt.lastCommandSeq.get()?.seq ?? 0;
+  }
+
+  /**
+   * Selects one batch of `status` commands matching `filter` and changes each through the same
+   * guarded statement as the single-command action, all in one write.
+   */
+  private async bulk(
+    status: CommandStatus,
+    filter: BulkFilter,
+    batch: BulkBatch,
+    change: (log: Log, seq: number) => Command | undefined,
+  ): Promise<BulkStep> {
+    const where = ['status = @status', 'seq > @afterSeq', 'seq <= @upToSeq'];
+    if (filter.type !== undefined) where.push('type = @type');
+    if (filter.agentId !== undefined) where.push('agent_id = @agentId');
+    if (filter.createdBefore !== undefined) where.push('created_at < @createdBefore');
+    // Through commands_status_seq: a range of (status, seq), in order.
+    const statement = this.cachedStatement(
+      `SELECT seq FROM commands INDEXED BY commands_status_seq WHERE ${where.join(' AND ')} ORDER BY seq LIMIT @max`,
+    );
+    return this.write((log) => {
+      const seqs = (statement.all({ status, ...batch, ...filter }) as { seq: number }[]).map((r) => r.seq);
+      let changed = 0;
+      for (const seq of seqs) if (change(log, seq)) changed++;
+      return { changed, ...(seqs.length > 0 ? { lastSeq: seqs.at(-1)! } : {}) };
+    });
+  }
+
+  private cachedStatement(sql: string): Database.Statement {
+    let statement = this.listStatements.get(sql);
+    if (!statement) {
+      statement = this.db.prepare(sql);
+      this.listStatements.set(sql, statement);
+    }
+    return statement;
   }
 
   async requeueExpired(): Promise<Command[]> {

@@ -45,6 +45,32 @@ export interface ListPage {
   nextBeforeSeq?: number;
 }
 
+/** Which commands a bulk action touches (besides the status the action implies). */
+export interface BulkFilter {
+  type?: CommandType | undefined;
+  agentId?: string | undefined;
+  /** Only commands created before this moment (epoch ms, exclusive). */
+  createdBefore?: number | undefined;
+}
+
+/**
+ * One batch of a bulk action: the matching commands with `afterSeq < seq <= upToSeq`, oldest
+ * first, at most `max`. The caller walks forward with `lastSeq`, so each command is visited once
+ * even when it comes back to the status the action looks for (a retried command failing again).
+ */
+export interface BulkBatch {
+  afterSeq: number;
+  upToSeq: number;
+  max: number;
+}
+
+export interface BulkStep {
+  /** Commands changed by this batch. */
+  changed: number;
+  /** The seq of the last command changed; absent when the batch changed nothing. */
+  lastSeq?: number;
+}
+
 export interface ReportOutcome {
   command: Command;
   /** True when the same report had already been taken: nothing changed. */
@@ -105,6 +131,12 @@ export interface CommandStore {
   heartbeat(id: string, body: HeartbeatBody, leaseMs: number): Promise<HeartbeatResponse>;
   cancel(id: string): Promise<Command>;
   retry(id: string): Promise<Command>;
+  /** One batch of "retry every FAILED command of a filter": each one as `retry` does it, in one transaction. */
+  retryFailed(filter: BulkFilter, batch: BulkBatch): Promise<BulkStep>;
+  /** One batch of "cancel every PENDING command of a filter": each one as `cancel` does it, in one transaction. */
+  cancelPending(filter: BulkFilter, batch: BulkBatch): Promise<BulkStep>;
+  /** The seq of the newest command (0 when there is none): where a bulk action stops. */
+  lastCommandSeq(): Promise<number>;
   /** Requeues (or fails, when attempts are spent) every RUNNING command whose lease ran out. */
   requeueExpired(): Promise<Command[]>;
   /** The earliest moment something changes by itself: a lease expiry or a backoff ending. */
