@@ -1,9 +1,10 @@
 /**
- * SSE fan-out load: opens N clients on /events, then (on the bench's word) submits one command at a
- * time and times when each client receives its status event. Submit and arrival are timed by this
- * process's clock.
+ * SSE fan-out load: on the bench's word, opens N clients on a server's /events, submits one
+ * command at a time and times when each client receives its status event, then closes them. The
+ * same process measures the control server and the bare baseline (sse-baseline.ts) in turn.
+ * Submit and arrival are timed by this process's clock.
  *
- * node sse-clients.js --url URL --clients N
+ * node sse-clients.js --clients N
  */
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
@@ -11,21 +12,36 @@ import { openSseClients, type SseClient } from '../harness/many-sse.js';
 import { distribution } from '../harness/stats.js';
 import { toBench, workerFailed, type WorkerMessage } from '../harness/workers.js';
 
-const { values } = parseArgs({ options: { url: { type: 'string' }, clients: { type: 'string', default: '10000' } } });
-const url = values.url ?? workerFailed(new Error('--url is required'));
+const { values } = parseArgs({ options: { clients: { type: 'string', default: '10000' } } });
 const n = Number(values.clients);
 const now = () => performance.timeOrigin + performance.now();
 
 let clients: SseClient[] = [];
 
-async function connect(): Promise<void> {
+async function connect(url: string): Promise<void> {
   const started = now();
   clients = await openSseClients(`${url}/events`, n);
   toBench({ type: 'connected', clients: clients.length, ms: now() - started });
 }
 
+/** Hangs up every client and waits until each socket is closed. */
+async function closeAll(): Promise<void> {
+  await Promise.all(
+    clients.map(
+      (client) =>
+        new Promise<void>((resolve) => {
+          if (client.closed) return resolve();
+          client.req.once('close', () => resolve());
+          client.req.destroy();
+        }),
+    ),
+  );
+  clients = [];
+  toBench({ type: 'closed' });
+}
+
 /** One event per round: every client's arrival time minus the moment the submit was sent. */
-async function broadcast(events: number, gapMs: number, timeoutMs: number): Promise<void> {
+async function broadcast(url: string, events: number, gapMs: number, timeoutMs: number): Promise<void> {
   const api = new Pool(url, { connections: 1 });
   const latencies: number[] = [];
   const firstClient: number[] = [];
@@ -80,9 +96,10 @@ async function broadcast(events: number, gapMs: number, timeoutMs: number): Prom
 }
 
 process.on('message', (message: WorkerMessage) => {
+  if (message.type === 'connect') connect(String(message.url)).catch(workerFailed);
   if (message.type === 'broadcast') {
-    broadcast(Number(message.events), Number(message.gapMs), Number(message.timeoutMs)).catch(workerFailed);
+    broadcast(String(message.url), Number(message.events), Number(message.gapMs), Number(message.timeoutMs)).catch(workerFailed);
   }
+  if (message.type === 'close') closeAll().catch(workerFailed);
 });
 process.on('disconnect', () => process.exit(0));
-connect().catch(workerFailed);
