@@ -3,10 +3,12 @@
  * delivery latency from sending the submit to each client's arrival, the time to reach the last
  * client, and the server's resident memory per open stream (/proc/<pid>/status VmRSS).
  *
- * In the same run the same client process measures a baseline: a bare node:http server
+ * In the same run the same client code measures a baseline: a bare node:http server
  * (workers/sse-baseline.ts) that writes a frame of the same shape to as many streams, with no
- * framework and no storage. The control server's figures are read against it: what is between
- * them is ours (the commit, Fastify, the hub), what both pay is the machine's.
+ * framework and no storage. Both sets of clients are open at once (one process each: the open
+ * files limit is per process) and the rounds alternate, ours then the baseline's, so a busy
+ * machine weighs on both alike. What is between them is ours (the commit, Fastify, the hub);
+ * what both pay is the machine's.
  */
 import type { Figure, RunResult } from '../harness/report.js';
 import { profileDirFor, readProfile } from '../harness/cpu-profile.js';
@@ -28,23 +30,18 @@ interface Delivered {
   closedClients: number;
 }
 
-interface Broadcast {
-  events: number;
-  gapMs: number;
+/** Opens N clients on `url` in a worker process of their own. */
+async function connect(url: string, clients: number): Promise<{ worker: Worker; ms: number }> {
+  const worker = startWorker('sse-clients', [`--url=${url}`, `--clients=${clients}`]);
+  const connected = await worker.next<{ type: string; clients: number; ms: number }>('connected', 300_000);
+  return { worker, ms: connected.ms };
 }
 
-/** Connects the clients to `url`, broadcasts, and closes them again; fails on a missed delivery. */
-async function measure(clients: Worker, url: string, b: Broadcast, beforeBroadcast?: () => Promise<void>): Promise<{ connectMs: number; d: Delivered }> {
-  clients.send({ type: 'connect', url });
-  const connected = await clients.next<{ type: string; clients: number; ms: number }>('connected', 300_000);
-  await sleep(1000);
-  await beforeBroadcast?.();
-  clients.send({ type: 'broadcast', url, events: b.events, gapMs: b.gapMs, timeoutMs: 60_000 });
-  const d = await clients.next<Delivered & { type: string }>('delivered', b.events * 70_000);
-  if (d.missed > 0) throw new Error(`${url}: ${d.missed} deliveries missed (${d.closedClients} clients closed)`);
-  clients.send({ type: 'close' });
-  await clients.next('closed', 120_000);
-  return { connectMs: connected.ms, d };
+async function report(worker: Worker, who: string): Promise<Delivered> {
+  worker.send({ type: 'report' });
+  const d = await worker.next<Delivered & { type: string }>('delivered');
+  if (d.missed > 0) throw new Error(`${who}: ${d.missed} deliveries missed (${d.closedClients} clients closed)`);
+  return d;
 }
 
 export const sse: Scenario = {
@@ -54,7 +51,7 @@ export const sse: Scenario = {
   options: {
     clients: { type: 'string', default: '10000', description: 'SSE clients (needs ulimit -n above this)' },
     events: { type: 'string', default: '20', description: 'events broadcast, one at a time' },
-    'gap-ms': { type: 'string', default: '200', description: 'pause between events' },
+    'gap-ms': { type: 'string', default: '200', description: 'pause after each event (ours and the baseline\'s alternate)' },
     'cpu-prof': { type: 'boolean', default: false, description: 'profile the server (node --cpu-prof, set-up included) and summarise it' },
   },
   async run(o, context): Promise<RunResult> {
@@ -71,40 +68,48 @@ export const sse: Scenario = {
     });
     const baselinePort = await freePort();
     const baseline = startWorker('sse-baseline', [`--port=${baselinePort}`]);
-    let worker: Worker | undefined;
+    let ours: Worker | undefined;
+    let bare: Worker | undefined;
     let result: RunResult | undefined;
     try {
       await baseline.next('ready');
       await sleep(500);
       const rssBefore = rssKiB(server.proc.pid);
-      let rssConnected = 0;
-      worker = startWorker('sse-clients', [`--clients=${clients}`]);
-      const ours = await measure(worker, server.url, broadcast, async () => {
-        rssConnected = rssKiB(server.proc.pid);
-        const open = metric(await server.api.metrics(), 'agent_executor_sse_clients');
-        if (open < clients) throw new Error(`the server counts ${open} SSE clients, expected ${clients}`);
-      });
+      const connectedOurs = await connect(server.url, clients);
+      ours = connectedOurs.worker;
+      bare = (await connect(`http://127.0.0.1:${baselinePort}`, clients)).worker;
+      await sleep(1000);
+      const rssConnected = rssKiB(server.proc.pid);
+      const open = metric(await server.api.metrics(), 'agent_executor_sse_clients');
+      if (open < clients) throw new Error(`the server counts ${open} SSE clients, expected ${clients}`);
+      baseline.send({ type: 'count' });
+      const { streams } = await baseline.next<{ type: string; streams: number }>('count');
+      if (streams < clients) throw new Error(`the baseline holds ${streams} streams, expected ${clients}`);
+      for (let i = 0; i < broadcast.events; i++) {
+        for (const worker of [ours, bare]) {
+          worker.send({ type: 'round', timeoutMs: 60_000 });
+          await worker.next('round', 70_000);
+          await sleep(broadcast.gapMs);
+        }
+      }
       const rssAfter = rssKiB(server.proc.pid);
-      const bare = await measure(worker, `http://127.0.0.1:${baselinePort}`, broadcast, async () => {
-        baseline.send({ type: 'count' });
-        const { streams } = await baseline.next<{ type: string; streams: number }>('count');
-        if (streams < clients) throw new Error(`the baseline holds ${streams} streams, expected ${clients}`);
-      });
-      const d = ours.d;
+      const d = await report(ours, 'control server');
+      const b = await report(bare, 'baseline');
       const figures: Figure[] = [
         { name: 'delivery p50 (submit sent → client)', value: d.latency.p50, unit: 'ms' },
         { name: 'delivery p99', value: d.latency.p99, unit: 'ms', goal: { op: '<=', value: 100 } },
-        { name: 'baseline delivery p50 (bare node:http)', value: bare.d.latency.p50, unit: 'ms' },
-        { name: 'baseline delivery p99', value: bare.d.latency.p99, unit: 'ms' },
-        { name: 'delivery p50 / baseline', value: d.latency.p50 / bare.d.latency.p50, unit: '×', goal: { op: '<=', value: 1.5 } },
-        { name: 'delivery p99 / baseline', value: d.latency.p99 / bare.d.latency.p99, unit: '×', goal: { op: '<=', value: 1.5 } },
+        { name: 'baseline delivery p50 (bare node:http)', value: b.latency.p50, unit: 'ms' },
+        { name: 'baseline delivery p99', value: b.latency.p99, unit: 'ms' },
+        { name: 'delivery p50 / baseline', value: d.latency.p50 / b.latency.p50, unit: '×', goal: { op: '<=', value: 1.5 } },
+        { name: 'delivery p99 / baseline', value: d.latency.p99 / b.latency.p99, unit: '×', goal: { op: '<=', value: 1.5 } },
         { name: 'first client p50', value: d.firstClient.p50, unit: 'ms' },
+        { name: 'baseline first client p50', value: b.firstClient.p50, unit: 'ms' },
         { name: 'last client p50 (whole fan-out)', value: d.lastClient.p50, unit: 'ms' },
-        { name: 'baseline last client p50', value: bare.d.lastClient.p50, unit: 'ms' },
+        { name: 'baseline last client p50', value: b.lastClient.p50, unit: 'ms' },
         { name: 'submit round trip p50', value: d.submitRtt.p50, unit: 'ms' },
         { name: 'server RSS per connection', value: (rssConnected - rssBefore) / clients, unit: 'KiB' },
         { name: 'server RSS with clients', value: rssAfter / 1024, unit: 'MiB' },
-        { name: 'connect all clients', value: ours.connectMs / 1000, unit: 's' },
+        { name: 'connect all clients', value: connectedOurs.ms / 1000, unit: 's' },
       ];
       result = {
         figures,
@@ -113,11 +118,12 @@ export const sse: Scenario = {
           events: broadcast.events,
           rssKiB: { before: rssBefore, connected: rssConnected, afterEvents: rssAfter },
           delivered: d,
-          baseline: bare.d,
+          baseline: b,
         },
       };
     } finally {
-      await worker?.proc.kill();
+      await ours?.proc.kill();
+      await bare?.proc.kill();
       await baseline.proc.kill();
       await server.stop();
       dir.remove();
