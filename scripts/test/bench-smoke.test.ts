@@ -127,7 +127,9 @@ describe('benchmark scenarios (tiny sizes)', { timeout: 90_000 }, () => {
     expect(figure(r, 'poll renewals per second')).toBeGreaterThan(5);
     expect(figure(r, 'server CPU per poll renewal')).toBeGreaterThan(0);
     const profile = r.runs[0]?.details.profile as { file: string; byPlace: Array<{ name: string }> };
-    expect(profile.byPlace.map((p) => p.name)).toContain('control-server/store/sqlite.js');
+    // Our own files are told apart by place (which one is sampled varies: an idle poll's claim
+    // no longer spends time in the store).
+    expect(profile.byPlace.map((p) => p.name).some((name) => name.startsWith('control-server/'))).toBe(true);
     const { stdout } = await promisify(execFile)(process.execPath, [BENCH, 'profile', '--by-second', profile.file], {
       cwd: REPO_ROOT,
       timeout: 60_000,
