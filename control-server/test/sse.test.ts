@@ -105,6 +105,12 @@ function stuckClient(port: number, path = '/events'): Socket {
   return socket;
 }
 
+/** An HTTP answer's head and body. */
+function splitHead(bytes: string): [string, string] {
+  const at = bytes.indexOf('\r\n\r\n');
+  return [bytes.slice(0, at), bytes.slice(at + 4)];
+}
+
 function expectIncreasingIds(events: CommandEvent[]): void {
   const ids = events.map((e) => e.id);
   expect(ids.every((id, i) => i === 0 || id > (ids[i - 1] ?? 0)), `ids not increasing: ${ids.join(',')}`).toBe(true);
@@ -418,6 +424,56 @@ describe('auth, shutdown, slow clients', () => {
     expect(await curl.exited).toBe(0);
     await es.until(() => es.errors.length > 0, 'the end of the stream');
     expect(app.sseHub.size).toBe(0);
+  });
+
+  test('on the wire: live events in well-formed HTTP/1.1 chunks (written to the socket directly); unchunked to HTTP/1.0', async () => {
+    const { api, port } = await start();
+    /** Every byte of the answer to `GET /events` over a raw socket. */
+    const rawStream = (version: string) => {
+      const socket = connect(port, '127.0.0.1');
+      let bytes = '';
+      socket.setEncoding('latin1');
+      socket.on('data', (chunk: string) => (bytes += chunk));
+      socket.on('error', () => {});
+      socket.write(`GET /events ${version}\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`);
+      return { socket, bytes: () => bytes };
+    };
+    const v11 = rawStream('HTTP/1.1');
+    const v10 = rawStream('HTTP/1.0');
+    await waitFor(() => v11.bytes().includes('retry:') && v10.bytes().includes('retry:'), { what: 'both streams open' });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await api.submit(delay())).id);
+    const has = (text: string, id: string) => text.includes(`"id":"${id}"`);
+    await waitFor(() => ids.every((id) => has(v11.bytes(), id) && has(v10.bytes(), id)), { what: 'the 3 events on both' });
+
+    const [head11, body11] = splitHead(v11.bytes());
+    expect(head11).toMatch(/^HTTP\/1\.1 200/);
+    expect(head11.toLowerCase()).toContain('transfer-encoding: chunked');
+    // Chunk by chunk: each length is the exact byte count of what follows it, then CRLF.
+    const chunks: string[] = [];
+    let rest = body11;
+    while (rest.length > 0) {
+      const lineEnd = rest.indexOf('\r\n');
+      const size = Number.parseInt(rest.slice(0, lineEnd), 16);
+      expect(Number.isNaN(size), `chunk size line ${JSON.stringify(rest.slice(0, 20))}`).toBe(false);
+      const data = rest.slice(lineEnd + 2, lineEnd + 2 + size);
+      expect(rest.slice(lineEnd + 2 + size, lineEnd + 4 + size), 'CRLF after the chunk').toBe('\r\n');
+      chunks.push(data);
+      rest = rest.slice(lineEnd + 4 + size);
+    }
+    const text11 = chunks.join('');
+    expect(text11.startsWith('retry: 2000\n\n')).toBe(true);
+    const frames11 = text11.split('\n\n').filter((f) => f.startsWith('id: '));
+    expect(frames11.map((f) => JSON.parse(f.split('\ndata: ')[1] ?? '').id)).toEqual(ids);
+
+    const [head10, body10] = splitHead(v10.bytes());
+    expect(head10).toMatch(/^HTTP\/1\.1 200/);
+    expect(head10.toLowerCase()).not.toContain('transfer-encoding');
+    expect(body10.startsWith('retry: 2000\n\n')).toBe(true);
+    const frames10 = body10.split('\n\n').filter((f) => f.startsWith('id: '));
+    expect(frames10.map((f) => JSON.parse(f.split('\ndata: ')[1] ?? '').id)).toEqual(ids);
+    v11.socket.destroy();
+    v10.socket.destroy();
   });
 
   test('a client that never reads is dropped past SSE_MAX_QUEUED, socket and all; a reading one keeps up', async () => {

@@ -27,6 +27,44 @@ const newPath = () => join(dir.path, `store-${++files}.db`);
 describeStoreContract('SQLite', async ({ now, random }) => new SqliteCommandStore({ path: newPath(), now, random }));
 
 describe('SQLite store', () => {
+  test('a claim against an empty queue takes no write lock: idle polls do not wait behind a writer', async () => {
+    const path = newPath();
+    const store = new SqliteCommandStore({ path });
+    open.push(store);
+    const other = new Database(path);
+    try {
+      // Another connection holds the write lock: a write transaction would wait busy_timeout (5 s), then fail.
+      other.exec('BEGIN IMMEDIATE');
+      const started = performance.now();
+      expect(await store.claimBatch('agent-1', 30_000, 4)).toEqual([]);
+      expect(await store.claimEach([{ agentId: 'agent-1', max: 1 }, { agentId: 'agent-2', max: 1 }], 30_000)).toEqual([[], []]);
+      expect(performance.now() - started).toBeLessThan(1000);
+      other.exec('ROLLBACK');
+    } finally {
+      other.close();
+    }
+  });
+
+  test('the claim without a write transaction still sees work: one queued in the same turn, and one whose backoff ended', async () => {
+    let now = Date.parse('2026-01-01T00:00:00Z');
+    const store = new SqliteCommandStore({ path: newPath(), now: () => now });
+    open.push(store);
+    // Not awaited: the submit is queued for the next commit, and the claim queued after it must see it.
+    const submitted = store.submit({ type: 'DELAY', payload: { ms: 1 } });
+    const claimed = await store.claim('agent-1', 30_000);
+    expect(claimed?.id).toBe((await submitted).command.id);
+    // A command waiting out a retry backoff is PENDING but not claimable until its time comes.
+    const { command } = await store.submit({ type: 'DELAY', payload: { ms: 1 }, maxAttempts: 2 });
+    const lease = await store.claim('agent-1', 30_000);
+    expect(lease?.id).toBe(command.id);
+    await store.report(command.id, { agentId: 'agent-1', leaseId: lease!.leaseId, status: 'FAILED', error: 'try again', retryable: true });
+    const backoff = await store.get(command.id);
+    expect(backoff).toMatchObject({ status: 'PENDING' });
+    expect(await store.claim('agent-2', 30_000)).toBeUndefined();
+    now = Date.parse(backoff!.availableAt);
+    expect((await store.claim('agent-2', 30_000))?.id).toBe(command.id);
+  });
+
   test('a change and its event are one transaction: when the event cannot be written, the change is undone', async () => {
     const path = newPath();
     const store = new SqliteCommandStore({ path });

@@ -26,5 +26,15 @@ export function resetFrame(oldestEventId: number): Buffer {
   return Buffer.from(`id: ${oldestEventId - 1}\nevent: reset\ndata: ${JSON.stringify({ oldestEventId })}\n\n`);
 }
 
+const CRLF = Buffer.from('\r\n');
+
+/**
+ * Bytes as one HTTP/1.1 chunk (`<hex length>\r\n<bytes>\r\n`): what Node's ServerResponse
+ * would send for them on a chunked response, built once and written to each socket as is.
+ */
+export function httpChunk(bytes: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`${bytes.length.toString(16)}\r\n`), bytes, CRLF]);
+}
+
 /** A comment line keeps proxies from closing an idle stream. */
 export const PING_FRAME = Buffer.from(': ping\n\n');

@@ -15,6 +15,8 @@ export interface LiveEntry {
 /** Consecutive entries whose frames sit back to back in one Buffer (the frames are views into it). */
 export interface LiveRun {
   readonly bytes: Buffer;
+  /** `bytes` as one HTTP/1.1 chunk, made by the first session that writes the run to its socket directly. */
+  chunk?: Buffer;
   /** The position after the run's last entry. */
   readonly end: number;
   readonly lastSeq: number;

@@ -1,9 +1,10 @@
 import { isTerminal, type Command } from '@agent-executor/common';
 import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyReply } from 'fastify';
 import type { StoredEvent } from '../store/store.js';
-import { eventFrame, PING_FRAME, resetFrame, unloggedFrame } from './frame.js';
-import type { LiveLog } from './hub.js';
+import { eventFrame, httpChunk, PING_FRAME, resetFrame, unloggedFrame } from './frame.js';
+import type { LiveLog, LiveRun } from './hub.js';
 
 /**
  * How much a live session hands its socket at a time. More than the socket's 16 KiB high-water
@@ -44,6 +45,8 @@ export class SseSession {
   private ending = false;
   private closed = false;
   private readonly raw: ServerResponse;
+  /** Kept: a response lets go of its socket when it ends, and the 'drain' listener must come off it. */
+  private readonly socket: Socket | null;
   private readonly closeListeners: Array<() => void> = [];
   private readonly drainWaiters: Array<() => void> = [];
 
@@ -53,10 +56,13 @@ export class SseSession {
     private readonly options: SessionOptions,
   ) {
     this.raw = reply.raw;
+    this.socket = reply.raw.socket;
     this.cursor = live.end;
     reply.sse.onClose(() => this.markClosed());
-    // One listener for the session's life, not one per blocked write.
+    // One listener for the session's life, not one per blocked write. The socket's own: a run
+    // written to it directly (writeRun) makes it, not the response, ask for 'drain'.
     this.raw.on('drain', this.onDrain);
+    this.socket?.on('drain', this.onDrain);
   }
 
   get isClosed(): boolean {
@@ -143,7 +149,7 @@ export class SseSession {
     for (let entry = this.live.at(this.cursor); entry && !this.ending && raw.writableLength < WRITE_AHEAD; entry = this.live.at(this.cursor)) {
       if (takesAll && entry.run && entry.event.seq > this.lastSeq) {
         // The whole run in one Buffer, shared with every client that takes every event.
-        this.write(entry.run.bytes);
+        this.writeRun(entry.run);
         this.cursor = entry.run.end;
         this.lastSeq = entry.run.lastSeq;
         continue;
@@ -168,6 +174,23 @@ export class SseSession {
 
   private write(frame: Buffer): void {
     if (!this.raw.write(frame)) this.blocked = true;
+  }
+
+  /**
+   * A run of live events, on a chunked response whose head is out and which holds nothing back:
+   * straight to the socket, as the one chunk ServerResponse would have made of it. For 10 000
+   * clients of one event this is one `write` each of a shared Buffer, where `raw.write` formats
+   * a chunk header and sends header, frame and CRLF through `writev`, per client.
+   */
+  private writeRun(run: LiveRun): void {
+    const raw = this.raw;
+    const socket = this.socket;
+    if (!socket || raw.socket !== socket || !raw.headersSent || !raw.chunkedEncoding || raw.writableEnded || raw.writableLength !== socket.writableLength) {
+      this.write(run.bytes);
+      return;
+    }
+    run.chunk ??= httpChunk(run.bytes);
+    if (!socket.write(run.chunk)) this.blocked = true;
   }
 
   private tooFarBehind(): boolean {
@@ -202,6 +225,7 @@ export class SseSession {
     if (this.closed) return;
     this.closed = true;
     this.raw.off('drain', this.onDrain);
+    this.socket?.off('drain', this.onDrain);
     this.resolveDrained();
     for (const listener of this.closeListeners.splice(0)) listener();
   }

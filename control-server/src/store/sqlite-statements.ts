@@ -20,6 +20,8 @@ export interface Statements {
   byId: Stmt<[string], CommandRow>;
   byIdempotencyKey: Stmt<[string], CommandRow>;
   claim: Stmt;
+  /** Whether a claim at this time would find a command (undefined: it would not). */
+  claimable: Stmt<[number], { found: number }>;
   release: Stmt;
   report: Stmt;
   heartbeat: Stmt;
@@ -80,6 +82,9 @@ export function prepareStatements(db: Database.Database): Statements {
                     WHERE status = 'PENDING' AND available_at <= @now
                     ORDER BY available_at, seq LIMIT @max)
       RETURNING *`),
+    claimable: db.prepare<[number], { found: number }>(
+      `SELECT 1 AS found FROM commands INDEXED BY commands_claim WHERE status = 'PENDING' AND available_at <= ? LIMIT 1`,
+    ),
     // available_at is left alone: the command keeps its place at the head of the queue.
     release: db.prepare(`UPDATE commands
       SET status = 'PENDING', lease_id = NULL, lease_expires_at = NULL, attempts = attempts - 1,

@@ -315,6 +315,11 @@ export class SqliteCommandStore implements CommandStore {
   }
 
   async claimEach(requests: readonly ClaimRequest[], leaseMs: number): Promise<ClaimedCommand[][]> {
+    // An idle fleet renews thousands of polls a minute against an empty queue: when no write is
+    // queued and nothing is claimable, answer without a write transaction (a ~1 µs read through
+    // the claim index instead of ~50 µs for an UPDATE … RETURNING that matches nothing, and its
+    // commit). With writes queued, the claim must run after them, in their transaction.
+    if (this.commits.idle && this.stmt.claimable.get(this.now()) === undefined) return requests.map(() => []);
     return this.write((log) => {
       const now = this.now();
       const answers: ClaimedCommand[][] = [];

@@ -1,7 +1,9 @@
 /**
- * SSE fan-out load: opens N clients on /events, then (on the bench's word) submits one command at a
- * time and times when each client receives its status event. Submit and arrival are timed by this
- * process's clock.
+ * SSE fan-out load: opens N clients on a server's /events; then, on each word of the bench,
+ * submits one command to that server and times when each client receives its status event. The
+ * bench runs one of these processes for the control server and one for the bare baseline
+ * (sse-baseline.ts), both connected at once, and alternates their rounds so both see the same
+ * machine. Submit and arrival are timed by this process's clock.
  *
  * node sse-clients.js --url URL --clients N
  */
@@ -17,6 +19,12 @@ const n = Number(values.clients);
 const now = () => performance.timeOrigin + performance.now();
 
 let clients: SseClient[] = [];
+const api = new Pool(url, { connections: 1 });
+const latencies: number[] = [];
+const firstClient: number[] = [];
+const lastClient: number[] = [];
+const submitRtt: number[] = [];
+let missed = 0;
 
 async function connect(): Promise<void> {
   const started = now();
@@ -24,50 +32,44 @@ async function connect(): Promise<void> {
   toBench({ type: 'connected', clients: clients.length, ms: now() - started });
 }
 
-/** One event per round: every client's arrival time minus the moment the submit was sent. */
-async function broadcast(events: number, gapMs: number, timeoutMs: number): Promise<void> {
-  const api = new Pool(url, { connections: 1 });
-  const latencies: number[] = [];
-  const firstClient: number[] = [];
-  const lastClient: number[] = [];
-  const submitRtt: number[] = [];
-  let missed = 0;
-  for (let round = 0; round < events; round++) {
-    const arrivals: number[] = [];
-    let t0 = 0;
-    const all = new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs);
-      for (const client of clients) {
-        let got = false;
-        client.onStatus = (at) => {
-          if (got) return;
-          got = true;
-          arrivals.push(at - t0);
-          if (arrivals.length === clients.length) {
-            clearTimeout(timer);
-            resolve();
-          }
-        };
-      }
-    });
-    t0 = now();
-    const res = await api.request({
-      method: 'POST',
-      path: '/commands',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ type: 'DELAY', payload: { ms: 0 } }),
-    });
-    await res.body.text();
-    submitRtt.push(now() - t0);
-    if (res.statusCode !== 201) throw new Error(`submit answered ${res.statusCode}`);
-    await all;
-    missed += clients.length - arrivals.length;
-    latencies.push(...arrivals);
-    firstClient.push(Math.min(...arrivals));
-    lastClient.push(Math.max(...arrivals));
-    await new Promise((r) => setTimeout(r, gapMs));
-  }
-  await api.close();
+/** One event: every client's arrival time minus the moment the submit was sent. */
+async function round(timeoutMs: number): Promise<void> {
+  const arrivals: number[] = [];
+  let t0 = 0;
+  const all = new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    for (const client of clients) {
+      let got = false;
+      client.onStatus = (at) => {
+        if (got) return;
+        got = true;
+        arrivals.push(at - t0);
+        if (arrivals.length === clients.length) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+    }
+  });
+  t0 = now();
+  const res = await api.request({
+    method: 'POST',
+    path: '/commands',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ type: 'DELAY', payload: { ms: 0 } }),
+  });
+  await res.body.text();
+  submitRtt.push(now() - t0);
+  if (res.statusCode !== 201) throw new Error(`submit answered ${res.statusCode}`);
+  await all;
+  missed += clients.length - arrivals.length;
+  for (const arrival of arrivals) latencies.push(arrival);
+  firstClient.push(Math.min(...arrivals));
+  lastClient.push(Math.max(...arrivals));
+  toBench({ type: 'round' });
+}
+
+function report(): void {
   toBench({
     type: 'delivered',
     latency: distribution(latencies),
@@ -80,9 +82,8 @@ async function broadcast(events: number, gapMs: number, timeoutMs: number): Prom
 }
 
 process.on('message', (message: WorkerMessage) => {
-  if (message.type === 'broadcast') {
-    broadcast(Number(message.events), Number(message.gapMs), Number(message.timeoutMs)).catch(workerFailed);
-  }
+  if (message.type === 'round') round(Number(message.timeoutMs)).catch(workerFailed);
+  if (message.type === 'report') report();
 });
 process.on('disconnect', () => process.exit(0));
 connect().catch(workerFailed);
