@@ -1,27 +1,31 @@
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { v7 as uuidv7 } from 'uuid';
-import {
-  DEFAULT_HTTP_TIMEOUT_MS,
-  DEFAULT_MAX_ATTEMPTS,
-  DELAY_TIMEOUT_MARGIN_MS,
-  type ClaimedCommand,
-  type Command,
-  type CommandStatus,
-  type HeartbeatBody,
-  type HeartbeatResponse,
-  type ResultBody,
-  type SubmitBody,
+import type {
+  ClaimedCommand,
+  Command,
+  CommandStatus,
+  HeartbeatBody,
+  HeartbeatResponse,
+  ResultBody,
+  SubmitBody,
 } from '@agent-executor/common';
 import { Conflict, NotFound, UnprocessableEntity } from '../errors.js';
-import { retryBackoffMs } from './backoff.js';
 import { GroupCommit } from '@agent-executor/common/group-commit';
 import { migrateSqlite } from './migrate-sqlite.js';
-import { prepareStatements, type EventRow, type Statements } from './sqlite-statements.js';
-import { rowToCommand, withLease, type CommandRow } from './sqlite-rows.js';
+import { prepareStatements, type Statements } from './sqlite-statements.js';
+import { rowToCommand, withLease, type CommandRow } from './command-rows.js';
+import { buildEvent, isAvailable, toStoredEvent } from './event-log.js';
+import {
+  expiryOutcome,
+  hashJson,
+  holdsLease,
+  newCommandRow,
+  reportConflictMessage,
+  reportedRow,
+  reportHash,
+} from './transitions.js';
 import type {
   ClaimRequest,
   CommandStore,
@@ -116,14 +120,13 @@ export class SqliteCommandStore implements CommandStore {
       const logged: StoredEvent[] = [];
       /** Appends the change to the event log and answers the command as it now is. */
       const log = (transition: Transition, row: CommandRow): Command => {
-        const command = rowToCommand(row);
-        const data = JSON.stringify(command);
-        const kind = transition === 'progress' ? 'progress' : 'status';
-        const createdAt = this.now();
-        if (row.status === 'PENDING' && row.available_at <= createdAt) this.workStaged = true;
-        const seq = Number(this.stmt.insertEvent.run(row.id, kind, transition, data, createdAt).lastInsertRowid);
-        logged.push({ seq, kind, transition, command, data, createdAt });
-        return command;
+        const { commandId, ...event } = buildEvent(transition, row, this.now());
+        if (isAvailable(row, event.createdAt)) this.workStaged = true;
+        const seq = Number(
+          this.stmt.insertEvent.run(commandId, event.kind, transition, event.data, event.createdAt).lastInsertRowid,
+        );
+        logged.push({ seq, ...event });
+        return event.command;
       };
       return { value: change(log), events: logged };
     });
@@ -139,34 +142,7 @@ export class SqliteCommandStore implements CommandStore {
   }
 
   private insertCommand(body: SubmitBody, idempotencyKey: string | null, requestHash: string | null): CommandRow {
-    const now = this.now();
-    const row: CommandRow = {
-      seq: 0,
-      // Time-ordered (UUIDv7): new ids land at the end of the id indexes of both tables instead of
-      // at random places in them, which made each insert cost twice as much (BENCHMARKS.md).
-      id: uuidv7(),
-      type: body.type,
-      payload: JSON.stringify(body.payload),
-      status: 'PENDING',
-      result: null,
-      error: null,
-      agent_id: null,
-      lease_id: null,
-      lease_expires_at: null,
-      attempts: 0,
-      max_attempts: body.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
-      timeout_ms: body.timeoutMs ?? defaultTimeoutMs(body),
-      available_at: now,
-      cancel_requested: 0,
-      progress: null,
-      created_at: now,
-      updated_at: now,
-      started_at: null,
-      finished_at: null,
-      idempotency_key: idempotencyKey,
-      request_hash: requestHash,
-      report_hash: null,
-    };
+    const row = newCommandRow(body, this.now(), idempotencyKey, requestHash);
     row.seq = Number(this.stmt.insert.run(row).lastInsertRowid);
     return row;
   }
@@ -270,38 +246,13 @@ export class SqliteCommandStore implements CommandStore {
   }
 
   async report(id: string, body: ResultBody): Promise<ReportOutcome> {
-    const reportHash = hashJson([
-      body.agentId,
-      body.leaseId ?? null,
-      body.status ?? null,
-      body.result ?? null,
-      body.error ?? null,
-      body.retryable ?? null,
-    ]);
+    const hash = reportHash(body);
     return this.write((log) => {
       const current = this.row(id);
-      if (current.report_hash === reportHash) return { command: rowToCommand(current), replayed: true };
+      if (current.report_hash === hash) return { command: rowToCommand(current), replayed: true };
+      if (!holdsLease(current, body)) throw new Conflict(reportConflictMessage(current, body.agentId));
+      const row = reportedRow(current, body, hash, this.now(), this.random);
       const leaseId = body.leaseId ?? current.lease_id;
-      if (current.lease_id === null || leaseId !== current.lease_id || current.agent_id !== body.agentId) {
-        throw new Conflict(reportConflictMessage(current, body.agentId));
-      }
-      const now = this.now();
-      const failed = body.status === 'FAILED';
-      const canRetry = failed && body.retryable === true && current.cancel_requested === 0 && current.attempts < current.max_attempts;
-      const status: CommandStatus = !failed ? 'COMPLETED' : canRetry ? 'PENDING' : 'FAILED';
-      const row: CommandRow = {
-        ...current,
-        status,
-        result: body.result === undefined ? null : JSON.stringify(body.result),
-        error: failed ? (body.error ?? 'failed') : null,
-        available_at: canRetry ? now + retryBackoffMs(current.attempts, this.random) : current.available_at,
-        finished_at: status === 'PENDING' ? null : now,
-        lease_id: null,
-        lease_expires_at: null,
-        cancel_requested: status === 'PENDING' ? current.cancel_requested : 0,
-        report_hash: reportHash,
-        updated_at: now,
-      };
       const { changes } = this.stmt.report.run({ ...row, agentId: body.agentId, leaseId });
       if (changes !== 1) throw new Conflict(reportConflictMessage(current, body.agentId));
       return { command: log('report', row), replayed: false };
@@ -358,19 +309,10 @@ export class SqliteCommandStore implements CommandStore {
       const now = this.now();
       const changed: Command[] = [];
       for (const expired of this.stmt.expired.all(now)) {
-        const canceled = expired.cancel_requested === 1;
-        const retry = !canceled && expired.attempts < expired.max_attempts;
-        const row = this.stmt.expire.get({
-          id: expired.id,
-          leaseId: expired.lease_id,
-          status: retry ? 'PENDING' : 'FAILED',
-          error: canceled ? 'canceled' : 'lease expired',
-          availableAt: retry ? now + retryBackoffMs(expired.attempts, this.random) : expired.available_at,
-          finishedAt: retry ? null : now,
-          // The holder may still report late, unless the command was canceled.
-          keepLeaseId: canceled ? null : expired.lease_id,
-          now,
-        }) as CommandRow | undefined;
+        const outcome = expiryOutcome(expired, now, this.random);
+        const row = this.stmt.expire.get({ id: expired.id, leaseId: expired.lease_id, ...outcome, now }) as
+          | CommandRow
+          | undefined;
         if (!row) continue;
         changed.push(log('expire', row));
       }
@@ -420,35 +362,4 @@ export class SqliteCommandStore implements CommandStore {
     this.commits.flush();
     this.db.close();
   }
-}
-
-function toStoredEvent(row: EventRow): StoredEvent {
-  return {
-    seq: row.seq,
-    kind: row.kind,
-    transition: row.transition,
-    command: JSON.parse(row.data) as Command,
-    data: row.data,
-    createdAt: row.created_at,
-  };
-}
-
-function defaultTimeoutMs(body: SubmitBody): number {
-  return body.type === 'DELAY' ? body.payload.ms + DELAY_TIMEOUT_MARGIN_MS : DEFAULT_HTTP_TIMEOUT_MS;
-}
-
-/** Stable hash of a JSON value: object keys sorted, so key order does not change it. */
-function hashJson(value: unknown): string {
-  return createHash('sha256').update(JSON.stringify(value, sortKeys)).digest('hex');
-}
-
-function sortKeys(_key: string, value: unknown): unknown {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
-  return Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-}
-
-function reportConflictMessage(row: CommandRow, agentId: string): string {
-  if (row.status === 'COMPLETED' || row.status === 'FAILED') return `command ${row.id} is already ${row.status}`;
-  if (row.agent_id !== agentId) return `command ${row.id} is leased to another agent`;
-  return `the lease of ${agentId} on command ${row.id} has ended`;
 }
