@@ -1,0 +1,185 @@
+/**
+ * Group commit for the PostgreSQL store: the writes that queue while one transaction commits run
+ * together in the next one, on one connection, and share its commit (one WAL flush) and its one
+ * turn at the event counter. `await run()` means committed.
+ *
+ * One batch at a time per replica: the event counter serialises committing writers anyway (it
+ * gives event ids in commit order), so parallel transactions of one replica would only queue on
+ * it; batching instead makes each turn at the counter carry many writes.
+ *
+ * A write that finds its precondition gone throws an HttpError (409, 404) without an SQL error,
+ * so the transaction goes on for the others. An SQL error aborts the whole transaction: then each
+ * write of the batch runs again alone, so one bad write cannot fail the others. A failure while
+ * committing leaves the outcome unknown, and every write of the batch is told so.
+ */
+import type pg from 'pg';
+import type { Command } from '@agent-executor/common';
+import { HttpError } from '../errors.js';
+import type { CommandRow } from './command-rows.js';
+import { buildEvent, isAvailable, type NewEvent } from './event-log.js';
+import { sql, type Statement } from './postgres-statements.js';
+import type { StoredEvent, Transition } from './store.js';
+
+export interface Tx {
+  query<R extends pg.QueryResultRow = CommandRow>(statement: Statement, values: unknown[]): Promise<pg.QueryResult<R>>;
+  /** Logs the change (its event commits with it) and answers the command as it now is. */
+  log(transition: Transition, row: CommandRow): Command;
+}
+
+export type Write<T> = (tx: Tx) => Promise<T>;
+
+export interface Committed {
+  events: StoredEvent[];
+  /** A write left a command PENDING and claimable. */
+  available: boolean;
+}
+
+interface Queued {
+  write: Write<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (reason: unknown) => void;
+}
+
+type Outcome = { ok: true; value: unknown; events: NewEvent[]; available: boolean } | { ok: false; error: unknown };
+
+/** Writes per transaction, at most: bounds how long one commit holds the counter. */
+const MAX_BATCH = 256;
+
+export class PgGroupCommit {
+  private queue: Queued[] = [];
+  private draining: Promise<void> | undefined;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly options: {
+      replica: string;
+      now: () => number;
+      /** Runs after each commit, before the writes' callers hear back. */
+      afterCommit: (committed: Committed) => Promise<void>;
+    },
+  ) {}
+
+  run<T>(write: Write<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ write: write as Write<unknown>, resolve: resolve as (value: unknown) => void, reject });
+      this.draining ??= this.drain();
+    });
+  }
+
+  /** Resolves once every queued write has been committed or refused. */
+  async flush(): Promise<void> {
+    while (this.draining) await this.draining;
+  }
+
+  private async drain(): Promise<void> {
+    // One turn first, so the writes queued in this turn of the event loop share the first commit.
+    await new Promise((resolve) => setImmediate(resolve));
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, MAX_BATCH);
+        await this.commitBatch(batch);
+      }
+    } finally {
+      // In the same turn as the loop's last look at the queue: a write queued after it starts a
+      // new drain, none is left behind.
+      this.draining = undefined;
+    }
+  }
+
+  private async commitBatch(batch: Queued[]): Promise<void> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (error) {
+      for (const { reject } of batch) reject(error);
+      return;
+    }
+    let outcomes: Outcome[] | undefined;
+    let committed: Committed | undefined;
+    let failure: { error: unknown; retryAlone: boolean } | undefined;
+    try {
+      ({ outcomes, committed } = await this.transaction(client, batch));
+    } catch (error) {
+      failure = error instanceof CommitFailed ? { error: error.cause, retryAlone: false } : { error, retryAlone: true };
+      // A connection that failed mid-transaction is not given back to the pool for reuse.
+      client.release(error instanceof Error ? error : true);
+    }
+    if (failure === undefined) client.release();
+    if (failure) {
+      if (failure.retryAlone && batch.length > 1) {
+        for (const queued of batch) await this.commitBatch([queued]);
+      } else {
+        for (const { reject } of batch) reject(failure.error);
+      }
+      return;
+    }
+    if (committed) await this.options.afterCommit(committed);
+    batch.forEach(({ resolve, reject }, i) => {
+      const outcome = outcomes?.[i];
+      if (outcome?.ok) resolve(outcome.value);
+      else reject(outcome?.error);
+    });
+  }
+
+  private async transaction(client: pg.PoolClient, batch: Queued[]): Promise<{ outcomes: Outcome[]; committed: Committed }> {
+    await client.query('BEGIN');
+    const outcomes: Outcome[] = [];
+    for (const { write } of batch) {
+      const events: NewEvent[] = [];
+      let available = false;
+      const tx: Tx = {
+        query: (statement, values) => client.query({ name: statement.name, text: statement.text, values }),
+        log: (transition, row) => {
+          const event = buildEvent(transition, row, this.options.now());
+          if (isAvailable(row, event.createdAt)) available = true;
+          events.push(event);
+          return event.command;
+        },
+      };
+      try {
+        const value = await write(tx);
+        outcomes.push({ ok: true, value, events, available });
+      } catch (error) {
+        // A refused precondition changed nothing and left the transaction usable; anything else
+        // (an SQL error) aborted it: undo the batch.
+        if (!(error instanceof HttpError)) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw error;
+        }
+        outcomes.push({ ok: false, error });
+      }
+    }
+    const logged = outcomes.flatMap((o) => (o.ok ? o.events : []));
+    const available = outcomes.some((o) => o.ok && o.available);
+    const events: StoredEvent[] = [];
+    if (logged.length > 0) {
+      const { rows } = await client.query<{ last_seq: number }>({
+        ...sql.logEvents,
+        values: [
+          logged.map((e) => e.commandId),
+          logged.map((e) => e.kind),
+          logged.map((e) => e.transition),
+          logged.map((e) => e.data),
+          logged.map((e) => e.createdAt),
+          this.options.replica,
+          available ? '1' : '0',
+        ],
+      });
+      const first = rows[0]!.last_seq - logged.length + 1;
+      logged.forEach(({ commandId: _, ...event }, i) => events.push({ seq: first + i, ...event }));
+    }
+    try {
+      await client.query('COMMIT');
+    } catch (error) {
+      throw new CommitFailed(error);
+    }
+    return { outcomes, committed: { events, available } };
+  }
+}
+
+/** COMMIT itself failed: whether the batch is stored is unknown, so it must not run again. */
+class CommitFailed extends Error {
+  constructor(cause: unknown) {
+    super('commit failed', { cause });
+  }
+}

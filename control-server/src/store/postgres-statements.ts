@@ -1,0 +1,152 @@
+/**
+ * Every statement of the PostgreSQL store, as named (prepared) statements: node-postgres parses
+ * and plans each once per connection. As in sqlite-statements.ts each transition is one guarded
+ * statement: its WHERE states the precondition, and zero rows changed means the command was no
+ * longer in the state the caller expected.
+ */
+export interface Statement {
+  name: string;
+  text: string;
+}
+
+const statement = (name: string, text: string): Statement => ({ name: `ae_${name}`, text });
+
+/** The channel of LISTEN/NOTIFY: one notification per committed write that logged events. */
+export const CHANNEL = 'agent_executor';
+
+const COMMAND_COLUMNS = 'id, type, payload, status, attempts, max_attempts, timeout_ms, available_at, created_at, updated_at, idempotency_key, request_hash';
+
+export const sql = {
+  // ON CONFLICT DO NOTHING: a submit racing another with the same key (on any replica) waits for
+  // it, then inserts nothing; the caller then reads the command the other one stored.
+  insert: statement(
+    'insert',
+    `INSERT INTO commands (${COMMAND_COLUMNS})
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11)
+     ON CONFLICT (idempotency_key) DO NOTHING
+     RETURNING seq`,
+  ),
+  byId: statement('by_id', 'SELECT * FROM commands WHERE id = $1'),
+  /** The current row, locked until the transaction ends: what report/cancel/retry decide from. */
+  byIdForUpdate: statement('by_id_for_update', 'SELECT * FROM commands WHERE id = $1 FOR UPDATE'),
+  byIdempotencyKey: statement('by_idempotency_key', 'SELECT * FROM commands WHERE idempotency_key = $1'),
+  // One statement picks and leases. SKIP LOCKED: claims on other connections and replicas pass
+  // over rows another claim holds instead of queueing behind it, and never take the same row.
+  claim: statement(
+    'claim',
+    `WITH picked AS (
+       SELECT seq FROM commands
+       WHERE status = 'PENDING' AND available_at <= $3
+       ORDER BY available_at, seq LIMIT $4
+       FOR UPDATE SKIP LOCKED)
+     UPDATE commands c
+     SET status = 'RUNNING', agent_id = $1, lease_id = replace(gen_random_uuid()::text, '-', ''),
+         lease_expires_at = $2, attempts = c.attempts + 1, started_at = $3, finished_at = NULL,
+         progress = NULL, report_hash = NULL, updated_at = $3
+     FROM picked WHERE c.seq = picked.seq
+     RETURNING c.*`,
+  ),
+  // available_at is left alone: the command keeps its place at the head of the queue.
+  release: statement(
+    'release',
+    `UPDATE commands
+     SET status = 'PENDING', lease_id = NULL, lease_expires_at = NULL, attempts = attempts - 1,
+         started_at = NULL, updated_at = $3
+     WHERE id = $1 AND status = 'RUNNING' AND lease_id = $2
+     RETURNING *`,
+  ),
+  report: statement(
+    'report',
+    `UPDATE commands
+     SET status = $4, result = $5, error = $6, available_at = $7, finished_at = $8, lease_id = NULL,
+         lease_expires_at = NULL, cancel_requested = $9, report_hash = $10, updated_at = $11
+     WHERE id = $1 AND agent_id = $2 AND lease_id = $3 AND status <> 'COMPLETED'`,
+  ),
+  heartbeat: statement(
+    'heartbeat',
+    `UPDATE commands
+     SET lease_expires_at = $4, progress = coalesce($5, progress), updated_at = $6
+     WHERE id = $1 AND status = 'RUNNING' AND agent_id = $2 AND lease_id = $3
+     RETURNING *`,
+  ),
+  cancelPending: statement(
+    'cancel_pending',
+    `UPDATE commands
+     SET status = 'FAILED', error = 'canceled', lease_id = NULL, finished_at = $2, updated_at = $2
+     WHERE id = $1 AND status = 'PENDING'
+     RETURNING *`,
+  ),
+  cancelRunning: statement(
+    'cancel_running',
+    `UPDATE commands
+     SET cancel_requested = 1, updated_at = $2
+     WHERE id = $1 AND status = 'RUNNING' AND cancel_requested = 0
+     RETURNING *`,
+  ),
+  retry: statement(
+    'retry',
+    `UPDATE commands
+     SET status = 'PENDING', attempts = 0, result = NULL, error = NULL, agent_id = NULL, lease_id = NULL,
+         cancel_requested = 0, progress = NULL, started_at = NULL, finished_at = NULL,
+         report_hash = NULL, available_at = $2, updated_at = $2
+     WHERE id = $1 AND status = 'FAILED'
+     RETURNING *`,
+  ),
+  // SKIP LOCKED: reapers of every replica may run at once; each expires the rows it locked and
+  // passes over the others' instead of doing them twice.
+  expired: statement(
+    'expired',
+    `SELECT * FROM commands WHERE status = 'RUNNING' AND lease_expires_at <= $1
+     ORDER BY lease_expires_at LIMIT 1000 FOR UPDATE SKIP LOCKED`,
+  ),
+  expire: statement(
+    'expire',
+    `UPDATE commands
+     SET status = $3, error = $4, available_at = $5, finished_at = $6, lease_id = $7,
+         lease_expires_at = NULL, updated_at = $8
+     WHERE id = $1 AND status = 'RUNNING' AND lease_id = $2 AND lease_expires_at <= $8
+     RETURNING *`,
+  ),
+  nextLeaseExpiry: statement('next_lease_expiry', `SELECT min(lease_expires_at) AS at FROM commands WHERE status = 'RUNNING'`),
+  nextAvailable: statement(
+    'next_available',
+    `SELECT min(available_at) AS at FROM commands WHERE status = 'PENDING' AND available_at > $1`,
+  ),
+  // The events of one transaction, logged last: the counter row is taken here and held until the
+  // commit, so event ids are in commit order (see migrations/postgres/001_commands.sql). The
+  // notification is sent at commit; it carries the last id, never the commands (NOTIFY payloads
+  // are limited to 8000 bytes): listeners read the log up to it.
+  logEvents: statement(
+    'log_events',
+    `WITH counter AS (
+       UPDATE event_counter SET last_seq = last_seq + cardinality($1::text[]) RETURNING last_seq),
+     logged AS (
+       INSERT INTO events (seq, command_id, kind, transition, data, created_at)
+       SELECT counter.last_seq - cardinality($1::text[]) + e.ord, e.command_id, e.kind, e.transition, e.data, e.created_at
+       FROM counter, unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+            WITH ORDINALITY AS e(command_id, kind, transition, data, created_at, ord))
+     SELECT last_seq, pg_notify('${CHANNEL}', $6 || ' ' || last_seq || ' ' || $7) FROM counter`,
+  ),
+  eventsSince: statement(
+    'events_since',
+    'SELECT seq, kind, transition, data, created_at FROM events WHERE seq > $1 ORDER BY seq LIMIT $2',
+  ),
+  eventsSinceForCommand: statement(
+    'events_since_for_command',
+    'SELECT seq, kind, transition, data, created_at FROM events WHERE command_id = $1 AND seq > $2 ORDER BY seq LIMIT $3',
+  ),
+  lastEventFor: statement(
+    'last_event_for',
+    'SELECT seq, kind, transition, data, created_at FROM events WHERE command_id = $1 ORDER BY seq DESC LIMIT 1',
+  ),
+  lastEventSeq: statement('last_event_seq', 'SELECT last_seq AS seq FROM event_counter'),
+  // SKIP LOCKED: replicas pruning at once delete different rows instead of waiting on each other.
+  pruneEvents: statement(
+    'prune_events',
+    `DELETE FROM events WHERE seq IN (
+       SELECT seq FROM events WHERE seq <= (SELECT last_seq FROM event_counter) - $1 AND created_at < $2
+       ORDER BY seq LIMIT 10000 FOR UPDATE SKIP LOCKED)`,
+  ),
+  countByStatus: statement('count_by_status', 'SELECT status, count(*)::integer AS n FROM commands GROUP BY status'),
+  ping: statement('ping', 'SELECT 1'),
+};
