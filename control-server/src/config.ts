@@ -27,7 +27,16 @@ const Env = z.object({
   SQLITE_SYNCHRONOUS: z
     .preprocess((value) => (typeof value === 'string' ? value.toUpperCase() : value), z.enum(['FULL', 'NORMAL']))
     .default('FULL'),
-  DATABASE_URL: z.preprocess(unsetIfEmpty, z.string().optional()),
+  /** Set: PostgreSQL instead of SQLite (DB_PATH and SQLITE_SYNCHRONOUS are then unused). */
+  DATABASE_URL: z.preprocess(
+    unsetIfEmpty,
+    z
+      .string()
+      .regex(/^postgres(ql)?:\/\/\S+$/, 'expected a PostgreSQL URL: postgres://user:password@host:5432/database')
+      .optional(),
+  ),
+  /** Connections of the PostgreSQL pool, per replica (one more listens for notifications). */
+  PG_POOL_SIZE: int(1, 1000).default(10),
 });
 
 export interface ServerConfig {
@@ -43,6 +52,7 @@ export interface ServerConfig {
   ssePingMs: number;
   sseMaxQueued: number;
   databaseUrl: string | undefined;
+  pgPoolSize: number;
 }
 
 export class ConfigError extends Error {}
@@ -57,9 +67,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
-  if (e.DATABASE_URL !== undefined) {
-    throw new ConfigError('invalid configuration:\n  DATABASE_URL: the PostgreSQL store is not available yet; unset it to use SQLite');
-  }
   const origins = e.CORS_ORIGIN.split(',').map((o) => o.trim()).filter(Boolean);
   return {
     port: e.PORT,
@@ -74,5 +81,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     ssePingMs: e.SSE_PING_MS,
     sseMaxQueued: e.SSE_MAX_QUEUED,
     databaseUrl: e.DATABASE_URL,
+    pgPoolSize: e.PG_POOL_SIZE,
   };
 }

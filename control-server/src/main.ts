@@ -1,6 +1,8 @@
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
+import { PostgresCommandStore } from './store/postgres.js';
 import { SqliteCommandStore } from './store/sqlite.js';
+import type { CommandStore } from './store/store.js';
 
 let config;
 try {
@@ -11,7 +13,20 @@ try {
   process.exit(1);
 }
 
-const store = new SqliteCommandStore({ path: config.dbPath, synchronous: config.sqliteSynchronous });
+let store: CommandStore;
+try {
+  store =
+    config.databaseUrl === undefined
+      ? new SqliteCommandStore({ path: config.dbPath, synchronous: config.sqliteSynchronous })
+      : await PostgresCommandStore.open({
+          connectionString: config.databaseUrl,
+          poolSize: config.pgPoolSize,
+          onError: (err, what) => console.error(JSON.stringify({ level: 50, time: new Date().toISOString(), msg: what, err: String(err) })),
+        });
+} catch (err) {
+  console.error(`control-server: could not open the database: ${String(err)}`);
+  process.exit(1);
+}
 const app = await buildApp(config, store);
 
 let closing = false;
@@ -33,10 +48,11 @@ process.once('SIGINT', () => void shutdown('SIGINT'));
 
 try {
   await app.listen({ port: config.port, host: config.host });
-  app.log.info(
-    { dbPath: config.dbPath, sqliteSynchronous: config.sqliteSynchronous, leaseMs: config.leaseMs },
-    'control server ready',
-  );
+  const database =
+    config.databaseUrl === undefined
+      ? { dbPath: config.dbPath, sqliteSynchronous: config.sqliteSynchronous }
+      : { database: 'postgres', databaseUrl: config.databaseUrl.replace(/\/\/[^@/]*@/, '//[credentials]@') };
+  app.log.info({ ...database, leaseMs: config.leaseMs }, 'control server ready');
 } catch (err) {
   app.log.error({ err }, 'could not start');
   await store.close();
