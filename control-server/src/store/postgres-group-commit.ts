@@ -22,6 +22,11 @@ import type { StoredEvent, Transition } from './store.js';
 
 export interface Tx {
   query<R extends pg.QueryResultRow = CommandRow>(statement: Statement, values: unknown[]): Promise<pg.QueryResult<R>>;
+  /**
+   * Stores a new command (no Idempotency-Key) with the other inserts of the transaction, in one
+   * statement sent before the next query or the commit. Its `seq` stays unknown (0).
+   */
+  insertLater(row: CommandRow): void;
   /** Logs the change (its event commits with it) and answers the command as it now is. */
   log(transition: Transition, row: CommandRow): Command;
 }
@@ -124,11 +129,33 @@ export class PgGroupCommit {
   private async transaction(client: pg.PoolClient, batch: Queued[]): Promise<{ outcomes: Outcome[]; committed: Committed }> {
     await client.query('BEGIN');
     const outcomes: Outcome[] = [];
+    let inserts: CommandRow[] = [];
+    const flushInserts = async () => {
+      if (inserts.length === 0) return;
+      const rows = inserts;
+      inserts = [];
+      await client.query({
+        ...sql.insertMany,
+        values: [
+          rows.map((r) => r.id),
+          rows.map((r) => r.type),
+          rows.map((r) => r.payload),
+          rows.map((r) => r.max_attempts),
+          rows.map((r) => r.timeout_ms),
+          rows.map((r) => r.available_at),
+          rows.map((r) => r.created_at),
+        ],
+      });
+    };
     for (const { write } of batch) {
       const events: NewEvent[] = [];
       let available = false;
       const tx: Tx = {
-        query: (statement, values) => client.query({ name: statement.name, text: statement.text, values }),
+        query: async (statement, values) => {
+          await flushInserts();
+          return client.query({ name: statement.name, text: statement.text, values });
+        },
+        insertLater: (row) => inserts.push(row),
         log: (transition, row) => {
           const event = buildEvent(transition, row, this.options.now());
           if (isAvailable(row, event.createdAt)) available = true;
@@ -149,6 +176,7 @@ export class PgGroupCommit {
         outcomes.push({ ok: false, error });
       }
     }
+    await flushInserts();
     const logged = outcomes.flatMap((o) => (o.ok ? o.events : []));
     const available = outcomes.some((o) => o.ok && o.available);
     const events: StoredEvent[] = [];

@@ -26,24 +26,39 @@ export const sql = {
      ON CONFLICT (idempotency_key) DO NOTHING
      RETURNING seq`,
   ),
+  // The submits of one transaction without an Idempotency-Key, in one statement (one round trip
+  // instead of one each); seq follows their order.
+  insertMany: statement(
+    'insert_many',
+    `INSERT INTO commands (${COMMAND_COLUMNS})
+     SELECT r.id, r.type, r.payload, 'PENDING', 0, r.max_attempts, r.timeout_ms, r.available_at, r.created_at,
+            r.created_at, NULL, NULL
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::integer[], $6::bigint[], $7::bigint[])
+          WITH ORDINALITY AS r(id, type, payload, max_attempts, timeout_ms, available_at, created_at, ord)
+     ORDER BY r.ord`,
+  ),
   byId: statement('by_id', 'SELECT * FROM commands WHERE id = $1'),
   /** The current row, locked until the transaction ends: what report/cancel/retry decide from. */
   byIdForUpdate: statement('by_id_for_update', 'SELECT * FROM commands WHERE id = $1 FOR UPDATE'),
   byIdempotencyKey: statement('by_idempotency_key', 'SELECT * FROM commands WHERE idempotency_key = $1'),
-  // One statement picks and leases. SKIP LOCKED: claims on other connections and replicas pass
-  // over rows another claim holds instead of queueing behind it, and never take the same row.
+  // One statement picks and leases, for several agents at once: $1 holds one agent id per command
+  // wanted, in the order of the requests; the n-th command in claim order goes to the n-th slot.
+  // SKIP LOCKED: claims on other connections and replicas pass over rows another claim holds
+  // instead of queueing behind it, and never take the same row.
   claim: statement(
     'claim',
     `WITH picked AS (
-       SELECT seq FROM commands
-       WHERE status = 'PENDING' AND available_at <= $3
-       ORDER BY available_at, seq LIMIT $4
-       FOR UPDATE SKIP LOCKED)
+       SELECT seq, row_number() OVER (ORDER BY available_at, seq) AS slot
+       FROM (SELECT seq, available_at FROM commands
+             WHERE status = 'PENDING' AND available_at <= $3
+             ORDER BY available_at, seq LIMIT cardinality($1::text[])
+             FOR UPDATE SKIP LOCKED) AS available),
+     slots AS (SELECT agent_id, slot FROM unnest($1::text[]) WITH ORDINALITY AS s(agent_id, slot))
      UPDATE commands c
-     SET status = 'RUNNING', agent_id = $1, lease_id = replace(gen_random_uuid()::text, '-', ''),
+     SET status = 'RUNNING', agent_id = slots.agent_id, lease_id = replace(gen_random_uuid()::text, '-', ''),
          lease_expires_at = $2, attempts = c.attempts + 1, started_at = $3, finished_at = NULL,
          progress = NULL, report_hash = NULL, updated_at = $3
-     FROM picked WHERE c.seq = picked.seq
+     FROM picked JOIN slots USING (slot) WHERE c.seq = picked.seq
      RETURNING c.*`,
   ),
   // available_at is left alone: the command keeps its place at the head of the queue.
