@@ -8,7 +8,7 @@
 import { createHook } from 'node:async_hooks';
 import { afterAll, afterEach, beforeAll, beforeEach, expect } from 'vitest';
 import type { Command } from '@agent-executor/common';
-import { buildApp, loadConfig, SqliteCommandStore, type App } from '../src/app.js';
+import { buildApp, loadConfig, SqliteCommandStore, type App, type CommandStore } from '../src/app.js';
 import { tempDir } from '../../test-support/processes.js';
 
 /** A clock the test moves by hand, for the store's time-based logic (leases, backoff). */
@@ -32,8 +32,24 @@ export interface BuildOptions {
 
 export interface TestApp {
   app: App;
-  store: SqliteCommandStore;
+  store: CommandStore;
   dbPath: string;
+}
+
+/** Opens the store of a test app: SQLite at `dbPath`, unless the file chose another store. */
+export type TestStoreFactory = (dbPath: string, options: { now?: () => number; random?: () => number }) => Promise<CommandStore>;
+let openStore: TestStoreFactory = async (dbPath, options) => new SqliteCommandStore({ path: dbPath, ...options });
+let kind: 'sqlite' | 'postgres' = 'sqlite';
+
+/** Runs the file's apps on another store (the route suites run on PostgreSQL this way too). */
+export function setTestStore(storeKind: 'postgres', factory: TestStoreFactory): void {
+  kind = storeKind;
+  openStore = factory;
+}
+
+/** The store the file's apps run on. */
+export function testStoreKind(): 'sqlite' | 'postgres' {
+  return kind;
 }
 
 /**
@@ -116,8 +132,7 @@ export function useApp({ scope = 'each' }: { scope?: 'each' | 'all' } = {}): {
       if (!dir) throw new Error('useApp().build is for use inside a test');
       const dbPath = `${dir.path}/commands-${built.length}.db`;
       const config = loadConfig({ LOG_LEVEL: 'silent', DB_PATH: dbPath, ...options.env });
-      const store = new SqliteCommandStore({
-        path: dbPath,
+      const store = await openStore(dbPath, {
         ...(options.now ? { now: options.now } : {}),
         ...(options.random ? { random: options.random } : {}),
       });
@@ -167,7 +182,7 @@ export async function submit(app: App, body: unknown = delay(10), headers: Recor
   return res.json<Command>();
 }
 
-export async function countCommands(store: SqliteCommandStore): Promise<number> {
+export async function countCommands(store: CommandStore): Promise<number> {
   const counts = await store.countByStatus();
   return Object.values(counts).reduce((a, b) => a + b, 0);
 }
