@@ -10,7 +10,12 @@ const int = (min: number, max: number) => z.coerce.number().int().min(min).max(m
 const bool = z.enum(['true', 'false']).default('false').transform((v) => v === 'true');
 
 const Env = z.object({
-  SERVER_URL: z.url({ protocol: /^https?$/, message: 'must be an http(s) URL' }).default('http://localhost:3000'),
+  /** One URL, or several comma-separated (replicas of one queue): the agent fails over between them. */
+  SERVER_URL: z
+    .string()
+    .default('http://localhost:3000')
+    .transform((list) => list.split(',').map((url) => url.trim()).filter((url) => url !== ''))
+    .pipe(z.array(z.url({ protocol: /^https?$/, message: 'must be an http(s) URL' })).min(1, 'name at least one URL')),
   POLL_INTERVAL: int(10, 3_600_000).default(2000),
   LONG_POLL_WAIT: int(0, MAX_LONG_POLL_WAIT_S).default(25),
   AGENT_ID: AgentId.optional(),
@@ -26,7 +31,8 @@ const Env = z.object({
 });
 
 export interface AgentConfig {
-  serverUrl: string;
+  /** The server's replicas; the agent talks to one at a time and moves on when it fails. */
+  serverUrls: string[];
   pollIntervalMs: number;
   longPollWaitS: number;
   agentId: string | undefined;
@@ -46,12 +52,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
   // An empty variable counts as unset, so `POLL_INTERVAL=` means "the default", not 0.
   const parsed = Env.safeParse(Object.fromEntries(Object.entries(env).filter(([, value]) => value !== '')));
   if (!parsed.success) {
-    const lines = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
+    // `SERVER_URL: URL 2 of the list: …` rather than `SERVER_URL.1: …`: the line starts with the variable.
+    const lines = parsed.error.issues.map(({ path: [name, ...rest], message }) =>
+      rest.length === 0 ? `  ${String(name)}: ${message}` : `  ${String(name)}: URL ${Number(rest[0]) + 1} of the list: ${message}`,
+    );
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
   return {
-    serverUrl: e.SERVER_URL.replace(/\/+$/, ''),
+    serverUrls: e.SERVER_URL.map((url) => url.replace(/\/+$/, '')),
     pollIntervalMs: e.POLL_INTERVAL,
     longPollWaitS: e.LONG_POLL_WAIT,
     agentId: e.AGENT_ID,

@@ -66,7 +66,7 @@ const commits = new GroupCommit(db);
 const agentId = agentIdentity(db, config.agentId);
 
 const log = pino({ level: config.logLevel, base: { agentId }, timestamp: pino.stdTimeFunctions.isoTime });
-const client = new ServerClient({ serverUrl: config.serverUrl, agentId, token: config.agentToken, log });
+const client = new ServerClient({ serverUrl: config.serverUrls, agentId, token: config.agentToken, log });
 const worker = new Worker({
   client,
   outbox,
@@ -87,7 +87,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   });
 }
 
-log.info({ serverUrl: config.serverUrl, dbPath: config.dbPath }, `agent ${agentId} starting`);
+log.info({ serverUrls: config.serverUrls, dbPath: config.dbPath }, `agent ${agentId} starting`);
 if (drill.enabled) log.warn('crash drill armed: this agent will SIGKILL itself');
 drill.start();
 let exitCode = 0;

@@ -17,7 +17,8 @@ import { Agent, request, type Dispatcher } from 'undici';
 import type { z } from 'zod';
 
 export interface ServerClientOptions {
-  serverUrl: string;
+  /** The server, or its replicas: calls go to one; a network error or a 5xx moves them to the next. */
+  serverUrl: string | readonly string[];
   agentId: string;
   token: string | undefined;
   log: Logger;
@@ -66,8 +67,12 @@ export class ServerClient {
   private readonly auth: Record<string, string>;
   /** Each is cleared when the server answers 404 to that batched route (a server older than them). */
   private readonly batched = { claims: true, reports: true };
+  private readonly servers: readonly string[];
+  /** The replica calls go to now. */
+  private current = 0;
 
   constructor(private readonly options: ServerClientOptions) {
+    this.servers = typeof options.serverUrl === 'string' ? [options.serverUrl] : options.serverUrl;
     this.auth = options.token === undefined ? {} : { authorization: `Bearer ${options.token}` };
   }
 
@@ -201,6 +206,17 @@ export class ServerClient {
     });
   }
 
+  /**
+   * The replica `used` failed (network error or 5xx): the next call, and the retry of this one,
+   * go to the next replica. Several calls failing at once move on once, not once each. A lease
+   * is valid at every replica, so polls, heartbeats and reports may all move.
+   */
+  private failOver(used: number): void {
+    if (this.servers.length === 1 || this.current !== used) return;
+    this.current = (used + 1) % this.servers.length;
+    this.options.log.warn({ from: this.servers[used], to: this.servers[this.current] }, 'server unavailable; moving to the next');
+  }
+
   /** One request; `body` is JSON text already. */
   private async call(
     method: Dispatcher.HttpMethod,
@@ -209,16 +225,25 @@ export class ServerClient {
     signal: AbortSignal,
     timeoutMs = CALL_TIMEOUT_MS,
   ): Promise<{ statusCode: number; json: unknown }> {
-    const response = await request(`${this.options.serverUrl}${path}`, {
-      method,
-      headers: body === undefined ? this.auth : { ...this.auth, 'content-type': 'application/json' },
-      body,
-      signal,
-      dispatcher: this.dispatcher,
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-    });
-    const text = await response.body.text();
+    const used = this.current;
+    let response: Dispatcher.ResponseData;
+    let text: string;
+    try {
+      response = await request(`${this.servers[used]}${path}`, {
+        method,
+        headers: body === undefined ? this.auth : { ...this.auth, 'content-type': 'application/json' },
+        body,
+        signal,
+        dispatcher: this.dispatcher,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+      });
+      text = await response.body.text();
+    } catch (err) {
+      if (!signal.aborted) this.failOver(used);
+      throw err;
+    }
+    if (response.statusCode >= 500) this.failOver(used);
     if (response.statusCode >= 500 || response.statusCode === 429) {
       throw new ServerUnavailable(`server answered ${response.statusCode}: ${text.slice(0, 200)}`);
     }

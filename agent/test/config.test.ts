@@ -10,7 +10,7 @@ afterEach(async () => {
 describe('agent configuration', () => {
   it('has the documented defaults; the database path is resolved from the package, not the cwd', () => {
     expect(loadConfig({})).toEqual({
-      serverUrl: 'http://localhost:3000',
+      serverUrls: ['http://localhost:3000'],
       pollIntervalMs: 2000,
       longPollWaitS: 25,
       agentId: undefined,
@@ -22,6 +22,11 @@ describe('agent configuration', () => {
       drainMs: 10_000,
       crashAt: undefined,
     });
+  });
+
+  it('SERVER_URL may list several replicas, comma-separated', () => {
+    expect(loadConfig({ SERVER_URL: 'http://a:3000/, http://b:3000' }).serverUrls).toEqual(['http://a:3000', 'http://b:3000']);
+    expect(() => loadConfig({ SERVER_URL: 'http://a:3000,b:3000' })).toThrow(/SERVER_URL: URL 2 of the list: must be an http\(s\) URL/);
   });
 
   it('treats an empty variable as unset', () => {
@@ -44,7 +49,7 @@ describe('agent configuration', () => {
       AGENT_CRASH_AT: 'after-finish',
     });
     expect(config).toEqual({
-      serverUrl: 'https://queue.example:8443',
+      serverUrls: ['https://queue.example:8443'],
       pollIntervalMs: 500,
       longPollWaitS: 0,
       agentId: 'agent-7',
@@ -61,6 +66,8 @@ describe('agent configuration', () => {
   it.each([
     ['SERVER_URL', 'localhost:3000'],
     ['SERVER_URL', 'ftp://x'],
+    ['SERVER_URL', 'http://a:3000,localhost:3001'],
+    ['SERVER_URL', ' , '],
     ['POLL_INTERVAL', 'soon'],
     ['LONG_POLL_WAIT', '61'],
     ['CONCURRENCY', '0'],

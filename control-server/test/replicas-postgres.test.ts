@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, test } from '
 import type { ClaimedCommand, Command } from '@agent-executor/common';
 import { HttpApi } from '../../test-support/http-api.js';
 import { createDatabase } from '../../test-support/postgres.js';
-import { killAll, startServer, tempDir, type RunningServer } from '../../test-support/processes.js';
+import { killAll, startAgent, startServer, tempDir, waitFor, waitForOutput, type RunningServer } from '../../test-support/processes.js';
 import { closeAllClients, eventSource } from '../../test-support/sse-clients.js';
 
 let a: RunningServer;
@@ -18,7 +18,11 @@ let failed = false;
 
 beforeAll(async () => {
   dir = tempDir('replicas-postgres');
-  const env = { DATABASE_URL: await createDatabase(inject('postgresUrl'), 'replicas_e2e'), DB_PATH: `${dir.path}/unused.db` };
+  const env = {
+    DATABASE_URL: await createDatabase(inject('postgresUrl'), 'replicas_e2e'),
+    DB_PATH: `${dir.path}/unused.db`,
+    LEASE_MS: '5000',
+  };
   // Both at once: the migrations are taken in turn under the advisory lock.
   [a, b] = await Promise.all([startServer(env), startServer(env)]);
 });
@@ -73,4 +77,23 @@ describe('two server replicas on one PostgreSQL', () => {
     await resumed.until(() => resumed.events.length >= expected - 4, 'the events after the resume point');
     expect(resumed.events).toEqual(onA.events.slice(4));
   });
+
+  // Last: it kills replica A.
+  test('an agent given both URLs fails over when replica A is killed, and every command completes through B', async () => {
+    const agent = startAgent(
+      { SERVER_URL: `${a.url},${b.url}`, IDEMPOTENCY_DB_PATH: `${dir.path}/agent.db`, CONCURRENCY: '2', LONG_POLL_WAIT: '5' },
+    );
+    const apiB = new HttpApi(b.url);
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) ids.push((await apiB.submit({ type: 'DELAY', payload: { ms: 150 } })).id);
+    const completed = async () =>
+      (await Promise.all(ids.map((id) => apiB.get(id)))).filter((c) => c.status === 'COMPLETED').length;
+    await waitFor(async () => (await completed()) >= 3, { what: '3 commands completed through A', timeoutMs: 20_000 });
+    await a.kill('SIGKILL');
+    await waitForOutput(agent, /moving to the next/, { timeoutMs: 20_000 });
+    await waitFor(async () => (await completed()) === ids.length, { what: 'all 20 completed', timeoutMs: 40_000 });
+    const commands = await Promise.all(ids.map((id) => apiB.get(id)));
+    expect(commands.every((c) => c.status === 'COMPLETED' && c.error === null)).toBe(true);
+    await agent.kill('SIGKILL');
+  }, 90_000);
 });
