@@ -47,6 +47,11 @@ export function setTestStore(storeKind: 'postgres', factory: TestStoreFactory): 
   openStore = factory;
 }
 
+/** Opens a store of the kind the file runs on (for files that build their apps themselves). */
+export function openTestStore(dbPath: string, options: { now?: () => number; random?: () => number } = {}): Promise<CommandStore> {
+  return openStore(dbPath, options);
+}
+
 /** The store the file's apps run on. */
 export function testStoreKind(): 'sqlite' | 'postgres' {
   return kind;

@@ -5,7 +5,8 @@
 import type { EventEmitter } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { buildApp, loadConfig, SqliteCommandStore, type App } from '../src/app.js';
+import { buildApp, loadConfig, type App, type CommandStore } from '../src/app.js';
+import { openTestStore } from './helpers.js';
 import { killAll, startServer, tempDir, waitFor } from '../../test-support/processes.js';
 import { HttpApi, runDelayToCompletion } from '../../test-support/http-api.js';
 import {
@@ -19,7 +20,7 @@ import {
 
 interface Running {
   app: App;
-  store: SqliteCommandStore;
+  store: CommandStore;
   url: string;
   port: number;
   api: HttpApi;
@@ -48,7 +49,7 @@ afterEach(async ({ task }) => {
 async function start(env: Record<string, string> = {}): Promise<Running> {
   const dbPath = `${dir.path}/commands-${running.length}.db`;
   const config = loadConfig({ LOG_LEVEL: 'silent', DB_PATH: dbPath, ...env });
-  const store = new SqliteCommandStore({ path: dbPath });
+  const store = await openTestStore(dbPath);
   const app = await buildApp(config, store);
   const entry = { app, store, url: '', port: 0, api: new HttpApi('') };
   running.push(entry);
