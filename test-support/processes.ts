@@ -115,9 +115,13 @@ export async function startServer(env: Record<string, string> & { DB_PATH: strin
   return Object.assign(proc, { url, port: chosen });
 }
 
-/** Starts `node agent/dist/main.js` against a server. */
+/**
+ * Starts `node agent/dist/main.js` against a server. Tests point agents at targets on 127.0.0.1,
+ * which the agent refuses by default: HTTP_BLOCK_PRIVATE=false unless the test says otherwise
+ * (`HTTP_BLOCK_PRIVATE: ''` restores the default).
+ */
 export function startAgent(env: Record<string, string> & { SERVER_URL: string; IDEMPOTENCY_DB_PATH: string }, args: string[] = []): RunningProcess {
-  return startProcess(AGENT_MAIN, args, env);
+  return startProcess(AGENT_MAIN, args, { HTTP_BLOCK_PRIVATE: 'false', ...env });
 }
 
 /**

@@ -2,12 +2,14 @@ import { fileURLToPath } from 'node:url';
 import { AgentId, MAX_LONG_POLL_WAIT_S } from '@agent-executor/common';
 import { z } from 'zod';
 import { DRILL_POINTS, type DrillPoint } from './crash-drill.js';
+import { HttpAllow, type AllowEntry } from './http-allow.js';
+import { SsrfGuard } from './ssrf-guard.js';
 
 const DEFAULT_DB_PATH = fileURLToPath(new URL('../data/idempotency.db', import.meta.url));
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 /** Only the two words: `HTTP_BLOCK_PRIVATE=yes` is a mistake worth stopping for, not a silent false. */
-const bool = z.enum(['true', 'false']).default('false').transform((v) => v === 'true');
+const bool = (fallback: 'true' | 'false') => z.enum(['true', 'false']).default(fallback).transform((v) => v === 'true');
 
 const Env = z.object({
   /** One URL, or several comma-separated (replicas of one queue): the agent fails over between them. */
@@ -22,12 +24,25 @@ const Env = z.object({
   CONCURRENCY: int(1, 256).default(1),
   IDEMPOTENCY_DB_PATH: z.string().default(DEFAULT_DB_PATH),
   AGENT_TOKEN: z.string().optional(),
-  HTTP_BLOCK_PRIVATE: bool,
+  /** Secure by default: anyone who may submit could otherwise read the agents' internal network. */
+  HTTP_BLOCK_PRIVATE: bool('true'),
+  /**
+   * Internal targets allowed anyway. An entry naming a link-local or metadata address stops the
+   * agent: it could never take effect, and a silent no-op would hide the operator's mistake.
+   */
+  HTTP_ALLOW: HttpAllow.superRefine((entries, ctx) => {
+    for (const entry of entries) {
+      const why = SsrfGuard.pointless(entry);
+      if (why !== undefined) ctx.addIssue({ code: 'custom', message: why });
+    }
+  }).default([]),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** After SIGTERM, how long running commands may take before they are aborted. */
   DRAIN_MS: int(0, 3_600_000).default(10_000),
   /** Crash-drill hook for tests: SIGKILL at this point of the first command that reaches it. */
   AGENT_CRASH_AT: z.enum(DRILL_POINTS).optional(),
+  /** When set, the agent serves its Prometheus metrics on this port (GET /metrics). */
+  METRICS_PORT: int(1, 65_535).optional(),
 });
 
 export interface AgentConfig {
@@ -40,9 +55,11 @@ export interface AgentConfig {
   dbPath: string;
   agentToken: string | undefined;
   blockPrivate: boolean;
+  httpAllow: AllowEntry[];
   logLevel: string;
   drainMs: number;
   crashAt: DrillPoint | undefined;
+  metricsPort: number | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -68,8 +85,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
     dbPath: e.IDEMPOTENCY_DB_PATH,
     agentToken: e.AGENT_TOKEN,
     blockPrivate: e.HTTP_BLOCK_PRIVATE,
+    httpAllow: e.HTTP_ALLOW,
     logLevel: e.LOG_LEVEL,
     drainMs: e.DRAIN_MS,
     crashAt: e.AGENT_CRASH_AT,
+    metricsPort: e.METRICS_PORT,
   };
 }

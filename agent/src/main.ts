@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { ConfigError, loadConfig, type AgentConfig } from './config.js';
@@ -5,14 +6,13 @@ import { CrashDrill } from './crash-drill.js';
 import { DatabaseInUse, openDatabase } from './database.js';
 import { executors } from './executors/index.js';
 import { GroupCommit } from '@agent-executor/common/group-commit';
+import { AgentMetrics } from './metrics.js';
 import { agentIdentity } from './identity.js';
 import { Outbox } from './outbox.js';
+import { OUTBOX_PRUNE_EVERY_MS, OUTBOX_RETENTION_MS, OutboxPruner } from './outbox-pruner.js';
 import { ServerClient } from './server-client.js';
 import { SsrfGuard } from './ssrf-guard.js';
 import { Worker } from './worker.js';
-
-/** Settled outbox rows older than this are forgotten at start-up. */
-const OUTBOX_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
 
 function fail(message: string): never {
   console.error(`agent: ${message}`);
@@ -61,23 +61,25 @@ try {
   fail(err instanceof DatabaseInUse ? err.message : `cannot open IDEMPOTENCY_DB_PATH ${config.dbPath}: ${(err as Error).message}`);
 }
 const outbox = new Outbox(db);
-outbox.prune(OUTBOX_RETENTION_MS);
 const commits = new GroupCommit(db);
 const agentId = agentIdentity(db, config.agentId);
 
 const log = pino({ level: config.logLevel, base: { agentId }, timestamp: pino.stdTimeFunctions.isoTime });
-const client = new ServerClient({ serverUrl: config.serverUrls, agentId, token: config.agentToken, log });
+const metrics = new AgentMetrics(() => outbox.countUnreported());
+const pruner = new OutboxPruner({ outbox, retentionMs: OUTBOX_RETENTION_MS, everyMs: OUTBOX_PRUNE_EVERY_MS, log });
+const client = new ServerClient({ serverUrl: config.serverUrls, agentId, token: config.agentToken, log, metrics });
 const worker = new Worker({
   client,
   outbox,
   commits,
-  executors: executors({ guard: new SsrfGuard(config.blockPrivate) }),
+  executors: executors({ guard: new SsrfGuard({ blockPrivate: config.blockPrivate, allow: config.httpAllow }) }),
   agentId,
   concurrency: config.concurrency,
   longPollWaitS: config.longPollWaitS,
   pollIntervalMs: config.pollIntervalMs,
   drill,
   log,
+  metrics,
 });
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
@@ -88,8 +90,25 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
 }
 
 log.info({ serverUrls: config.serverUrls, dbPath: config.dbPath }, `agent ${agentId} starting`);
+let metricsServer;
+if (config.metricsPort !== undefined) {
+  try {
+    metricsServer = await metrics.serve(config.metricsPort);
+  } catch (err) {
+    fail(`cannot serve metrics on METRICS_PORT ${config.metricsPort}: ${(err as Error).message}`);
+  }
+  log.info(`metrics on http://0.0.0.0:${config.metricsPort}/metrics`);
+}
+if (config.blockPrivate) {
+  const allowed = config.httpAllow.map((e) => e.text).join(', ');
+  log.info(
+    `HTTP_GET_JSON refuses loopback and private addresses${allowed ? ` except HTTP_ALLOW (${allowed})` : ''}; ` +
+      'for a target on this machine set HTTP_ALLOW=host:port or HTTP_BLOCK_PRIVATE=false',
+  );
+}
 if (drill.enabled) log.warn('crash drill armed: this agent will SIGKILL itself');
 drill.start();
+pruner.start();
 let exitCode = 0;
 try {
   await worker.run();
@@ -99,6 +118,8 @@ try {
   exitCode = 1;
 }
 drill.stop();
+metricsServer?.close();
+pruner.stop();
 await client.close();
 commits.flush();
 db.close();

@@ -63,6 +63,9 @@ export class Outbox {
       finish: db.prepare(`UPDATE outbox
         SET state = 'finished', status = @status, result = @result, error = @error, retryable = @retryable, updated_at = @now
         WHERE command_id = @commandId AND lease_id = @leaseId AND state = 'started'`),
+      replace: db.prepare(`UPDATE outbox
+        SET status = @status, result = @result, error = @error, retryable = @retryable, updated_at = @now
+        WHERE command_id = @commandId AND lease_id = @leaseId AND state = 'finished'`),
       reported: db.prepare(`UPDATE outbox SET state = 'reported', updated_at = @now
         WHERE command_id = @commandId AND lease_id = @leaseId AND state = 'finished'`),
       drop: db.prepare(`UPDATE outbox SET state = 'dropped', note = @note, updated_at = @now
@@ -71,7 +74,11 @@ export class Outbox {
         SET state = 'finished', status = 'FAILED', result = NULL, error = 'interrupted', retryable = 1, updated_at = @now
         WHERE state = 'started'`),
       unreported: db.prepare<[], Row>(`SELECT * FROM outbox WHERE state = 'finished' ORDER BY updated_at`),
-      prune: db.prepare(`DELETE FROM outbox WHERE state IN ('reported', 'dropped') AND updated_at < @before`),
+      countUnreported: db.prepare<[], { n: number }>(`SELECT count(*) AS n FROM outbox WHERE state = 'finished'`),
+      // The subquery walks the outbox_state index (state, updated_at) from its oldest settled row and
+      // stops after @limit: its cost is what it deletes, whatever the size of the log.
+      prune: db.prepare(`DELETE FROM outbox WHERE rowid IN (
+        SELECT rowid FROM outbox WHERE state IN ('reported', 'dropped') AND updated_at < @before LIMIT @limit)`),
     };
     this.beginTransaction = db.transaction((commandId: string, leaseId: string, type: string): Plan => {
       const row = this.stmt.get.get(commandId);
@@ -101,16 +108,23 @@ export class Outbox {
   /** Keeps the outcome of the attempt under `leaseId`. False when that attempt is not current. */
   finish(commandId: string, leaseId: string, outcome: Outcome): boolean {
     return (
-      this.stmt.finish.run({
-        commandId,
-        leaseId,
-        status: outcome.status,
-        result: JSON.stringify(outcome.result ?? null),
-        error: outcome.error,
-        retryable: outcome.retryable ? 1 : 0,
-        now: this.now(),
-      }).changes === 1
+      this.stmt.finish.run({ commandId, leaseId, ...this.columns(outcome) }).changes === 1
     );
+  }
+
+  private columns(outcome: Outcome) {
+    return {
+      status: outcome.status,
+      result: JSON.stringify(outcome.result ?? null),
+      error: outcome.error,
+      retryable: outcome.retryable ? 1 : 0,
+      now: this.now(),
+    };
+  }
+
+  /** Swaps a finished, unreported outcome for another (one cut down after the server refused it). */
+  replace(commandId: string, leaseId: string, outcome: Outcome): boolean {
+    return this.stmt.replace.run({ commandId, leaseId, ...this.columns(outcome) }).changes === 1;
   }
 
   markReported(commandId: string, leaseId: string): boolean {
@@ -134,14 +148,22 @@ export class Outbox {
     return this.stmt.unreported.all().map(toEntry);
   }
 
+  /** How many finished outcomes the server has not taken yet (the agent's metrics read it at each scrape). */
+  countUnreported(): number {
+    return this.stmt.countUnreported.get()?.n ?? 0;
+  }
+
   get(commandId: string): OutboxEntry | undefined {
     const row = this.stmt.get.get(commandId);
     return row && toEntry(row);
   }
 
-  /** Forgets settled rows older than `ageMs`: by then the server has long settled those commands. */
-  prune(ageMs: number): number {
-    return this.stmt.prune.run({ before: this.now() - ageMs }).changes;
+  /**
+   * Forgets up to `limit` settled (reported or dropped) rows older than `ageMs`: by then the
+   * server has long settled those commands. Answers how many went; fewer than `limit` means done.
+   */
+  prune(ageMs: number, limit: number): number {
+    return this.stmt.prune.run({ before: this.now() - ageMs, limit }).changes;
   }
 }
 

@@ -4,6 +4,7 @@ import type { CrashDrill } from './crash-drill.js';
 import type { GroupCommit } from '@agent-executor/common/group-commit';
 import type { Outbox } from './outbox.js';
 import type { Outcome } from './outcome.js';
+import { shrinkOutcome } from './result-fit.js';
 import type { ReportAnswer, ServerClient } from './server-client.js';
 
 export interface ReporterOptions {
@@ -100,13 +101,13 @@ export class Reporter {
         log.warn({ commandIds: ids }, `${which} not delivered (${why}); kept in the outbox for the next start`);
         return;
       }
-      await Promise.all(batch.map((pending, i) => this.settle(pending, answers[i])));
+      await Promise.all(batch.map((pending, i) => this.settle(pending, answers[i], signal)));
     } finally {
       for (const { done } of batch) done();
     }
   }
 
-  private async settle({ commandId, leaseId }: Pending, answer: ReportAnswer | undefined): Promise<void> {
+  private async settle({ commandId, leaseId, outcome }: Pending, answer: ReportAnswer | undefined, signal: AbortSignal): Promise<void> {
     const { outbox, commits, drill, log } = this.options;
     try {
       if (answer?.kind === 'accepted') {
@@ -118,6 +119,17 @@ export class Reporter {
       } else if (answer?.kind === 'gone') {
         await commits.run(() => outbox.drop(commandId, leaseId, `report answered ${answer.message}`));
         log.warn({ commandId }, `command ${commandId} is not ours any more (${answer.message}); outcome kept, not reported`);
+      } else if (answer !== undefined && refusesTheResult(answer)) {
+        // Cut down by the agent's own measure and still refused (a server with other limits, an
+        // outcome kept by an older agent): report a smaller one instead of retrying forever.
+        const smaller = shrinkOutcome(outcome);
+        const kept = smaller !== undefined && (await commits.run(() => outbox.replace(commandId, leaseId, smaller)));
+        if (smaller === undefined || !kept) {
+          log.error({ commandId }, `report of ${commandId} rejected (${answer.message}); nothing left to cut, kept in the outbox`);
+          return;
+        }
+        log.warn({ commandId }, `report of ${commandId} rejected (${answer.message}); reporting it cut down: ${smaller.status} ${smaller.error}`);
+        await this.deliver(commandId, leaseId, smaller, signal);
       } else {
         const why = answer?.message ?? 'no answer';
         log.error({ commandId }, `report of ${commandId} rejected (${why}); kept in the outbox for the next start`);
@@ -126,4 +138,9 @@ export class Reporter {
       log.error({ err, commandId }, `report of ${commandId}: recording the answer failed: ${(err as Error).message}`);
     }
   }
+}
+
+/** 413, or a 400 about the result (nested too deep): the server cannot take this outcome's result. */
+function refusesTheResult(answer: ReportAnswer): boolean {
+  return answer.kind === 'rejected' && (answer.statusCode === 413 || (answer.statusCode === 400 && /\bresult\b/.test(answer.message)));
 }

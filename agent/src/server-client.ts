@@ -11,10 +11,12 @@ import {
   type HeartbeatBody,
   type ResultBody,
 } from '@agent-executor/common';
+import { randomUUID } from 'node:crypto';
 import pRetry, { AbortError } from 'p-retry';
 import type { Logger } from 'pino';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { z } from 'zod';
+import type { AgentMetrics } from './metrics.js';
 
 export interface ServerClientOptions {
   /** The server, or its replicas: calls go to one; a network error or a 5xx moves them to the next. */
@@ -22,6 +24,8 @@ export interface ServerClientOptions {
   agentId: string;
   token: string | undefined;
   log: Logger;
+  /** Counts report retries. */
+  metrics?: AgentMetrics;
 }
 
 export type ReportAnswer =
@@ -123,7 +127,7 @@ export class ServerClient {
       const { statusCode } = response;
       if (statusCode === 200) return { kind: 'accepted', command: parse(ResultResponse, response.json, 'report').command };
       return refusal(statusCode, describe(response));
-    });
+    }, commandId);
   }
 
   /**
@@ -196,12 +200,15 @@ export class ServerClient {
     await this.dispatcher.destroy();
   }
 
-  private async retrying<T>(what: string, signal: AbortSignal, attempt: () => Promise<T>): Promise<T> {
+  /** `commandId`: the command a report is about, a field of the log line when it is retried. */
+  private async retrying<T>(what: string, signal: AbortSignal, attempt: () => Promise<T>, commandId?: string): Promise<T> {
     return pRetry(attempt, {
       ...RETRY,
       signal,
       onFailedAttempt: ({ error, attemptNumber }) => {
-        if (!signal.aborted) this.options.log.warn(`${what} failed (attempt ${attemptNumber}): ${error.message}; retrying`);
+        if (signal.aborted) return;
+        if (what.startsWith('report')) this.options.metrics?.reportRetries.inc();
+        this.options.log.warn({ commandId }, `${what} failed (attempt ${attemptNumber}): ${error.message}; retrying`);
       },
     });
   }
@@ -217,7 +224,10 @@ export class ServerClient {
     this.options.log.warn({ from: this.servers[used], to: this.servers[this.current] }, 'server unavailable; moving to the next');
   }
 
-  /** One request; `body` is JSON text already. */
+  /**
+   * One request; `body` is JSON text already. Each carries its own X-Request-Id (a retry is a new
+   * request), which the server logs and echoes: a failure names it, to be found in the server's log.
+   */
   private async call(
     method: Dispatcher.HttpMethod,
     path: string,
@@ -226,12 +236,14 @@ export class ServerClient {
     timeoutMs = CALL_TIMEOUT_MS,
   ): Promise<{ statusCode: number; json: unknown }> {
     const used = this.current;
+    const requestId = randomUUID();
+    const headers = { ...this.auth, 'x-request-id': requestId };
     let response: Dispatcher.ResponseData;
     let text: string;
     try {
       response = await request(`${this.servers[used]}${path}`, {
         method,
-        headers: body === undefined ? this.auth : { ...this.auth, 'content-type': 'application/json' },
+        headers: body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
         body,
         signal,
         dispatcher: this.dispatcher,
@@ -245,7 +257,7 @@ export class ServerClient {
     }
     if (response.statusCode >= 500) this.failOver(used);
     if (response.statusCode >= 500 || response.statusCode === 429) {
-      throw new ServerUnavailable(`server answered ${response.statusCode}: ${text.slice(0, 200)}`);
+      throw new ServerUnavailable(`server answered ${response.statusCode} to request ${requestId}: ${text.slice(0, 200)}`);
     }
     let json: unknown = null;
     try {

@@ -1,12 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MAX_BATCH_CLAIM, type ClaimedCommand } from '@agent-executor/common';
+import { MAX_BATCH_CLAIM, MAX_RESULT_BYTES, type ClaimedCommand } from '@agent-executor/common';
 import type { Logger } from 'pino';
 import { runAttempt } from './attempt.js';
 import type { CrashDrill } from './crash-drill.js';
 import type { Executors } from './executors/index.js';
+import type { AgentMetrics } from './metrics.js';
 import type { GroupCommit } from '@agent-executor/common/group-commit';
 import type { Outbox } from './outbox.js';
 import { Reporter } from './reporter.js';
+import { fitOutcome } from './result-fit.js';
 import { PollRefused, type ServerClient } from './server-client.js';
 
 export interface WorkerOptions {
@@ -21,6 +23,8 @@ export interface WorkerOptions {
   pollIntervalMs: number;
   drill: CrashDrill;
   log: Logger;
+  /** Counts claims and executions. */
+  metrics?: AgentMetrics;
 }
 
 /** After the drain time, aborted attempts get this long to report before the agent gives up on them. */
@@ -114,6 +118,7 @@ export class Worker {
       }
       const claimed = await this.poll(Math.min(free, MAX_BATCH_CLAIM));
       const receivedAt = Date.now();
+      this.options.metrics?.claims.inc(claimed.length);
       for (const command of claimed) this.dispatch(command, receivedAt);
     }
   }
@@ -165,9 +170,10 @@ export class Worker {
 
   /** Runs one claimed command; `release` frees its slot once the executor is done. */
   private async handle(command: ClaimedCommand, receivedAt: number, release: () => void): Promise<void> {
-    const { outbox, commits, drill, client, agentId, executors } = this.options;
+    const { outbox, commits, drill, client, agentId, executors, metrics } = this.options;
     const { id, type, leaseId } = command;
-    const log = this.log.child({ commandId: id });
+    // Every line about this command names it and its attempt, in a field a log query can use.
+    const log = this.log.child({ commandId: id, attempt: command.attempts });
     try {
       const plan = await commits.run(() => outbox.begin(id, leaseId, type));
       if (plan.kind === 'replay') {
@@ -183,12 +189,18 @@ export class Worker {
       // The slot is free once the executor is done: the next claim goes out while this outcome
       // is written and reported.
       release();
+      const outcomeLabel = end.kind === 'lease-lost' ? 'LEASE_LOST' : end.outcome.status;
+      metrics?.executions.inc({ type, outcome: outcomeLabel });
+      metrics?.executionSeconds.observe({ type, outcome: outcomeLabel }, (performance.now() - startedAt) / 1000);
       if (end.kind === 'lease-lost') {
         await commits.run(() => outbox.drop(id, leaseId, `lease lost: ${end.why}`));
         log.warn(`${type} ${id} stopped, lease lost (${end.why}): not reported, the command is the server's again`);
         return;
       }
-      const { outcome } = end;
+      // Cut down here, before it is kept: an outcome the server cannot take would sit in the
+      // outbox unreported while the lease runs out and the command is run again and again.
+      const outcome = fitOutcome(end.outcome);
+      if (outcome !== end.outcome) log.warn(`${type} ${id}: its result does not fit a report (over ${MAX_RESULT_BYTES} bytes of JSON or too deep): cut down`);
       const kept = await commits.run(() => outbox.finish(id, leaseId, outcome));
       if (!kept) {
         log.warn(`${type} ${id}: a newer lease took over while this attempt ran; its outcome is dropped`);

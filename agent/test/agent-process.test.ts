@@ -48,6 +48,32 @@ describe('agent process', () => {
     expect(worker.output()).toMatch(new RegExp(`DELAY ${delay.id} COMPLETED in \\d+ ms`));
   });
 
+  it('refuses a target on this machine by default, and reaches it when HTTP_ALLOW names it', async () => {
+    const { server, agent } = stack();
+    const srv = await server();
+    const client = api(srv);
+    const { port } = new URL(target.url);
+    // `HTTP_BLOCK_PRIVATE: ''` undoes the tests' development setting: the agent's own default.
+    const secure = agent(srv, 'secure', { HTTP_BLOCK_PRIVATE: '' });
+    const refused = await client.submit({ type: 'HTTP_GET_JSON', payload: { url: `${target.url}/count?default` } });
+    expect(await waitForCommand(client, refused.id, isSettled)).toMatchObject({
+      status: 'FAILED',
+      attempts: 1,
+      error: expect.stringMatching(/127\.0\.0\.1 is a loopback or private address \(the agent allows it with HTTP_ALLOW/),
+      result: { status: null },
+    });
+    expect(target.hits('/count?default')).toBe(0);
+    expect(secure.output()).toMatch(/for a target on this machine set HTTP_ALLOW=host:port or HTTP_BLOCK_PRIVATE=false/);
+    await secure.kill();
+
+    agent(srv, 'allowed', { HTTP_BLOCK_PRIVATE: '', HTTP_ALLOW: `127.0.0.1:${port}` });
+    const allowed = await client.submit({ type: 'HTTP_GET_JSON', payload: { url: `${target.url}/count?allowed` } });
+    expect(await waitForCommand(client, allowed.id, isSettled)).toMatchObject({ status: 'COMPLETED', result: { status: 200 } });
+    // Another port of the same host is not named: refused.
+    const other = await client.submit({ type: 'HTTP_GET_JSON', payload: { url: `http://127.0.0.1:${Number(port) === 1 ? 2 : Number(port) - 1}/` } });
+    expect(await waitForCommand(client, other.id, isSettled)).toMatchObject({ status: 'FAILED', error: expect.stringMatching(/loopback or private/) });
+  });
+
   it('long-poll: a command submitted while the agent waits starts at once', async () => {
     const { server, agent } = stack();
     const srv = await server();

@@ -17,7 +17,8 @@ describe('agent configuration', () => {
       concurrency: 1,
       dbPath: fileURLToPath(new URL('../data/idempotency.db', import.meta.url)),
       agentToken: undefined,
-      blockPrivate: false,
+      blockPrivate: true,
+      httpAllow: [],
       logLevel: 'info',
       drainMs: 10_000,
       crashAt: undefined,
@@ -30,8 +31,8 @@ describe('agent configuration', () => {
   });
 
   it('treats an empty variable as unset', () => {
-    const config = loadConfig({ POLL_INTERVAL: '', LONG_POLL_WAIT: '', AGENT_ID: '', HTTP_BLOCK_PRIVATE: '', AGENT_TOKEN: '' });
-    expect(config).toMatchObject({ pollIntervalMs: 2000, longPollWaitS: 25, agentId: undefined, blockPrivate: false, agentToken: undefined });
+    const config = loadConfig({ POLL_INTERVAL: '', LONG_POLL_WAIT: '', AGENT_ID: '', HTTP_BLOCK_PRIVATE: '', HTTP_ALLOW: '', AGENT_TOKEN: '' });
+    expect(config).toMatchObject({ pollIntervalMs: 2000, longPollWaitS: 25, agentId: undefined, blockPrivate: true, agentToken: undefined });
   });
 
   it('reads every variable', () => {
@@ -43,7 +44,8 @@ describe('agent configuration', () => {
       CONCURRENCY: '4',
       IDEMPOTENCY_DB_PATH: '/tmp/x.db',
       AGENT_TOKEN: 'secret',
-      HTTP_BLOCK_PRIVATE: 'true',
+      HTTP_BLOCK_PRIVATE: 'false',
+      HTTP_ALLOW: 'db.internal:5432, 10.0.0.0/8,',
       LOG_LEVEL: 'debug',
       DRAIN_MS: '100',
       AGENT_CRASH_AT: 'after-finish',
@@ -56,7 +58,11 @@ describe('agent configuration', () => {
       concurrency: 4,
       dbPath: '/tmp/x.db',
       agentToken: 'secret',
-      blockPrivate: true,
+      blockPrivate: false,
+      httpAllow: [
+        { kind: 'host', host: 'db.internal', port: 5432, text: 'db.internal:5432' },
+        { kind: 'cidr', network: '10.0.0.0', prefix: 8, family: 'ipv4', text: '10.0.0.0/8' },
+      ],
       logLevel: 'debug',
       drainMs: 100,
       crashAt: 'after-finish',
@@ -74,6 +80,13 @@ describe('agent configuration', () => {
     ['CONCURRENCY', '1.5'],
     ['AGENT_ID', 'has spaces'],
     ['HTTP_BLOCK_PRIVATE', 'yes'],
+    ['HTTP_ALLOW', 'db.internal:http'],
+    ['HTTP_ALLOW', '10.0.0.0/8,not a host'],
+    // Metadata and link-local addresses are always refused: listing them is a mistake, not a wish.
+    ['HTTP_ALLOW', '169.254.169.254'],
+    ['HTTP_ALLOW', '100.100.100.200:80'],
+    ['HTTP_ALLOW', '[fd00:ec2::254]'],
+    ['HTTP_ALLOW', '169.254.0.0/16'],
     ['LOG_LEVEL', 'loud'],
     ['AGENT_CRASH_AT', 'whenever'],
   ])('refuses %s=%s, naming the variable', (name, value) => {
@@ -89,6 +102,9 @@ describe('agent configuration', () => {
     const flagged = startAgent({ SERVER_URL: 'http://127.0.0.1:9', IDEMPOTENCY_DB_PATH: `${dir.path}/a.db` }, ['--kill-after=soon']);
     expect(await flagged.exited).toBe(1);
     expect(flagged.output()).toMatch(/--kill-after=soon/);
+    const allow = startAgent({ SERVER_URL: 'http://127.0.0.1:9', IDEMPOTENCY_DB_PATH: `${dir.path}/a.db`, HTTP_ALLOW: 'fe80::1' });
+    expect(await allow.exited).toBe(1);
+    expect(allow.output()).toMatch(/HTTP_ALLOW: "fe80::1" is a link-local address, which is always refused/);
     dir.cleanup(true);
   });
 });

@@ -12,12 +12,13 @@ import { httpGetJson, MAX_BODY_BYTES, type HttpGetJsonResult } from '../src/exec
 import { executors } from '../src/executors/index.js';
 import { AttemptAborted, ExecutionError, PermanentError } from '../src/outcome.js';
 import { ServerClient } from '../src/server-client.js';
+import { parseAllowEntry, type AllowEntry } from '../src/http-allow.js';
 import { SsrfGuard } from '../src/ssrf-guard.js';
 import { BIG_BODY_BYTES, startTarget, type Target } from './target.js';
 
 const log = pino({ level: 'silent' });
-const open = httpGetJson({ guard: new SsrfGuard(false) });
-const strict = httpGetJson({ guard: new SsrfGuard(true) });
+const open = httpGetJson({ guard: new SsrfGuard({ blockPrivate: false }) });
+const strict = httpGetJson({ guard: new SsrfGuard({ blockPrivate: true }) });
 
 let target: Target;
 beforeAll(async () => {
@@ -131,6 +132,34 @@ describe('HTTP_GET_JSON', () => {
     expect(target.hits(path)).toBe(0);
   });
 
+  it.each([
+    ['http://100.100.100.200/latest/meta-data/', 'cloud metadata'],
+    ['http://[fd00:ec2::254]/latest/meta-data/', 'cloud metadata'],
+    ['http://[64:ff9b::a9fe:a9fe]/latest/meta-data/', 'link-local'],
+    ['http://[2002:a9fe:a9fe::1]/', 'link-local'],
+    ['http://[::169.254.169.254]/', 'link-local'],
+  ])('refuses %s even with HTTP_BLOCK_PRIVATE=false, before connecting', async (url, why) => {
+    const { result, error } = await get(url);
+    expect(error).toBeInstanceOf(PermanentError);
+    expect(result.error).toMatch(new RegExp(`is a ${why} address`));
+    expect(result.status).toBeNull();
+  });
+
+  it('with HTTP_ALLOW reaches the listed host:port, and refuses a redirect from it to another private port', async () => {
+    const port = new URL(target.url).port;
+    const other = await freePort();
+    const guard = new SsrfGuard({ blockPrivate: true, allow: [`127.0.0.1:${port}`, `localhost:${port}`].map((t) => parseAllowEntry(t) as AllowEntry) });
+    const allowed = httpGetJson({ guard });
+    for (const host of ['127.0.0.1', 'localhost']) {
+      const { result, error } = await get(`http://${host}:${port}/json`, { executor: allowed });
+      expect(error).toBeUndefined();
+      expect(result).toMatchObject({ status: 200, body: { hello: 'world' } });
+    }
+    const { result, error } = await get(`${target.url}/to?url=${encodeURIComponent(`http://127.0.0.1:${other}/json`)}`, { executor: allowed });
+    expect(error).toBeInstanceOf(PermanentError);
+    expect(result.error).toMatch(/127\.0\.0\.1 is a loopback or private address/);
+  });
+
   it('stops at once when aborted mid-request, and says why', async () => {
     const controller = new AbortController();
     const ended = target.ended('/hang');
@@ -171,7 +200,7 @@ describe('an attempt', () => {
       finishedAt: null,
     };
   };
-  const options = { client, agentId: 'a', executors: executors({ guard: new SsrfGuard(false) }), shutdown: new AbortController().signal, log };
+  const options = { client, agentId: 'a', executors: executors({ guard: new SsrfGuard({ blockPrivate: false }) }), shutdown: new AbortController().signal, log };
 
   it('times out a slow body at timeoutMs: FAILED timeout, retryable, result kept', async () => {
     const ended = target.ended('/slow');

@@ -3,10 +3,11 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { killAll, startProcess, tempDir, waitForOutput } from '../../test-support/processes.js';
+import { killAll, startProcess, tempDir, waitFor, waitForOutput } from '../../test-support/processes.js';
 import { DatabaseInUse, openDatabase } from '../src/database.js';
 import { agentIdentity } from '../src/identity.js';
 import { Outbox } from '../src/outbox.js';
+import { OUTBOX_RETENTION_MS, OutboxPruner } from '../src/outbox-pruner.js';
 import { completed, failed } from '../src/outcome.js';
 
 let dir: ReturnType<typeof tempDir>;
@@ -121,10 +122,101 @@ describe('outbox', () => {
     outbox.begin('new-reported', 'L', 'DELAY');
     outbox.finish('new-reported', 'L', ok);
     outbox.markReported('new-reported', 'L');
-    expect(outbox.prune(5_000)).toBe(1);
+    expect(outbox.prune(5_000, 100)).toBe(1);
     expect(outbox.get('old-reported')).toBeUndefined();
     expect(outbox.get('old-finished')?.state).toBe('finished');
     expect(outbox.get('new-reported')?.state).toBe('reported');
+  });
+});
+
+describe('pruning while the agent runs', () => {
+  const DAY = 24 * 60 * 60 * 1000;
+
+  /** `n` rows settled at the clock's current time: reported, or dropped for every fifth. */
+  function settle(prefix: string, n: number): void {
+    db.transaction(() => {
+      for (let i = 0; i < n; i++) {
+        const id = `${prefix}-${i}`;
+        outbox.begin(id, 'L', 'DELAY');
+        outbox.finish(id, 'L', ok);
+        if (i % 5 === 0) outbox.drop(id, 'L', 'lease lost');
+        else outbox.markReported(id, 'L');
+      }
+    })();
+  }
+  const count = () => (db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n;
+
+  it('forgets reported and dropped outcomes older than the retention on its timer, not only at start', async () => {
+    let now = Date.UTC(2026, 0, 1);
+    outbox = new Outbox(db, () => now);
+    settle('early', 1_200);
+    outbox.begin('unreported', 'L', 'DELAY');
+    outbox.finish('unreported', 'L', ok);
+    outbox.begin('running', 'L2', 'DELAY');
+    const pruner = new OutboxPruner({ outbox, retentionMs: OUTBOX_RETENTION_MS, everyMs: 20, batchSize: 100 });
+    try {
+      pruner.start();
+      expect(await pruner.run()).toBe(0); // nothing is 7 days old yet
+      now += 3 * DAY;
+      settle('later', 10);
+      // A week after the first ones, with no restart: the timer's next pass forgets them.
+      now += 4 * DAY + 1;
+      await waitFor(() => count() === 12, { what: 'the early rows to be forgotten', timeoutMs: 5_000 });
+      expect(outbox.get('early-0')).toBeUndefined();
+      expect(outbox.get('later-0')?.state).toBe('dropped');
+      expect(outbox.get('later-1')?.state).toBe('reported');
+      // Never what the server has not taken yet, nor what runs, however old.
+      now += 30 * DAY;
+      await waitFor(() => count() === 2, { what: 'the later rows to be forgotten', timeoutMs: 5_000 });
+      expect(outbox.get('unreported')?.state).toBe('finished');
+      expect(outbox.get('running')?.state).toBe('started');
+    } finally {
+      pruner.stop();
+    }
+  });
+
+  it('deletes in batches with turns of the event loop between them', async () => {
+    let now = Date.UTC(2026, 0, 1);
+    outbox = new Outbox(db, () => now);
+    settle('old', 1_050);
+    now += OUTBOX_RETENTION_MS + 1;
+    const pruner = new OutboxPruner({ outbox, retentionMs: OUTBOX_RETENTION_MS, everyMs: 60_000, batchSize: 100 });
+    let turnsSeen = 0;
+    let between = true;
+    const tick = () => {
+      turnsSeen++;
+      if (between) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const deleted = await pruner.run();
+    between = false;
+    expect(deleted).toBe(1_050);
+    expect(count()).toBe(0);
+    // 11 batches: the other work on the event loop ran between them, not after all of them.
+    expect(turnsSeen).toBeGreaterThanOrEqual(10);
+    pruner.stop();
+  });
+
+  it('each batch is an indexed range on (state, updated_at), not a scan of the log', () => {
+    const plan = db
+      .prepare(`EXPLAIN QUERY PLAN DELETE FROM outbox WHERE rowid IN (
+        SELECT rowid FROM outbox WHERE state IN ('reported', 'dropped') AND updated_at < 1 LIMIT 500)`)
+      .all() as Array<{ detail: string }>;
+    const details = plan.map((row) => row.detail).join('\n');
+    expect(details).toMatch(/SEARCH outbox USING COVERING INDEX outbox_state \(state=\? AND updated_at<\?\)/);
+    expect(details).not.toMatch(/SCAN outbox/);
+  });
+
+  it('stops between batches once stopped (the database may be closing)', async () => {
+    let now = Date.UTC(2026, 0, 1);
+    outbox = new Outbox(db, () => now);
+    settle('old', 500);
+    now += OUTBOX_RETENTION_MS + 1;
+    const pruner = new OutboxPruner({ outbox, retentionMs: OUTBOX_RETENTION_MS, everyMs: 60_000, batchSize: 100 });
+    const pass = pruner.run();
+    pruner.stop();
+    db.close();
+    expect(await pass).toBe(100);
   });
 });
 

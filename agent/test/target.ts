@@ -25,6 +25,8 @@ export interface Target {
 }
 
 export const BIG_BODY_BYTES = 300 * 1024;
+/** `/numbers` serves this many `1e20`: 5 bytes each, 102 400 bytes in all. */
+export const NUMBERS_COUNT = 20_479;
 const CHUNK = 16 * 1024;
 
 export async function startTarget(): Promise<Target> {
@@ -84,6 +86,15 @@ export async function startTarget(): Promise<Target> {
         res.write('0,');
       }, every);
       res.once('close', () => clearInterval(timer));
+    } else if (pathname === '/numbers') {
+      // Just under the agent's 100 KiB read cap, and over 256 KiB once parsed and written again:
+      // each `1e20` comes back as `100000000000000000000`.
+      const status = Number(searchParams.get('status') ?? 200);
+      send(status, `[${Array<string>(NUMBERS_COUNT).fill('1e20').join(',')}]`);
+    } else if (pathname === '/deep') {
+      // Valid JSON nested `levels` deep: past the server's limit, or past JSON.stringify's stack.
+      const levels = Number(searchParams.get('levels') ?? 1001);
+      send(200, `${'['.repeat(levels)}${']'.repeat(levels)}`);
     } else if (pathname === '/hang') {
       // Never answers; the client's abort is what ends it.
     } else {

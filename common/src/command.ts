@@ -1,12 +1,12 @@
 import { z } from 'zod';
 
 /** Lifecycle: PENDING → RUNNING → COMPLETED | FAILED. A retryable failure goes back to PENDING. */
-export const CommandStatus = z.enum(['PENDING', 'RUNNING', 'COMPLETED', 'FAILED']);
+export const CommandStatus = z.enum(['PENDING', 'RUNNING', 'COMPLETED', 'FAILED']).meta({ id: 'CommandStatus' });
 export type CommandStatus = z.infer<typeof CommandStatus>;
 
 export const TERMINAL_STATUSES: readonly CommandStatus[] = ['COMPLETED', 'FAILED'];
 
-export const CommandType = z.enum(['DELAY', 'HTTP_GET_JSON']);
+export const CommandType = z.enum(['DELAY', 'HTTP_GET_JSON']).meta({ id: 'CommandType' });
 export type CommandType = z.infer<typeof CommandType>;
 
 export const MAX_DELAY_MS = 86_400_000;
@@ -18,7 +18,7 @@ export const DELAY_TIMEOUT_MARGIN_MS = 30_000;
 
 export const DelayPayload = z.strictObject({
   ms: z.int().min(0).max(MAX_DELAY_MS),
-});
+}).meta({ id: 'DelayPayload' });
 export type DelayPayload = z.infer<typeof DelayPayload>;
 
 export const HttpGetJsonPayload = z.strictObject({
@@ -26,7 +26,7 @@ export const HttpGetJsonPayload = z.strictObject({
     .string()
     .max(MAX_URL_LENGTH)
     .refine(isHttpUrl, { message: 'must be an absolute http(s) URL' }),
-});
+}).meta({ id: 'HttpGetJsonPayload' });
 export type HttpGetJsonPayload = z.infer<typeof HttpGetJsonPayload>;
 
 function isHttpUrl(value: string): boolean {
@@ -38,7 +38,7 @@ function isHttpUrl(value: string): boolean {
 export const Progress = z.strictObject({
   percent: z.number().min(0).max(100),
   message: z.string().max(1024).optional(),
-});
+}).meta({ id: 'Progress' });
 export type Progress = z.infer<typeof Progress>;
 
 const isoTime = z.iso.datetime();
@@ -64,17 +64,17 @@ export const Command = z.object({
   updatedAt: isoTime,
   startedAt: isoTime.nullable(),
   finishedAt: isoTime.nullable(),
-});
+}).meta({ id: 'Command' });
 export type Command = z.infer<typeof Command>;
 
 /** What `GET /commands/next` hands to the agent that claimed the command. */
 export const ClaimedCommand = Command.extend({
   leaseId: z.string(),
   leaseExpiresAt: isoTime,
-});
+}).meta({ id: 'ClaimedCommand' });
 export type ClaimedCommand = z.infer<typeof ClaimedCommand>;
 
-export const SubmittedCommand = Command.extend({ commandId: z.string() });
+export const SubmittedCommand = Command.extend({ commandId: z.string() }).meta({ id: 'SubmittedCommand' });
 export type SubmittedCommand = z.infer<typeof SubmittedCommand>;
 
 export function isTerminal(status: CommandStatus): boolean {

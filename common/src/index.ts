@@ -1,2 +1,3 @@
 export * from './command.js';
 export * from './requests.js';
+export * from './result-limits.js';

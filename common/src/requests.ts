@@ -37,7 +37,7 @@ export const SubmitBody = z
         message: 'must be greater than payload.ms, or the delay could never finish in time',
       });
     }
-  });
+  }).meta({ id: 'SubmitBody' });
 export type SubmitBody = z.infer<typeof SubmitBody>;
 
 /** Agent ids appear in URLs, logs and metrics labels: keep them short and plain. */
@@ -54,22 +54,22 @@ export const ResultBody = z.strictObject({
   result: z.unknown().optional(),
   error: z.string().max(4096).nullable().optional(),
   retryable: z.boolean().optional(),
-});
+}).meta({ id: 'ResultBody' });
 export type ResultBody = z.infer<typeof ResultBody>;
 
-export const ResultResponse = z.object({ success: z.literal(true), command: Command });
+export const ResultResponse = z.object({ success: z.literal(true), command: Command }).meta({ id: 'ResultResponse' });
 
 export const HeartbeatBody = z.strictObject({
   agentId: AgentId,
   leaseId: z.string().min(1).max(128),
   progress: Progress.optional(),
-});
+}).meta({ id: 'HeartbeatBody' });
 export type HeartbeatBody = z.infer<typeof HeartbeatBody>;
 
 export const HeartbeatResponse = z.object({
   leaseExpiresAt: z.iso.datetime(),
   cancelRequested: z.boolean(),
-});
+}).meta({ id: 'HeartbeatResponse' });
 export type HeartbeatResponse = z.infer<typeof HeartbeatResponse>;
 
 export const NextQuery = z.strictObject({
@@ -94,10 +94,10 @@ export const ErrorResponse = z.object({
   error: z.string(),
   message: z.string(),
   issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
-});
+}).meta({ id: 'ErrorResponse' });
 export type ErrorResponse = z.infer<typeof ErrorResponse>;
 
-export const HealthResponse = z.object({ status: z.literal('ok') });
+export const HealthResponse = z.object({ status: z.literal('ok') }).meta({ id: 'HealthResponse' });
 
 // Batched forms, for throughput: one HTTP request (and one commit) for many commands.
 export const MAX_BATCH_SUBMIT = 1000;
@@ -106,25 +106,25 @@ export const MAX_BATCH_REPORT = 1000;
 
 export const BatchSubmitBody = z.strictObject({
   commands: z.array(SubmitBody).min(1).max(MAX_BATCH_SUBMIT),
-});
+}).meta({ id: 'BatchSubmitBody' });
 export type BatchSubmitBody = z.infer<typeof BatchSubmitBody>;
 
-export const BatchSubmitResponse = z.object({ commands: z.array(SubmittedCommand) });
+export const BatchSubmitResponse = z.object({ commands: z.array(SubmittedCommand) }).meta({ id: 'BatchSubmitResponse' });
 
 export const NextBatchQuery = NextQuery.extend({
   max: z.coerce.number().int().min(1).max(MAX_BATCH_CLAIM).default(10),
 });
 export type NextBatchQuery = z.infer<typeof NextBatchQuery>;
 
-export const BatchClaimResponse = z.object({ commands: z.array(ClaimedCommand) });
+export const BatchClaimResponse = z.object({ commands: z.array(ClaimedCommand) }).meta({ id: 'BatchClaimResponse' });
 export type BatchClaimResponse = z.infer<typeof BatchClaimResponse>;
 
-export const BatchReport = ResultBody.extend({ id: z.string().min(1).max(64) });
+export const BatchReport = ResultBody.extend({ id: z.string().min(1).max(64) }).meta({ id: 'BatchReport' });
 export type BatchReport = z.infer<typeof BatchReport>;
 
 export const BatchResultBody = z.strictObject({
   reports: z.array(BatchReport).min(1).max(MAX_BATCH_REPORT),
-});
+}).meta({ id: 'BatchResultBody' });
 export type BatchResultBody = z.infer<typeof BatchResultBody>;
 
 /** One answer per report, in order: what the single-report route would have answered. */
@@ -137,5 +137,5 @@ export const BatchResultResponse = z.object({
       message: z.string().optional(),
     }),
   ),
-});
+}).meta({ id: 'BatchResultResponse' });
 export type BatchResultResponse = z.infer<typeof BatchResultResponse>;

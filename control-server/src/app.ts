@@ -1,21 +1,21 @@
 import cors from '@fastify/cors';
 import { fastifySSE } from '@fastify/sse';
-import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
 import { MAX_BODY_BYTES } from '@agent-executor/common';
 import Fastify, { type FastifyInstance } from 'fastify';
-import {
-  jsonSchemaTransform,
-  validatorCompiler,
-  type ZodTypeProvider,
-} from 'fastify-type-provider-zod';
+import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { Clock } from './clock.js';
 import type { ServerConfig } from './config.js';
 import { installErrorHandler } from './error-handler.js';
 import { BadRequest } from './errors.js';
+import { refuseHeadWhereGetChangesState } from './head-requests.js';
+import { installBodyLimits, requestTimeoutOptions } from './http-limits.js';
 import { LeaseReaper } from './lease-reaper.js';
 import { LongPoll } from './long-poll.js';
 import { installMetrics } from './metrics.js';
+import { registerOpenApi } from './openapi.js';
 import { endQuietConnectionsOnClose } from './quiet-connections.js';
+import { echoRequestId, requestIdOf } from './request-id.js';
+import { Retention } from './retention.js';
 import { agentRoutes } from './routes/agent.js';
 import { commandRoutes } from './routes/commands.js';
 import { eventRoutes } from './routes/events.js';
@@ -35,10 +35,20 @@ export interface App extends FastifyInstance {
   sseHub: SseHub;
 }
 
+export interface BuildOptions {
+  /** The wall clock must be the store's. Injected in tests. */
+  clock?: Clock;
+}
+
 /** Builds the server around a store it does not own: the caller closes the store after the app. */
-export async function buildApp(config: ServerConfig, store: CommandStore): Promise<App> {
+export async function buildApp(config: ServerConfig, store: CommandStore, options: BuildOptions = {}): Promise<App> {
   const app = Fastify({
     bodyLimit: MAX_BODY_BYTES,
+    // The client's X-Request-Id when it is sane, else a new UUID: one id follows a call through
+    // the agent's and the server's logs. genReqId does the check, so Fastify must not take it raw.
+    requestIdHeader: false,
+    genReqId: requestIdOf,
+    ...requestTimeoutOptions(config.requestTimeoutMs),
     logger: {
       level: config.logLevel,
       // Tokens travel in headers (never logged) or in ?access_token= for EventSource: strip it.
@@ -56,23 +66,18 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   installErrorHandler(app);
   installJsonParser(app);
+  echoRequestId(app);
+  installBodyLimits(app, MAX_BODY_BYTES);
+  refuseHeadWhereGetChangesState(app);
   endQuietConnectionsOnClose(app);
 
   await app.register(cors, {
     origin: config.corsOrigin,
     // The plugin's default (GET, HEAD, POST) would refuse the PUT of a result.
     methods: ['GET', 'HEAD', 'POST', 'PUT'],
-    exposedHeaders: ['Location', 'Link', 'Idempotent-Replayed', 'Preference-Applied'],
+    exposedHeaders: ['Location', 'Link', 'Idempotent-Replayed', 'Preference-Applied', 'X-Request-Id'],
   });
-  await app.register(swagger, {
-    openapi: {
-      info: { title: 'agent-executor control server', version: '0.1.0' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-    },
-    transform: jsonSchemaTransform,
-  });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  await registerOpenApi(app);
 
   const longPoll = new LongPoll({
     claim: (requests) => store.claimEach(requests, config.leaseMs),
@@ -81,7 +86,13 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   });
   const dispatch = () => void longPoll.dispatch();
   store.events.on('available', dispatch);
-  const reaper = new LeaseReaper(store, { leaseMs: config.leaseMs, onAvailable: dispatch, log: app.log });
+  const reaper = new LeaseReaper(store, {
+    leaseMs: config.leaseMs,
+    onAvailable: dispatch,
+    log: app.log,
+    ...(options.clock ? { clock: options.clock } : {}),
+  });
+  const retention = new Retention(store, { retentionMs: config.retentionMs, log: app.log });
 
   await app.register(fastifySSE, { heartbeatInterval: 0 });
   const sseHub = new SseHub(store, config.ssePingMs);
@@ -93,12 +104,21 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   });
 
   await app.register(healthRoutes, { store });
-  await app.register(metricsRoutes, { registry: metrics, apiToken: config.apiToken });
-  await app.register(eventRoutes, { store, hub: sseHub, apiToken: config.apiToken, maxQueued: config.sseMaxQueued });
+  await app.register(metricsRoutes, { registry: metrics, tokens: [config.metricsToken, config.apiToken] });
+  await app.register(eventRoutes, {
+    store,
+    hub: sseHub,
+    apiToken: config.apiToken,
+    maxQueued: config.sseMaxQueued,
+    maxQueuedBytes: config.sseMaxQueuedBytes,
+  });
   await app.register(commandRoutes, { store, apiToken: config.apiToken });
   await app.register(agentRoutes, { store, longPoll, leaseMs: config.leaseMs, agentToken: config.agentToken });
 
-  app.addHook('onReady', async () => reaper.start());
+  app.addHook('onReady', async () => {
+    reaper.start();
+    retention.start();
+  });
   // Before the server stops accepting: answer waiting polls (204) so close does not wait for them.
   app.addHook('preClose', async () => {
     longPoll.close();
@@ -107,6 +127,7 @@ export async function buildApp(config: ServerConfig, store: CommandStore): Promi
   app.addHook('onClose', async () => {
     store.events.off('available', dispatch);
     await reaper.stop();
+    await retention.stop();
   });
 
   return Object.assign(app, { longPoll, sseHub }) as unknown as App;

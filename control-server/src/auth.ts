@@ -5,15 +5,23 @@ const digest = (value: string) => createHash('sha256').update(value).digest();
 
 /**
  * An onRequest hook that demands `Authorization: Bearer <token>` when a token is configured.
+ * Given several (`/metrics` takes METRICS_TOKEN or API_TOKEN), any configured one will do, and
+ * none is demanded when none is configured.
  * Digests of equal length are compared in constant time, so timing reveals nothing of the token.
  * `allowQueryToken` also accepts `?access_token=`, for browsers' EventSource, which sends no headers.
  */
-export function requireBearer(token: string | undefined, allowQueryToken = false): onRequestHookHandler {
-  if (token === undefined) return (_request, _reply, done) => done();
-  const expected = digest(token);
+export function requireBearer(
+  tokens: string | undefined | ReadonlyArray<string | undefined>,
+  allowQueryToken = false,
+): onRequestHookHandler {
+  const configured = (Array.isArray(tokens) ? tokens : [tokens]).filter((t): t is string => t !== undefined);
+  if (configured.length === 0) return (_request, _reply, done) => done();
+  const expected = configured.map(digest);
   return (request: FastifyRequest, reply: FastifyReply, done) => {
     const presented = bearerOf(request) ?? (allowQueryToken ? queryTokenOf(request) : undefined);
-    if (presented !== undefined && timingSafeEqual(digest(presented), expected)) return done();
+    // Every configured token is compared, so timing does not tell which one matched.
+    const matches = presented === undefined ? [] : expected.map((e) => timingSafeEqual(digest(presented), e));
+    if (matches.includes(true)) return done();
     void reply
       .code(401)
       .header('WWW-Authenticate', 'Bearer')

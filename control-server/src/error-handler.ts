@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { STATUS_CODES } from 'node:http';
-import { HttpError } from './errors.js';
+import { HttpError, ServiceUnavailable } from './errors.js';
 
 /** The one place that turns errors into `{ statusCode, error, message, issues? }`. */
 export function installErrorHandler(app: FastifyInstance): void {
@@ -16,6 +16,14 @@ export function installErrorHandler(app: FastifyInstance): void {
       const root = error.validationContext === 'body' ? 'body' : '(root)';
       const message = issues.map((i) => `${where}${i.path || root}: ${i.message}`).join('; ');
       return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message, issues });
+    }
+    if (error instanceof ServiceUnavailable) {
+      // An operating condition (a full disk), not a bug: say what it is and when to come back.
+      request.log.warn({ err: error }, 'request refused: service unavailable');
+      return reply
+        .code(503)
+        .header('retry-after', String(error.retryAfterSeconds))
+        .send({ statusCode: 503, error: 'Service Unavailable', message: error.message });
     }
     const statusCode = error instanceof HttpError ? error.statusCode : (error.statusCode ?? 500);
     if (statusCode >= 500) {

@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { PostgresCommandStore } from './store/postgres.js';
@@ -24,7 +25,9 @@ try {
           onError: (err, what) => console.error(JSON.stringify({ level: 50, time: new Date().toISOString(), msg: what, err: String(err) })),
         });
 } catch (err) {
-  console.error(`control-server: could not open the database: ${String(err)}`);
+  // Not an SQLite file, a directory, no permission, no server…: one line naming the setting, no stack trace.
+  const setting = config.databaseUrl === undefined ? `DB_PATH ${config.dbPath}` : 'DATABASE_URL';
+  console.error(`control-server: cannot use ${setting}: ${(err as Error).message}`);
   process.exit(1);
 }
 const app = await buildApp(config, store);
@@ -52,7 +55,7 @@ try {
     config.databaseUrl === undefined
       ? { dbPath: config.dbPath, sqliteSynchronous: config.sqliteSynchronous }
       : { database: 'postgres', databaseUrl: config.databaseUrl.replace(/\/\/[^@/]*@/, '//[credentials]@') };
-  app.log.info({ ...database, leaseMs: config.leaseMs }, 'control server ready');
+  app.log.info({ ...database, leaseMs: config.leaseMs, requestTimeoutMs: config.requestTimeoutMs }, 'control server ready');
 } catch (err) {
   app.log.error({ err }, 'could not start');
   await store.close();

@@ -17,7 +17,8 @@ export function installMetrics(app: FastifyInstance, sources: MetricsSources): R
   // The event-loop-lag monitor samples every 10 ms by default: 0.45 % CPU of an idle server.
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 1000 });
   const { store } = sources;
-  // Both gauges below need the counts: one scan of the table per scrape, not one each.
+  // Both gauges below read the counts: one read per scrape, not one each. (The store keeps the
+  // counts as they change, so this is a few rows, not a scan of the table.)
   let scrapeCounts: ReturnType<CommandStore['countByStatus']> | undefined;
   const countsForThisScrape = () => {
     if (!scrapeCounts) {
@@ -42,6 +43,14 @@ export function installMetrics(app: FastifyInstance, sources: MetricsSources): R
     registers: [registry],
     async collect() {
       this.set((await countsForThisScrape()).PENDING);
+    },
+  });
+  new Gauge({
+    name: 'agent_executor_database_full',
+    help: '1 while the database has no space for writes (they answer 503), else 0',
+    registers: [registry],
+    collect() {
+      this.set(store.isFull() ? 1 : 0);
     },
   });
   new Gauge({

@@ -6,9 +6,11 @@
  * when the test passed and kept, and named, when it failed.
  */
 import { createHook } from 'node:async_hooks';
+import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, beforeEach, expect } from 'vitest';
 import type { Command } from '@agent-executor/common';
 import { buildApp, loadConfig, SqliteCommandStore, type App, type CommandStore } from '../src/app.js';
+import type { Clock } from '../src/clock.js';
 import { tempDir } from '../../test-support/processes.js';
 
 /** A clock the test moves by hand, for the store's time-based logic (leases, backoff). */
@@ -25,6 +27,8 @@ export interface BuildOptions {
   /** Environment for loadConfig, on top of LOG_LEVEL=silent. */
   env?: Record<string, string>;
   now?: () => number;
+  /** The server's clock: the store reads its wall clock, the lease reaper both (overrides now). */
+  clock?: Clock;
   random?: () => number;
   /** Runs before the app is ready, the last moment hooks can be added. */
   beforeReady?: (app: App) => void;
@@ -38,13 +42,32 @@ export interface TestApp {
 
 /** Opens the store of a test app: SQLite at `dbPath`, unless the file chose another store. */
 export type TestStoreFactory = (dbPath: string, options: { now?: () => number; random?: () => number }) => Promise<CommandStore>;
+/**
+ * Runs one statement on the database of the store opened for `dbPath`, through a connection of
+ * its own (as another process would); `?` marks the parameters.
+ */
+export type TestSql = (dbPath: string, text: string, values: unknown[]) => Promise<void>;
 let openStore: TestStoreFactory = async (dbPath, options) => new SqliteCommandStore({ path: dbPath, ...options });
+let execSql: TestSql = async (dbPath, text, values) => {
+  const db = new Database(dbPath);
+  try {
+    db.prepare(text).run(...values);
+  } finally {
+    db.close();
+  }
+};
 let kind: 'sqlite' | 'postgres' = 'sqlite';
 
 /** Runs the file's apps on another store (the route suites run on PostgreSQL this way too). */
-export function setTestStore(storeKind: 'postgres', factory: TestStoreFactory): void {
+export function setTestStore(storeKind: 'postgres', factory: TestStoreFactory, exec?: TestSql): void {
   kind = storeKind;
   openStore = factory;
+  if (exec) execSql = exec;
+}
+
+/** Runs one statement on a test store's database behind the store's back (see TestSql). */
+export function execTestSql(dbPath: string, text: string, values: unknown[] = []): Promise<void> {
+  return execSql(dbPath, text, values);
 }
 
 /** Opens a store of the kind the file runs on (for files that build their apps themselves). */
@@ -137,11 +160,12 @@ export function useApp({ scope = 'each' }: { scope?: 'each' | 'all' } = {}): {
       if (!dir) throw new Error('useApp().build is for use inside a test');
       const dbPath = `${dir.path}/commands-${built.length}.db`;
       const config = loadConfig({ LOG_LEVEL: 'silent', DB_PATH: dbPath, ...options.env });
+      const now = options.clock ? options.clock.wall : options.now;
       const store = await openStore(dbPath, {
-        ...(options.now ? { now: options.now } : {}),
+        ...(now ? { now } : {}),
         ...(options.random ? { random: options.random } : {}),
       });
-      const app = await buildApp(config, store);
+      const app = await buildApp(config, store, options.clock ? { clock: options.clock } : {});
       built.push({ app, store, dbPath });
       options.beforeReady?.(app);
       await app.ready();

@@ -1,5 +1,6 @@
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { describe, expect, test } from 'vitest';
+import { loadConfig } from '../src/app.js';
 import { delay, submit, useApp } from './helpers.js';
 
 const { build } = useApp();
@@ -37,8 +38,10 @@ describe('OpenAPI document', () => {
         route === 'post /commands' ? '201' : '200',
       );
     }
-    // The submit body is generated from the zod schema: its limits show up in the document.
-    expect(JSON.stringify(doc.paths['/commands']?.['post'])).toContain('86400000');
+    // The submit body is generated from the zod schema: its limits show up in the document
+    // (in the named SubmitBody schema the operation refers to).
+    const resolved = (await SwaggerParser.dereference(structuredClone(doc) as never)) as unknown as typeof doc;
+    expect(JSON.stringify(resolved.paths['/commands']?.['post'])).toContain('86400000');
   });
 
   test('/docs renders the interactive documentation', async () => {
@@ -100,5 +103,36 @@ describe('Prometheus metrics', () => {
     expect((await app.inject({ method: 'GET', url: '/metrics' })).statusCode).toBe(401);
     const ok = await app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${token}` } });
     expect(ok.statusCode).toBe(200);
+  });
+
+  test('METRICS_TOKEN: /metrics takes it (and API_TOKEN); other tokens are refused; it opens no other route', async () => {
+    const apiToken = 'client-token-0123456789';
+    const metricsToken = 'scraper-token-0123456789';
+    const agentToken = 'agent-token-0123456789';
+    const { app } = await build({ env: { API_TOKEN: apiToken, METRICS_TOKEN: metricsToken, AGENT_TOKEN: agentToken } });
+    const get = (url: string, token?: string) =>
+      app.inject({ method: 'GET', url, headers: token === undefined ? {} : { authorization: `Bearer ${token}` } });
+    expect((await get('/metrics', metricsToken)).statusCode).toBe(200);
+    expect((await get('/metrics', apiToken)).statusCode).toBe(200);
+    expect((await get('/metrics', agentToken)).statusCode).toBe(401);
+    expect((await get('/metrics', `${metricsToken}x`)).statusCode).toBe(401);
+    expect((await get('/metrics')).statusCode).toBe(401);
+    // The scraper's token reads metrics only.
+    expect((await get('/commands', metricsToken)).statusCode).toBe(401);
+    expect((await get('/commands/next?agentId=a', metricsToken)).statusCode).toBe(401);
+    expect((await get('/events', metricsToken)).statusCode).toBe(401);
+  });
+
+  test('METRICS_TOKEN alone guards /metrics and nothing else', async () => {
+    const metricsToken = 'scraper-token-0123456789';
+    const { app } = await build({ env: { METRICS_TOKEN: metricsToken } });
+    expect((await app.inject({ method: 'GET', url: '/metrics' })).statusCode).toBe(401);
+    const ok = await app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${metricsToken}` } });
+    expect(ok.statusCode).toBe(200);
+    expect((await app.inject({ method: 'GET', url: '/commands' })).statusCode).toBe(200);
+  });
+
+  test('a METRICS_TOKEN shorter than 16 characters stops the server, naming the variable', () => {
+    expect(() => loadConfig({ METRICS_TOKEN: 'short' })).toThrow(/METRICS_TOKEN/);
   });
 });

@@ -406,7 +406,7 @@ describe('POST /commands/:id/retry', () => {
 describe('leases', () => {
   test('a lease that runs out is requeued by the reaper, not before LEASE_MS, and the holder may still report', async () => {
     const { app, store } = await build({ env: { LEASE_MS: '150' } });
-    await submit(app, delay(1, { maxAttempts: 1 }));
+    await submit(app, delay(1, { maxAttempts: 2 }));
     const expired = new Promise<StoredEvent>((resolve) => {
       const listener = (event: StoredEvent) => {
         if (event.transition !== 'expire') return;
@@ -417,12 +417,34 @@ describe('leases', () => {
     });
     const c = await next(app);
     const event = await expired;
-    expect(event.command).toMatchObject({ id: c.id, status: 'FAILED', error: 'lease expired' });
+    // Requeued, waiting out its backoff: no other agent has taken it, so its holder may still report.
+    expect(event.command).toMatchObject({ id: c.id, status: 'PENDING', error: 'lease expired' });
     expect(event.createdAt).toBeGreaterThanOrEqual(Date.parse(c.leaseExpiresAt));
     expect((await heartbeat(app, c.id, { agentId: 'agent-1', leaseId: c.leaseId })).statusCode).toBe(409);
     const late = await report(app, c.id, { agentId: 'agent-1', leaseId: c.leaseId, result: { ok: true } });
     expect(late.statusCode).toBe(200);
     expect(late.json().command).toMatchObject({ status: 'COMPLETED' });
+  });
+
+  test('COMPLETED and FAILED are final: a late report after the expiry spent the attempts is a 409 (SPEC §2)', async () => {
+    const { app, store } = await build({ env: { LEASE_MS: '150' } });
+    await submit(app, delay(1, { maxAttempts: 1 }));
+    const expired = new Promise<void>((resolve) => {
+      const listener = (event: StoredEvent) => {
+        if (event.transition !== 'expire') return;
+        store.events.off('event', listener);
+        resolve();
+      };
+      store.events.on('event', listener);
+    });
+    const c = await next(app);
+    await expired;
+    const late = await report(app, c.id, { agentId: 'agent-1', leaseId: c.leaseId, result: { ok: true } });
+    expect(late.statusCode, late.body).toBe(409);
+    expectErrorShape(late.json(), 409);
+    expect(late.json().message).toMatch(/already FAILED/);
+    const res = await app.inject({ method: 'GET', url: `/commands/${c.id}` });
+    expect(res.json()).toMatchObject({ status: 'FAILED', error: 'lease expired', result: null });
   });
 });
 

@@ -3,10 +3,12 @@
  * real clients: plain sockets, `curl -N` child processes and the `eventsource` package.
  */
 import type { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { buildApp, loadConfig, type App, type CommandStore } from '../src/app.js';
-import { openTestStore } from './helpers.js';
+import { ConfigError } from '../src/config.js';
+import { execTestSql, openTestStore } from './helpers.js';
 import { killAll, startServer, tempDir, waitFor } from '../../test-support/processes.js';
 import { HttpApi, runDelayToCompletion } from '../../test-support/http-api.js';
 import {
@@ -16,11 +18,13 @@ import {
   eventSource,
   openStream,
   type CommandEvent,
+  type SseFrame,
 } from '../../test-support/sse-clients.js';
 
 interface Running {
   app: App;
   store: CommandStore;
+  dbPath: string;
   url: string;
   port: number;
   api: HttpApi;
@@ -51,7 +55,7 @@ async function start(env: Record<string, string> = {}): Promise<Running> {
   const config = loadConfig({ LOG_LEVEL: 'silent', DB_PATH: dbPath, ...env });
   const store = await openTestStore(dbPath);
   const app = await buildApp(config, store);
-  const entry = { app, store, url: '', port: 0, api: new HttpApi('') };
+  const entry = { app, store, dbPath, url: '', port: 0, api: new HttpApi('') };
   running.push(entry);
   await app.listen({ port: 0, host: '127.0.0.1' });
   const address = app.server.address();
@@ -76,6 +80,25 @@ async function within<T>(promise: Promise<T>, ms: number, what: string): Promise
 }
 
 const delay = (ms = 5) => ({ type: 'DELAY', payload: { ms } });
+
+/** Deletes the log's events older than `seq` through a second connection, as pruning would. */
+async function pruneLogBefore(dbPath: string, seq: number): Promise<void> {
+  await execTestSql(dbPath, 'DELETE FROM events WHERE seq < ?', [seq]);
+}
+
+/** The frames of a stream other than its `retry:` line. */
+function named(transcript: { frames: SseFrame[] }): SseFrame[] {
+  return transcript.frames.filter((f) => f.event !== 'message');
+}
+
+/** A socket that sends its request and never reads a byte of the answer. */
+function stuckClient(port: number, path = '/events'): Socket {
+  const socket = connect(port, '127.0.0.1');
+  socket.on('error', () => {});
+  socket.pause();
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`);
+  return socket;
+}
 
 function expectIncreasingIds(events: CommandEvent[]): void {
   const ids = events.map((e) => e.id);
@@ -456,4 +479,161 @@ describe('auth, shutdown, slow clients', () => {
     expect(app.sseHub.size, 'the stuck client was dropped').toBe(0);
     stuck.destroy();
   });
+});
+
+describe('a gap in the log: the reset event (SPEC §4)', () => {
+  test('/events resumed from before the oldest event kept: reset first, then what the log holds, then live ones; none at the edge', async () => {
+    const { api, url, dbPath } = await start();
+    const witness = await openStream(`${url}/events`);
+    const commands: Awaited<ReturnType<HttpApi['submit']>>[] = [];
+    for (let i = 0; i < 4; i++) commands.push(await api.submit(delay()));
+    await runDelayToCompletion(api, commands[0]?.id ?? '');
+    const all = await witness.transcript.untilEvents(7);
+    const oldest = all[4]?.id ?? 0;
+    await pruneLogBefore(dbPath, oldest);
+    const kept = all.filter((e) => e.id >= oldest);
+    const reset = { id: String(oldest - 1), event: 'reset', data: JSON.stringify({ oldestEventId: oldest }) };
+
+    // Two before the oldest: event oldest-1 is gone. lastEventId=0: all before the oldest are gone.
+    const gap = await openStream(`${url}/events`, { 'last-event-id': String(oldest - 2) });
+    const fromStart = await openStream(`${url}/events?lastEventId=0`);
+    // Exactly one before the oldest: nothing lost. Beyond the newest: nothing after it to lose.
+    const edge = await openStream(`${url}/events?lastEventId=${oldest - 1}`);
+    const ahead = await openStream(`${url}/events`, { 'last-event-id': String((all.at(-1)?.id ?? 0) + 1000) });
+    for (const stream of [gap, fromStart, edge]) expect(await stream.transcript.untilEvents(kept.length)).toEqual(kept);
+    expect(named(gap.transcript)[0]).toEqual(reset);
+    expect(named(fromStart.transcript)[0]).toEqual(reset);
+    expect(named(edge.transcript).map((f) => f.event)).not.toContain('reset');
+
+    const live = await api.cancel(commands[1]?.id ?? '');
+    for (const stream of [gap, fromStart, edge, ahead]) {
+      await stream.transcript.until(() => stream.transcript.events.at(-1)?.command.status === 'FAILED', 'the live cancel');
+    }
+    for (const stream of [gap, fromStart]) {
+      expect(named(stream.transcript).filter((f) => f.event === 'reset'), 'one reset').toHaveLength(1);
+      expect(stream.transcript.events.at(-1)?.command.id).toBe(live.id);
+      expectIncreasingIds(stream.transcript.events);
+    }
+    expect(named(ahead.transcript).map((f) => [f.event, JSON.parse(f.data).status])).toEqual([['status', 'FAILED']]);
+  });
+
+  test('the OpenAPI document describes the reset event on both streams', async () => {
+    const { url } = await start();
+    const doc = (await (await fetch(`${url}/openapi.json`)).json()) as { paths: Record<string, { get: { description?: string } }> };
+    for (const path of ['/events', '/commands/{id}/events']) expect(doc.paths[path]?.get.description, path).toContain('event: reset');
+  });
+
+  test('an empty log has lost nothing: no reset for lastEventId=0 or an id beyond it', async () => {
+    const { api, url } = await start();
+    const zero = await openStream(`${url}/events?lastEventId=0`);
+    const ahead = await openStream(`${url}/events`, { 'last-event-id': '5' });
+    const command = await api.submit(delay());
+    for (const stream of [zero, ahead]) {
+      await stream.transcript.untilEvents(1);
+      expect(named(stream.transcript).map((f) => [f.event, f.id])).toEqual([['status', '1']]);
+      expect(stream.transcript.events[0]?.command.id).toBe(command.id);
+    }
+  });
+
+  test('/commands/:id/events across a gap: reset, the command as it is now, its changes to the end; finished: no 204 until told', async () => {
+    const { api, url, dbPath } = await start();
+    const a = await api.submit(delay()); // 1
+    const claimed = await api.claim(); // 2: a RUNNING
+    const b = await api.submit(delay()); // 3
+    await pruneLogBefore(dbPath, 3);
+    const reset = { id: '2', event: 'reset', data: JSON.stringify({ oldestEventId: 3 }) };
+
+    // a has no event left in the log: its current state goes out without an id.
+    const streamA = await openStream(`${url}/commands/${a.id}/events`, { 'last-event-id': '1' });
+    await streamA.transcript.untilEvents(1);
+    expect(named(streamA.transcript)[0]).toEqual(reset);
+    expect(named(streamA.transcript)[1]?.id).toBeUndefined();
+    expect(streamA.transcript.events[0]?.command).toMatchObject({ id: a.id, status: 'RUNNING' });
+    // b's newest event is still kept: it goes out with its id, so a reconnect resumes after it.
+    const streamB = await openStream(`${url}/commands/${b.id}/events?lastEventId=0`);
+    await streamB.transcript.untilEvents(1);
+    expect(named(streamB.transcript).map((f) => [f.event, f.id])).toEqual([['reset', '2'], ['status', '3']]);
+
+    await api.heartbeat(claimed, { percent: 50, message: 'halfway' });
+    await api.report(claimed, { status: 'COMPLETED', result: { ok: true, tookMs: 5 } });
+    await within(streamA.ended, 5_000, "the end of a's stream");
+    expect(streamA.transcript.events.map(brief)).toEqual([
+      ['status', 'RUNNING', null],
+      ['progress', 'RUNNING', 50],
+      ['status', 'COMPLETED', null],
+    ]);
+
+    // a finished, and every event of it is pruned: a client resuming from before the gap may not
+    // have seen the end, so it gets reset and the final state (not a 204), then the stream ends.
+    const c = await api.submit(delay());
+    const cStream = await openStream(`${url}/commands/${c.id}/events`);
+    const cEvent = await cStream.transcript.untilEvents(1);
+    await pruneLogBefore(dbPath, cEvent[0]?.id ?? 0);
+    const finished = await openStream(`${url}/commands/${a.id}/events`, { 'last-event-id': '1' });
+    await within(finished.ended, 5_000, 'the end of the stream of a finished command');
+    expect(named(finished.transcript).map((f) => f.event)).toEqual(['reset', 'status']);
+    expect(finished.transcript.events[0]?.command.status).toBe('COMPLETED');
+    // Reconnecting with the reset's id (what EventSource does) is told the stream is over.
+    const again = await openStream(`${url}/commands/${a.id}/events`, { 'last-event-id': named(finished.transcript)[0]?.id ?? '' });
+    expect(again.status).toBe(204);
+  });
+});
+
+describe('memory a slow client holds is bounded in bytes', () => {
+  test('a client that never reads is dropped past SSE_MAX_QUEUED_BYTES, however few the events', async () => {
+    const { api, url, app, port } = await start({ SSE_MAX_QUEUED: '1000000', SSE_MAX_QUEUED_BYTES: String(1024 * 1024) });
+    const reader = await openStream(`${url}/events`);
+    const stuck = stuckClient(port);
+    await waitFor(() => app.sseHub.size === 2, { what: 'both sessions' });
+    // 200 kB a report: the kernel's socket buffers take a few MB, then the limit counts.
+    const big = { blob: 'x'.repeat(200_000) };
+    let changes = 0;
+    for (let i = 0; i < 100 && app.sseHub.size === 2; i++) {
+      await api.submit(delay());
+      await api.report(await api.claim(), { status: 'COMPLETED', result: big });
+      changes += 3;
+    }
+    expect(app.sseHub.size, 'the stuck client was dropped').toBe(1);
+    expect(changes, 'dropped after a few MB, not hundreds of events').toBeLessThan(150);
+    await reader.transcript.untilEvents(changes, 10_000);
+    expectIncreasingIds(reader.transcript.events);
+    stuck.destroy();
+  });
+
+  test('a bad SSE_MAX_QUEUED_BYTES stops the server, naming it', () => {
+    for (const bad of ['1000', 'lots', '-1']) {
+      expect(() => loadConfig({ SSE_MAX_QUEUED_BYTES: bad })).toThrow(ConfigError);
+      expect(() => loadConfig({ SSE_MAX_QUEUED_BYTES: bad })).toThrow(/SSE_MAX_QUEUED_BYTES/);
+    }
+    expect(loadConfig({}).sseMaxQueuedBytes).toBe(4 * 1024 * 1024);
+  });
+
+  test('200 clients that never read, during 12 MB of results each: all dropped, server RSS bounded (real process)', async () => {
+    const server = await startServer({ DB_PATH: `${dir.path}/flood.db`, LOG_LEVEL: 'error' });
+    const api = new HttpApi(server.url);
+    const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))?.[1] ?? NaN) * 1024;
+    const sseClients = async () =>
+      Number(/agent_executor_sse_clients (\d+)/.exec(await (await fetch(`${server.url}/metrics`)).text())?.[1] ?? NaN);
+    const reader = await openStream(`${server.url}/events`);
+    const stuck = Array.from({ length: 200 }, () => stuckClient(server.port));
+    try {
+      await waitFor(async () => (await sseClients()) === 201, { what: '201 sessions' });
+      const before = rss();
+      let peak = before;
+      const sampler = setInterval(() => (peak = Math.max(peak, rss())), 20);
+      const big = { blob: 'x'.repeat(200_000) };
+      for (let i = 0; i < 60; i++) {
+        await api.submit(delay());
+        await api.report(await api.claim(), { status: 'COMPLETED', result: big });
+      }
+      await waitFor(async () => (await sseClients()) === 1, { what: 'every stuck client dropped' });
+      clearInterval(sampler);
+      // Before: each stuck client held its own copy of what it was sent, ~2 MB each (+410 MB).
+      expect(peak - before, `RSS ${Math.round(before / 2 ** 20)} → ${Math.round(peak / 2 ** 20)} MB`).toBeLessThan(150 * 2 ** 20);
+      const events = await reader.transcript.untilEvents(180, 20_000);
+      expectIncreasingIds(events);
+    } finally {
+      for (const socket of stuck) socket.destroy();
+    }
+  }, 60_000);
 });

@@ -364,15 +364,45 @@ export function describeStoreContract(name: string, makeStore: MakeStore): void 
         expect(await store.claim('agent-2', LEASE_MS)).toBeUndefined();
       });
 
-      test('a late report is also taken when the expiry had failed the command (attempts spent)', async () => {
+      test('FAILED is final: a late report after the expiry spent the attempts is a 409 and changes nothing', async () => {
         await submit(delay(10, { maxAttempts: 1 }));
         const c = await claim('agent-1');
         clock.advance(LEASE_MS);
         await store.requeueExpired();
-        expect(await get(c.id)).toMatchObject({ status: 'FAILED', error: 'lease expired' });
-        const { command } = await store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, result: { late: true } });
-        expect(command).toMatchObject({ status: 'COMPLETED', error: null });
-        expect(await get(c.id), 'the answer is what was stored').toEqual(command);
+        const failed = await get(c.id);
+        expect(failed).toMatchObject({ status: 'FAILED', error: 'lease expired' });
+        const last = await store.lastEventSeq();
+        const message = await rejectsWith(
+          store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, result: { late: true } }),
+          409,
+        );
+        expect(message).toMatch(/already FAILED/);
+        await rejectsWith(store.report(c.id, { agentId: 'agent-1', status: 'FAILED', error: 'late' }), 409);
+        expect(await get(c.id), 'nothing changed').toEqual(failed);
+        expect(await store.lastEventSeq(), 'nothing logged').toBe(last);
+      });
+
+      test('COMPLETED is final: another outcome is a 409, the same report replayed is a 200', async () => {
+        await submit();
+        const c = await claim('agent-1');
+        const first = { agentId: 'agent-1', leaseId: c.leaseId, result: { n: 1 } };
+        const { command } = await store.report(c.id, first);
+        expect(command.status).toBe('COMPLETED');
+        expect(await store.report(c.id, first)).toEqual({ command, replayed: true });
+        await rejectsWith(store.report(c.id, { ...first, result: { n: 2 } }), 409);
+        await rejectsWith(store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, status: 'FAILED', error: 'x' }), 409);
+        expect(await get(c.id)).toEqual(command);
+      });
+
+      test('a FAILED report replayed answers 200 and stays FAILED; another outcome is a 409', async () => {
+        await submit();
+        const c = await claim('agent-1');
+        const failure = { agentId: 'agent-1', leaseId: c.leaseId, status: 'FAILED' as const, error: 'HTTP 404' };
+        const { command } = await store.report(c.id, failure);
+        expect(command).toMatchObject({ status: 'FAILED', error: 'HTTP 404' });
+        expect(await store.report(c.id, failure)).toEqual({ command, replayed: true });
+        await rejectsWith(store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, result: { ok: true } }), 409);
+        expect(await get(c.id)).toEqual(command);
       });
 
       test('a late report is a 409 once another agent claimed the command', async () => {
@@ -750,6 +780,119 @@ export function describeStoreContract(name: string, makeStore: MakeStore): void 
       const failed = await claim();
       await store.report(failed.id, { agentId: 'agent-1', leaseId: failed.leaseId, status: 'FAILED', error: 'x' });
       expect(await store.countByStatus()).toEqual({ PENDING: 1, RUNNING: 2, COMPLETED: 1, FAILED: 1 });
+    });
+
+    test('countByStatus stays equal to the stored commands across every transition and retention', async () => {
+      /** The truth, counted from the commands themselves (list reads the rows, not the counts). */
+      const counted = async () => {
+        const all = (await store.list({ limit: 1000 })).commands;
+        const counts = { PENDING: 0, RUNNING: 0, COMPLETED: 0, FAILED: 0 };
+        for (const c of all) counts[c.status]++;
+        return counts;
+      };
+      const check = async (step: string, expected: Record<string, number>) => {
+        expect(await counted(), `${step}: the rows`).toEqual(expected);
+        expect(await store.countByStatus(), `${step}: the counts`).toEqual(expected);
+      };
+      await store.submitBatch([delay(), delay(), delay(), delay(), delay(10, { maxAttempts: 1 })]);
+      await submit();
+      await check('submit', { PENDING: 6, RUNNING: 0, COMPLETED: 0, FAILED: 0 });
+      const [a, b, c, d] = await store.claimBatch('agent-1', LEASE_MS, 4);
+      if (!a || !b || !c || !d) throw new Error('claimed fewer than 4');
+      await check('claim', { PENDING: 2, RUNNING: 4, COMPLETED: 0, FAILED: 0 });
+      await store.report(a.id, { agentId: 'agent-1', leaseId: a.leaseId, result: {} });
+      await store.report(a.id, { agentId: 'agent-1', leaseId: a.leaseId, result: {} }); // replay: no change
+      await rejectsWith(store.report(a.id, { agentId: 'agent-1', leaseId: a.leaseId, result: { other: 1 } }), 409);
+      await failRetryable(b);
+      await store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, status: 'FAILED', error: 'x' });
+      await check('report', { PENDING: 3, RUNNING: 1, COMPLETED: 1, FAILED: 1 });
+      const pending = (await store.list({ status: 'PENDING', limit: 10 })).commands.at(-1);
+      if (!pending) throw new Error('no PENDING command');
+      await store.cancel(pending.id);
+      await store.cancel(d.id); // RUNNING: only requested
+      await check('cancel', { PENDING: 2, RUNNING: 1, COMPLETED: 1, FAILED: 2 });
+      await store.retry(c.id);
+      await check('retry', { PENDING: 3, RUNNING: 1, COMPLETED: 1, FAILED: 1 });
+      await store.release(d.id, d.leaseId);
+      await check('release', { PENDING: 4, RUNNING: 0, COMPLETED: 1, FAILED: 1 });
+      clock.advance(120_000); // every backoff over
+      const claimed = await store.claimBatch('agent-2', LEASE_MS, 10);
+      expect(claimed).toHaveLength(4);
+      clock.advance(LEASE_MS);
+      // The maxAttempts: 1 command fails, so does the released one whose cancel was requested;
+      // the other two go back to PENDING.
+      await store.requeueExpired();
+      await check('expire', { PENDING: 2, RUNNING: 0, COMPLETED: 1, FAILED: 3 });
+      clock.advance(1);
+      expect(await store.deleteFinishedBefore(clock.now(), 100)).toBe(4);
+      await check('retention', { PENDING: 2, RUNNING: 0, COMPLETED: 0, FAILED: 0 });
+    });
+
+    describe('retention (SPEC §7)', () => {
+      /** A command that ends `status` at the current time of the clock. */
+      const finish = async (status: 'COMPLETED' | 'FAILED', key?: string) => {
+        const { command } = await store.submit(delay(), key);
+        const c = await claim();
+        expect(c.id).toBe(command.id);
+        const body = status === 'COMPLETED' ? { result: { ok: true } } : { status, error: 'x' };
+        return (await store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, ...body })).command;
+      };
+
+      test('deletes only COMPLETED and FAILED commands finished before the limit, oldest first; never PENDING or RUNNING', async () => {
+        const old = [await finish('COMPLETED'), await finish('FAILED')];
+        const canceled = await submit();
+        await store.cancel(canceled.id); // FAILED "canceled", never run
+        const running = await submit(delay(10, { maxAttempts: 5 }));
+        const r = await claim();
+        expect(r.id).toBe(running.id);
+        const pendingAgain = await submit(delay(10, { maxAttempts: 5 }));
+        await failRetryable(await claim()); // PENDING, with an error and an attempt spent
+        clock.advance(500); // less than its 1 s backoff: the next claims do not take it
+        const limit = clock.now();
+        const young = [await finish('COMPLETED'), await finish('FAILED')];
+        const waiting = await submit();
+        expect(await store.oldestFinishedAt()).toBe(Date.parse(old[0]?.finishedAt ?? ''));
+
+        expect(await store.deleteFinishedBefore(limit, 2), 'at most max, the oldest first').toBe(2);
+        for (const c of old) expect(await store.get(c.id)).toBeUndefined();
+        expect(await store.get(canceled.id)).toBeDefined();
+        expect(await store.deleteFinishedBefore(limit, 100)).toBe(1);
+        expect(await store.get(canceled.id)).toBeUndefined();
+        expect(await store.deleteFinishedBefore(limit, 100), 'nothing else is due').toBe(0);
+        for (const c of [...young, running, pendingAgain, waiting]) expect(await store.get(c.id), c.id).toBeDefined();
+
+        clock.advance(365 * 86_400_000);
+        expect(await store.deleteFinishedBefore(clock.now(), 100), 'the young ones, in their turn').toBe(2);
+        expect(await store.oldestFinishedAt()).toBeUndefined();
+        const left = (await store.list({ limit: 100 })).commands.map((c) => [c.id, c.status]);
+        expect(left.sort()).toEqual(
+          [[running.id, 'RUNNING'], [pendingAgain.id, 'PENDING'], [waiting.id, 'PENDING']].sort(),
+        );
+        // The leased command is still the holder's to report.
+        const { command } = await store.report(r.id, { agentId: 'agent-1', leaseId: r.leaseId, result: {} });
+        expect(command.status).toBe('COMPLETED');
+      });
+
+      test('a retried command is PENDING again and not deleted for its old finish', async () => {
+        const failed = await finish('FAILED');
+        await store.retry(failed.id);
+        clock.advance(60_000);
+        expect(await store.deleteFinishedBefore(clock.now(), 100)).toBe(0);
+        expect(await get(failed.id)).toMatchObject({ status: 'PENDING', finishedAt: null });
+      });
+
+      test('the idempotency key goes with its command: after deletion the same key creates a new command', async () => {
+        const first = await finish('COMPLETED', 'key-1');
+        expect(await store.submit(delay(), 'key-1')).toEqual({ command: first, replayed: true });
+        clock.advance(1);
+        expect(await store.deleteFinishedBefore(clock.now(), 100)).toBe(1);
+        const again = await store.submit(delay(), 'key-1');
+        expect(again.replayed).toBe(false);
+        expect(again.command.id).not.toBe(first.id);
+        expect(again.command.status).toBe('PENDING');
+        // A different body with that key is now simply a new key's replay check against the new command.
+        await rejectsWith(store.submit(delay(99), 'key-1'), 422);
+      });
     });
 
     test('ping answers while the store is open', async () => {

@@ -1,12 +1,15 @@
+#!/usr/bin/env node
 /**
  * Watches commands change, live, over Server-Sent Events: one line per change.
  *
- *   npm run watch -- [commandId] [--url URL] [--token TOKEN] [--status STATUS]
+ *   npm run watch -- [commandId] [--url URL] [--token TOKEN] [--status STATUS] [--since EVENT_ID]
  *
  * With a command id it follows that command (GET /commands/:id/events) and exits when it ends:
  * 0 when it COMPLETED, 1 when it FAILED. Without one it follows every change (GET /events) until
  * stopped. A dropped connection, a server restart included, is resumed from the last event id the
- * `eventsource` client saw (it sends Last-Event-ID), so no change is missed or shown twice.
+ * `eventsource` client saw (it sends Last-Event-ID), so no change is missed or shown twice, unless
+ * the server's log was pruned past that id: the server then sends `reset`, and the CLI says on
+ * stderr that changes were lost and carries on (following one command, with its current state).
  * Exit 2: bad arguments, refused (401), unknown command (404) or any other answer than a stream.
  */
 import { parseArgs } from 'node:util';
@@ -14,17 +17,19 @@ import { EventSource } from 'eventsource';
 import { CommandStatus, isTerminal, type Command } from '@agent-executor/common';
 import { formatChange } from './watch-format.js';
 
-const USAGE = `usage: npm run watch -- [commandId] [--url URL] [--token TOKEN] [--status STATUS]
+const USAGE = `usage: npm run watch -- [commandId] [--url URL] [--token TOKEN] [--status STATUS] [--since EVENT_ID]
   commandId       follow one command and exit when it ends (0 COMPLETED, 1 FAILED)
   --url URL       control server (default: $SERVER_URL or http://localhost:3000)
   --token TOKEN   client token when the server has API_TOKEN set (default: $API_TOKEN)
-  --status S      show only changes to status S (PENDING, RUNNING, COMPLETED, FAILED)`;
+  --status S      show only changes to status S (PENDING, RUNNING, COMPLETED, FAILED)
+  --since ID      first show the changes after event ID (#ID in the output), then live ones`;
 
 interface Options {
   commandId: string | undefined;
   url: string;
   token: string | undefined;
   status: CommandStatus | undefined;
+  since: string | undefined;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -35,6 +40,7 @@ function parseOptions(argv: string[]): Options {
       url: { type: 'string' },
       token: { type: 'string' },
       status: { type: 'string' },
+      since: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -45,17 +51,23 @@ function parseOptions(argv: string[]): Options {
   if (positionals.length > 1) throw new Error(`one command id at most, got ${positionals.length}`);
   const status = values.status === undefined ? undefined : CommandStatus.safeParse(values.status.toUpperCase());
   if (status && !status.success) throw new Error(`--status: one of ${CommandStatus.options.join(', ')}`);
+  if (values.since !== undefined && !/^\d{1,15}$/.test(values.since)) throw new Error('--since: an event id (#ID in the output)');
   return {
     commandId: positionals[0],
     url: (values.url ?? process.env.SERVER_URL ?? 'http://localhost:3000').replace(/\/+$/, ''),
     token: values.token ?? (process.env.API_TOKEN || undefined),
     status: status?.data,
+    since: values.since,
   };
 }
 
-function streamUrl({ url, commandId, status }: Options): string {
-  if (commandId !== undefined) return `${url}/commands/${encodeURIComponent(commandId)}/events`;
-  return status === undefined ? `${url}/events` : `${url}/events?status=${status}`;
+function streamUrl({ url, commandId, status, since }: Options): string {
+  const query = new URLSearchParams();
+  if (commandId === undefined && status !== undefined) query.set('status', status);
+  // Only the first connection uses it: on a reconnect the Last-Event-ID header wins.
+  if (since !== undefined) query.set('lastEventId', since);
+  const path = commandId === undefined ? '/events' : `/commands/${encodeURIComponent(commandId)}/events`;
+  return `${url}${path}${query.size > 0 ? `?${query}` : ''}`;
 }
 
 /** Why the server refused the stream, in words an operator can act on. */
@@ -93,6 +105,12 @@ function watch(options: Options): void {
   };
   source.addEventListener('status', onChange('status'));
   source.addEventListener('progress', onChange('progress'));
+  // The server's log no longer holds the changes after the id we resumed from (SPEC §4).
+  source.addEventListener('reset', (event: MessageEvent) => {
+    const { oldestEventId } = JSON.parse(event.data as string) as { oldestEventId: number };
+    const next = options.commandId === undefined ? 'continuing with the changes it still holds' : 'showing the command as it is now';
+    console.error(`watch: changes before #${oldestEventId} are no longer in the server's log and were not shown; ${next}`);
+  });
 
   source.addEventListener('open', () => {
     if (!opened) console.error(`watch: following ${url}`);

@@ -1,64 +1,30 @@
 /**
- * The Docker delivery files, checked without a Docker engine: `docker-compose config` (Debian's
- * docker-compose package, which .ci/run installs; it parses and interpolates without an engine)
- * must accept both compose files, and the facts a scaled fleet depends on must hold. The Dockerfiles
- * are checked statically: stages, non-root user, health check, the exact entry points, and that
- * every file they COPY from the context exists and is not excluded by .dockerignore.
+ * The Docker delivery files, checked with Node alone (no docker-compose, no engine): both compose
+ * files are interpolated as Compose does and validated against the Compose Specification's JSON
+ * schema (compose-file.ts), and the facts a scaled fleet depends on must hold. The Dockerfiles are
+ * checked statically: stages, base image, non-root user, health check, the exact entry points, and
+ * that every file they COPY from the context exists and is not excluded by .dockerignore.
+ * (.ci/run also runs `docker-compose config` on both files where it can install it.)
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { REPO_ROOT, tempDir } from '../../test-support/processes.js';
-
-interface Service {
-  build?: { context: string; dockerfile: string };
-  image?: string;
-  container_name?: string;
-  environment?: Record<string, string>;
-  ports?: Array<{ published: number | string; target: number | string }>;
-  volumes?: string[];
-  depends_on?: Record<string, { condition: string }>;
-  healthcheck?: { test: string[] };
-}
-interface ComposeConfig {
-  services: Record<string, Service>;
-  volumes?: Record<string, unknown>;
-}
-
-let dir: ReturnType<typeof tempDir> | undefined;
-afterEach(({ task }) => {
-  dir?.cleanup(task.result?.state === 'pass');
-  dir = undefined;
-});
+import { REPO_ROOT } from '../../test-support/processes.js';
+import { interpolate, loadCompose, parseEnvFile, schemaErrors, type ComposeConfig } from './compose-file.js';
 
 /**
- * `docker-compose -f FILE config` with a controlled environment: no variable of the caller's shell
- * and an empty env file unless one is given, so a developer's own .env cannot change the outcome.
+ * A compose file with a controlled environment: no variable of the caller's shell and no env file
+ * unless one is given, so a developer's own .env cannot change the outcome.
  */
 function composeConfig(file: string, env: Record<string, string> = {}, envFile?: string) {
-  dir ??= tempDir('compose');
-  const emptyEnv = join(dir.path, 'empty.env');
-  writeFileSync(emptyEnv, '');
-  const result = spawnSync(
-    'docker-compose',
-    ['--project-directory', REPO_ROOT, '--env-file', envFile ?? emptyEnv, '-f', join(REPO_ROOT, file), 'config'],
-    { cwd: REPO_ROOT, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', HOME: dir.path, ...env } },
-  );
-  if (result.error) {
-    throw new Error(
-      `could not run docker-compose (${result.error.message}): install Debian's docker-compose package ` +
-        '(`apt-get install docker-compose`; .ci/run does)',
-    );
-  }
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+  return loadCompose(join(REPO_ROOT, file), { projectDir: REPO_ROOT, env, ...(envFile ? { envFile } : {}) });
 }
 
 function parsedConfig(file: string, env: Record<string, string> = {}, envFile?: string): ComposeConfig {
-  const result = composeConfig(file, env, envFile);
-  expect(result.status, result.stderr).toBe(0);
-  return parse(result.stdout) as ComposeConfig;
+  const { config, errors } = composeConfig(file, env, envFile);
+  expect(errors).toEqual([]);
+  return config;
 }
 
 const PROD_TOKENS = { API_TOKEN: 'prod-api-token-0123456789', AGENT_TOKEN: 'prod-agent-token-0123456789' };
@@ -90,15 +56,23 @@ function expectScalableFleet(config: ComposeConfig): void {
 }
 
 describe('docker-compose.yml (built from this checkout)', () => {
-  it('is accepted by docker-compose config and runs a scalable fleet', () => {
+  it('is valid Compose and runs a scalable fleet', () => {
     const config = parsedConfig('docker-compose.yml');
     expectScalableFleet(config);
     expect(config.services['control-server']!.build?.dockerfile).toBe('control-server/Dockerfile');
     expect(config.services['agent']!.build?.dockerfile).toBe('agent/Dockerfile');
     expect(config.services['agent']!.build?.context.replace(/\/$/, '')).toBe(REPO_ROOT.replace(/\/$/, ''));
+    // Each build context is a directory holding the Dockerfile named for it.
+    for (const service of Object.values(config.services)) {
+      expect(statSync(service.build!.context).isDirectory()).toBe(true);
+      expect(existsSync(join(service.build!.context, service.build!.dockerfile)), service.build!.dockerfile).toBe(true);
+    }
     // Auth off by default: empty tokens, which server and agent both treat as unset.
     expect(config.services['control-server']!.environment?.['API_TOKEN']).toBe('');
     expect(config.services['control-server']!.ports).toEqual([{ published: 3000, target: 3000 }]);
+    // Secure by default: agents refuse private targets unless HTTP_ALLOW names them.
+    expect(config.services['agent']!.environment?.['HTTP_BLOCK_PRIVATE']).toBe('true');
+    expect(config.services['agent']!.environment?.['HTTP_ALLOW']).toBe('');
   });
 
   it('maps CONTROL_SERVER_PORT on the host and passes settings through', () => {
@@ -143,9 +117,43 @@ describe('docker-compose.prod.yml (images from GHCR)', () => {
   });
 
   it('refuses to start a published server without API_TOKEN and AGENT_TOKEN', () => {
-    const result = composeConfig('docker-compose.prod.yml');
-    expect(result.status).not.toBe(0);
-    expect(result.stderr).toMatch(/API_TOKEN|AGENT_TOKEN/);
+    expect(() => composeConfig('docker-compose.prod.yml')).toThrow(/API_TOKEN.*set API_TOKEN/);
+    expect(() => composeConfig('docker-compose.prod.yml', { API_TOKEN: PROD_TOKENS.API_TOKEN })).toThrow(/AGENT_TOKEN/);
+    // .env.example leaves both empty, which `:?` refuses as well.
+    expect(() => composeConfig('docker-compose.prod.yml', {}, join(REPO_ROOT, '.env.example'))).toThrow(/API_TOKEN/);
+  });
+});
+
+describe('the compose checker (what stands in for docker-compose config)', () => {
+  const env = { SET: 'value', EMPTY: '' };
+
+  it('interpolates as the Compose Specification says', () => {
+    expect(interpolate('${SET} $SET ${UNSET}|', env)).toBe('value value |');
+    expect(interpolate('${EMPTY:-d} ${EMPTY-d} ${UNSET-d} ${SET:-d}', env)).toBe('d  d value');
+    expect(interpolate('${SET:+alt} ${EMPTY:+alt} ${EMPTY+alt}', env)).toBe('alt  alt');
+    expect(interpolate('$$HOME $${SET}', env)).toBe('$HOME ${SET}');
+    expect(interpolate('${SET:?no}', env)).toBe('value');
+    expect(() => interpolate('${EMPTY:?set EMPTY}', env)).toThrow(/EMPTY.*set EMPTY/);
+    expect(interpolate('${EMPTY?set EMPTY}', env)).toBe('');
+    expect(() => interpolate('${UNSET?set it}', env)).toThrow(/UNSET/);
+  });
+
+  it('reads env files: comments, empty values, quotes', () => {
+    expect(parseEnvFile('# c\nA=1\nB=\nC="x y"\nD=z # note\n')).toEqual({ A: '1', B: '', C: 'x y', D: 'z' });
+  });
+
+  it('rejects documents the Compose Specification rejects', () => {
+    const good = parse(readFileSync(join(REPO_ROOT, 'docker-compose.yml'), 'utf8')) as ComposeConfig;
+    expect(schemaErrors(good)).toEqual([]);
+    const typo = structuredClone(good) as unknown as { services: Record<string, Record<string, unknown>> };
+    typo.services['agent']!['helthcheck'] = typo.services['agent']!['healthcheck'];
+    expect(schemaErrors(typo).join('\n')).toMatch(/additional properties.*helthcheck/);
+    const condition = structuredClone(good);
+    condition.services['agent']!.depends_on = { 'control-server': { condition: 'healthy' } };
+    expect(schemaErrors(condition).join('\n')).toMatch(/depends_on/);
+    const duration = structuredClone(good);
+    duration.services['agent']!.healthcheck!.interval = '15 seconds';
+    expect(schemaErrors(duration).join('\n')).toMatch(/interval.*duration/);
   });
 });
 
@@ -155,8 +163,17 @@ describe('.env.example', () => {
 
   it('lists every setting of the server (SPEC §3 and ours) and the agent (SPEC §5)', () => {
     const spec = ['PORT', 'HOST', 'CORS_ORIGIN', 'DB_PATH', 'LEASE_MS', 'API_TOKEN', 'AGENT_TOKEN', 'LOG_LEVEL', 'DATABASE_URL'];
-    const server = ['SQLITE_SYNCHRONOUS', 'SSE_PING_MS', 'SSE_MAX_QUEUED'];
-    const agent = ['SERVER_URL', 'POLL_INTERVAL', 'LONG_POLL_WAIT', 'AGENT_ID', 'CONCURRENCY', 'IDEMPOTENCY_DB_PATH', 'HTTP_BLOCK_PRIVATE'];
+    const server = [
+      'SQLITE_SYNCHRONOUS',
+      'SSE_PING_MS',
+      'SSE_MAX_QUEUED',
+      'METRICS_TOKEN',
+      'SSE_MAX_QUEUED_BYTES',
+      'RETENTION',
+      'REQUEST_TIMEOUT_MS',
+      'PG_POOL_SIZE',
+    ];
+    const agent = ['SERVER_URL', 'POLL_INTERVAL', 'LONG_POLL_WAIT', 'AGENT_ID', 'CONCURRENCY', 'IDEMPOTENCY_DB_PATH', 'HTTP_BLOCK_PRIVATE', 'HTTP_ALLOW', 'METRICS_PORT'];
     for (const name of [...spec, ...server, ...agent]) expect(documented, name).toContain(name);
   });
 
@@ -202,11 +219,12 @@ describe.each([{ name: 'control-server' }, { name: 'agent' }])('$name/Dockerfile
   const lastFrom = instructions.findLastIndex((l) => l.startsWith('FROM '));
   const runtime = instructions.slice(lastFrom);
 
-  it('builds in one stage and runs on node:20-bookworm-slim in another', () => {
+  it('builds in one stage and runs on node:24-trixie-slim in another', () => {
     const froms = instructions.filter((l) => l.startsWith('FROM '));
     expect(froms.length).toBeGreaterThanOrEqual(2);
     expect(froms[0]).toMatch(/ AS build$/);
-    expect(runtime[0]).toMatch(/^FROM node:20-bookworm-slim\b/);
+    // The same Node and Debian in both stages: the native addon built in one loads in the other.
+    for (const from of froms) expect(from).toMatch(/^FROM node:24-trixie-slim\b/);
     expect(text).toMatch(/npm ci --ignore-scripts\b/);
     expect(text).toMatch(/npm ci --omit=dev\b.*--workspace \S+/);
     expect(text).toMatch(/python3 make g\+\+/);

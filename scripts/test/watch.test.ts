@@ -3,6 +3,7 @@
  * test plays the agent over HTTP. Includes a server SIGKILL and restart in the middle of a watch.
  */
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { Command } from '@agent-executor/common';
 import { HttpApi, runDelayToCompletion } from '../../test-support/http-api.js';
@@ -168,6 +169,59 @@ describe('npm run watch (every command)', () => {
     // Still watching after both ended.
     expect(all.child.exitCode).toBeNull();
     expect(completed.child.exitCode).toBeNull();
+  });
+});
+
+describe("resuming past the server's log (a reset event)", () => {
+  /** Deletes the log's events older than `seq` through a second connection, as pruning would. */
+  function pruneLogBefore(seq: number): void {
+    const db = new Database(join(dir.path, 'commands.db'));
+    try {
+      db.prepare('DELETE FROM events WHERE seq < ?').run(seq);
+    } finally {
+      db.close();
+    }
+  }
+
+  test('one command: says changes were lost, shows the command as it is now, then follows it to the end', async () => {
+    const { api, url } = await server();
+    const command = await api.submit({ type: 'DELAY', payload: { ms: 5 } }); // event 1
+    const claimed = await api.claim(); // 2
+    await api.heartbeat(claimed, { percent: 50, message: 'halfway' }); // 3
+    pruneLogBefore(3);
+    const cli = watchCli([command.id, '--url', url, '--token', TOKEN, '--since', '1']);
+    await untilOutput(cli, hasStatus('RUNNING'), 'the current state');
+    expect(cli.output()).toContain("watch: changes before #3 are no longer in the server's log and were not shown; showing the command as it is now");
+    await api.report(claimed, { status: 'COMPLETED', result: { ok: true, tookMs: 5 } });
+    expect(await cli.exited, cli.output()).toBe(0);
+    expect(changeLines(cli).map((l) => l.split('  ').slice(1, 5).join(' ').replace(/ +/g, ' '))).toEqual([
+      `#3 ${command.id} DELAY RUNNING`,
+      `#4 ${command.id} DELAY COMPLETED`,
+    ]);
+  });
+
+  test('every command: the notice, then the changes the log still holds, then live ones; --since at the edge: no notice', async () => {
+    const { api, url } = await server();
+    const a = await api.submit({ type: 'DELAY', payload: { ms: 5 } }); // 1
+    const b = await api.submit({ type: 'DELAY', payload: { ms: 5 } }); // 2
+    const c = await api.submit({ type: 'DELAY', payload: { ms: 5 } }); // 3
+    pruneLogBefore(2);
+    const gap = watchCli(['--url', url, '--token', TOKEN, '--since', '0']);
+    const edge = watchCli(['--url', url, '--token', TOKEN, '--since', '1']);
+    for (const cli of [gap, edge]) await untilOutput(cli, (lines) => lines.length >= 2, 'what the log holds');
+    await api.cancel(a.id); // 4
+    for (const cli of [gap, edge]) {
+      await untilOutput(cli, (lines) => lines.length >= 3, 'the live cancel');
+      expect(changeLines(cli).map((l) => l.split('  ').slice(1, 3).join(' '))).toEqual([`#2 ${b.id}`, `#3 ${c.id}`, `#4 ${a.id}`]);
+    }
+    expect(gap.output()).toContain("watch: changes before #2 are no longer in the server's log and were not shown; continuing");
+    expect(edge.output()).not.toContain('no longer in');
+  });
+
+  test('--since must be an event id', async () => {
+    const cli = watchCli(['--since', 'yesterday']);
+    expect(await cli.exited).toBe(2);
+    expect(cli.output()).toContain('--since');
   });
 });
 

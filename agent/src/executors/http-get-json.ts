@@ -1,6 +1,7 @@
 import { HttpGetJsonPayload } from '@agent-executor/common';
 import { request, type Dispatcher } from 'undici';
 import { AttemptAborted, ExecutionError, PermanentError } from '../outcome.js';
+import { fitText } from '../result-fit.js';
 import { AddressRefused, type SsrfGuard } from '../ssrf-guard.js';
 import type { Executor } from './index.js';
 import { parsePayload } from './payload.js';
@@ -8,7 +9,10 @@ import { parsePayload } from './payload.js';
 /** The most of a response body that is read; the rest is never received. */
 export const MAX_BODY_BYTES = 102_400;
 export const MAX_REDIRECTS = 5;
-/** `text` is cut to this much JSON so that a result always fits the server's 256 KiB limit. */
+/**
+ * `text` is cut to this much JSON so that a result with a text fits the server's 256 KiB limit;
+ * a parsed body that re-serialises larger is cut down after the attempt (result-fit.ts).
+ */
 const MAX_TEXT_JSON_BYTES = 200 * 1024;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 
@@ -129,7 +133,7 @@ function judge(
     }
   }
   const fields: Partial<HttpGetJsonResult> = { status, body, truncated, bytesReturned: bytes.length };
-  if (body === null) fields.text = fitText(raw);
+  if (body === null) fields.text = fitText(raw, MAX_TEXT_JSON_BYTES);
   const statusError = status < 200 || status >= 300 ? `HTTP ${status}` : undefined;
   const error = statusError ?? parseError;
   if (error === undefined) return finish(fields);
@@ -148,15 +152,6 @@ function redirectTarget(
   if (target && (target.protocol === 'http:' || target.protocol === 'https:')) return target;
   const error = `redirect to an unsupported location: ${location.slice(0, 200)}`;
   throw new PermanentError(error, finish({ status, error }));
-}
-
-/** Text of binary or control-heavy bodies can grow several-fold as JSON; keep it reportable. */
-function fitText(text: string): string {
-  let fitted = text;
-  while (Buffer.byteLength(JSON.stringify(fitted)) > MAX_TEXT_JSON_BYTES) {
-    fitted = fitted.slice(0, Math.floor(fitted.length * 0.8));
-  }
-  return fitted;
 }
 
 /** The SSRF guard's refusal, as thrown by the connector or wrapped by undici. */

@@ -7,8 +7,10 @@ import {
   ErrorResponse,
   HeartbeatBody,
   HeartbeatResponse,
+  jsonDepth,
   MAX_LONG_POLL_WAIT_S,
   MAX_RESULT_BYTES,
+  MAX_RESULT_DEPTH,
   NextBatchQuery,
   NextQuery,
   ResultBody,
@@ -20,6 +22,7 @@ import { z } from 'zod';
 import { requireBearer } from '../auth.js';
 import { BadRequest, HttpError, PayloadTooLarge } from '../errors.js';
 import type { LongPoll } from '../long-poll.js';
+import { AGENT_SECURITY, type HeaderDoc } from '../openapi.js';
 import type { CommandStore } from '../store/store.js';
 
 export interface AgentRoutesOptions {
@@ -31,6 +34,9 @@ export interface AgentRoutesOptions {
 
 const errors = { 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse };
 const noWork = z.null().describe('no work');
+const WAIT_APPLIED: Record<string, HeaderDoc> = {
+  'Preference-Applied': { description: '`wait=N` when the poll honoured `Prefer: wait=N` and waited', type: 'string' },
+};
 
 /** Agent routes: poll (long-poll), report, heartbeat. Guarded by AGENT_TOKEN when it is set. */
 export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app, options) => {
@@ -51,11 +57,15 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
   app.get(
     '/commands/next',
     {
+      config: { changesState: true },
       schema: {
         summary: 'Lease the next command; with wait (or Prefer: wait=N) hold the poll open until work appears',
+        operationId: 'claimNextCommand',
         tags: ['agents'],
+        security: AGENT_SECURITY,
         querystring: NextQuery,
         response: { 200: ClaimedCommand, 204: noWork, ...errors },
+        responseHeaders: { 200: WAIT_APPLIED, 204: WAIT_APPLIED },
       },
     },
     async (request, reply) => {
@@ -67,11 +77,15 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
   app.get(
     '/commands/next-batch',
     {
+      config: { changesState: true },
       schema: {
         summary: 'Lease up to `max` commands at once (same waiting rules as /commands/next)',
+        operationId: 'claimCommandBatch',
         tags: ['agents'],
+        security: AGENT_SECURITY,
         querystring: NextBatchQuery,
         response: { 200: BatchClaimResponse, 204: noWork, ...errors },
+        responseHeaders: { 200: WAIT_APPLIED, 204: WAIT_APPLIED },
       },
     },
     async (request, reply) => {
@@ -86,7 +100,9 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
     {
       schema: {
         summary: 'Report the outcome of an attempt',
+        operationId: 'reportResult',
         tags: ['agents'],
+        security: AGENT_SECURITY,
         params: CommandIdParams,
         body: ResultBody,
         response: { 200: ResultResponse, 413: ErrorResponse, ...errors },
@@ -104,7 +120,9 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
     {
       schema: {
         summary: 'Report many outcomes at once; each gets the answer the single route would give',
+        operationId: 'reportResults',
         tags: ['agents'],
+        security: AGENT_SECURITY,
         body: BatchResultBody,
         response: { 200: BatchResultResponse, 413: ErrorResponse, ...errors },
       },
@@ -130,7 +148,9 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
     {
       schema: {
         summary: 'Renew a lease, optionally with progress; 409 means the lease is lost: stop the work',
+        operationId: 'sendHeartbeat',
         tags: ['agents'],
+        security: AGENT_SECURITY,
         params: CommandIdParams,
         body: HeartbeatBody,
         response: { 200: HeartbeatResponse, ...errors },
@@ -140,13 +160,6 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
   );
 };
 
-/**
- * JSON.stringify recurses: a result nested a few thousand levels deep (well within 1 MiB) would
- * overflow the stack while it is measured or stored, a 500 for bad input. No real result nests
- * this deep.
- */
-const MAX_RESULT_DEPTH = 1000;
-
 function checkResultSize(result: unknown): void {
   if (result === undefined) return;
   if (jsonDepth(result) > MAX_RESULT_DEPTH) {
@@ -155,19 +168,6 @@ function checkResultSize(result: unknown): void {
   if (Buffer.byteLength(JSON.stringify(result)) > MAX_RESULT_BYTES) {
     throw new PayloadTooLarge(`result: larger than ${MAX_RESULT_BYTES} bytes of JSON`);
   }
-}
-
-/** How deeply a parsed JSON value nests (a scalar is 0), measured without recursion. */
-function jsonDepth(value: unknown): number {
-  let deepest = 0;
-  const pending: Array<[unknown, number]> = [[value, 0]];
-  for (let item = pending.pop(); item; item = pending.pop()) {
-    const [node, depth] = item;
-    if (node === null || typeof node !== 'object') continue;
-    deepest = Math.max(deepest, depth + 1);
-    for (const child of Object.values(node)) pending.push([child, depth + 1]);
-  }
-  return deepest;
 }
 
 /** `Prefer: wait=N` (RFC 7240); values above the server's limit are capped, malformed ones ignored. */

@@ -13,12 +13,23 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { requireBearer } from '../auth.js';
 import { NotFound } from '../errors.js';
+import { CLIENT_SECURITY, type HeaderDoc } from '../openapi.js';
 import type { CommandStore } from '../store/store.js';
 import { decodeCursor, encodeCursor, nextLink } from './paging.js';
 
 const SubmitHeaders = z.object({
   'idempotency-key': z.string().min(1).max(MAX_IDEMPOTENCY_KEY_LENGTH).optional(),
 });
+
+const LOCATION: HeaderDoc = { description: 'The URL of the command', type: 'string' };
+const REPLAYED: HeaderDoc = {
+  description: '`true` when the Idempotency-Key was seen before: this is the command it created then',
+  type: 'string',
+};
+const NEXT_PAGE: HeaderDoc = {
+  description: 'RFC 8288 `<…?cursor=…>; rel="next"` when there is a next page',
+  type: 'string',
+};
 
 const errors = { 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse };
 
@@ -33,11 +44,14 @@ export const commandRoutes: FastifyPluginAsyncZod<{ store: CommandStore; apiToke
     '/commands',
     {
       schema: {
-        summary: 'Submit a command',
+        summary: 'Submit a command; 201 when created, 200 when the Idempotency-Key was seen before',
+        operationId: 'submitCommand',
         tags: ['commands'],
+        security: CLIENT_SECURITY,
         headers: SubmitHeaders,
         body: SubmitBody,
         response: { 200: SubmittedCommand, 201: SubmittedCommand, 413: ErrorResponse, 415: ErrorResponse, 422: ErrorResponse, ...errors },
+        responseHeaders: { 200: { Location: LOCATION, 'Idempotent-Replayed': REPLAYED }, 201: { Location: LOCATION } },
       },
     },
     async (request, reply) => {
@@ -53,7 +67,9 @@ export const commandRoutes: FastifyPluginAsyncZod<{ store: CommandStore; apiToke
     {
       schema: {
         summary: 'Submit many commands in one request: all are stored, or none (any invalid one is a 400)',
+        operationId: 'submitCommandBatch',
         tags: ['commands'],
+        security: CLIENT_SECURITY,
         body: BatchSubmitBody,
         response: { 201: BatchSubmitResponse, 413: ErrorResponse, 415: ErrorResponse, ...errors },
       },
@@ -69,9 +85,12 @@ export const commandRoutes: FastifyPluginAsyncZod<{ store: CommandStore; apiToke
     {
       schema: {
         summary: 'List commands, newest first; the next page is in the Link header',
+        operationId: 'listCommands',
         tags: ['commands'],
+        security: CLIENT_SECURITY,
         querystring: ListQuery,
         response: { 200: z.array(Command), ...errors },
+        responseHeaders: { 200: { Link: NEXT_PAGE } },
       },
     },
     async (request, reply) => {
@@ -89,7 +108,9 @@ export const commandRoutes: FastifyPluginAsyncZod<{ store: CommandStore; apiToke
     {
       schema: {
         summary: 'One command: status and result',
+        operationId: 'getCommand',
         tags: ['commands'],
+        security: CLIENT_SECURITY,
         params: CommandIdParams,
         response: { 200: Command, ...errors },
       },
@@ -106,7 +127,9 @@ export const commandRoutes: FastifyPluginAsyncZod<{ store: CommandStore; apiToke
     {
       schema: {
         summary: 'Cancel: a PENDING command fails at once; a RUNNING one is aborted by its agent',
+        operationId: 'cancelCommand',
         tags: ['commands'],
+        security: CLIENT_SECURITY,
         params: CommandIdParams,
         response: { 200: Command, ...errors },
       },
@@ -119,7 +142,9 @@ export const commandRoutes: FastifyPluginAsyncZod<{ store: CommandStore; apiToke
     {
       schema: {
         summary: 'Redrive a FAILED command with a fresh attempt budget',
+        operationId: 'retryCommand',
         tags: ['commands'],
+        security: CLIENT_SECURITY,
         params: CommandIdParams,
         response: { 200: Command, ...errors },
       },

@@ -13,11 +13,12 @@
  * committing leaves the outcome unknown, and every write of the batch is told so.
  */
 import type pg from 'pg';
-import type { Command } from '@agent-executor/common';
+import type { Command, CommandStatus } from '@agent-executor/common';
 import { HttpError } from '../errors.js';
 import type { CommandRow } from './command-rows.js';
 import { buildEvent, isAvailable, type NewEvent } from './event-log.js';
 import { sql, type Statement } from './postgres-statements.js';
+import { StatusCounts } from './status-counts.js';
 import type { StoredEvent, Transition } from './store.js';
 
 export interface Tx {
@@ -27,8 +28,13 @@ export interface Tx {
    * statement sent before the next query or the commit. Its `seq` stays unknown (0).
    */
   insertLater(row: CommandRow): void;
-  /** Logs the change (its event commits with it) and answers the command as it now is. */
-  log(transition: Transition, row: CommandRow): Command;
+  /**
+   * Logs the change (its event commits with it), counts the command's move from `from` (null: a
+   * new command) to its status now, and answers the command as it now is.
+   */
+  log(transition: Transition, row: CommandRow, from: CommandStatus | null): Command;
+  /** Counts a move between statuses that logs no event (a command deleted: `to` null). */
+  count(from: CommandStatus | null, to: CommandStatus | null): void;
 }
 
 export type Write<T> = (tx: Tx) => Promise<T>;
@@ -45,7 +51,9 @@ interface Queued {
   reject: (reason: unknown) => void;
 }
 
-type Outcome = { ok: true; value: unknown; events: NewEvent[]; available: boolean } | { ok: false; error: unknown };
+type Outcome =
+  | { ok: true; value: unknown; events: NewEvent[]; counts: StatusCounts; available: boolean }
+  | { ok: false; error: unknown };
 
 /** Writes per transaction, at most: bounds how long one commit holds the counter. */
 const MAX_BATCH = 256;
@@ -149,6 +157,7 @@ export class PgGroupCommit {
     };
     for (const { write } of batch) {
       const events: NewEvent[] = [];
+      const counts = new StatusCounts();
       let available = false;
       const tx: Tx = {
         query: async (statement, values) => {
@@ -156,16 +165,18 @@ export class PgGroupCommit {
           return client.query({ name: statement.name, text: statement.text, values });
         },
         insertLater: (row) => inserts.push(row),
-        log: (transition, row) => {
+        log: (transition, row, from) => {
+          counts.move(from, row.status);
           const event = buildEvent(transition, row, this.options.now());
           if (isAvailable(row, event.createdAt)) available = true;
           events.push(event);
           return event.command;
         },
+        count: (from, to) => counts.move(from, to),
       };
       try {
         const value = await write(tx);
-        outcomes.push({ ok: true, value, events, available });
+        outcomes.push({ ok: true, value, events, counts, available });
       } catch (error) {
         // A refused precondition changed nothing and left the transaction usable; anything else
         // (an SQL error) aborted it: undo the batch.
@@ -179,8 +190,15 @@ export class PgGroupCommit {
     await flushInserts();
     const logged = outcomes.flatMap((o) => (o.ok ? o.events : []));
     const available = outcomes.some((o) => o.ok && o.available);
+    // The moves of the writes that were taken (a refused one changed nothing), summed by status.
+    const moves = new Map<CommandStatus, number>();
+    for (const outcome of outcomes) {
+      if (!outcome.ok) continue;
+      for (const [status, n] of outcome.counts.changes()) moves.set(status, (moves.get(status) ?? 0) + n);
+    }
+    for (const [status, n] of moves) if (n === 0) moves.delete(status);
     const events: StoredEvent[] = [];
-    if (logged.length > 0) {
+    if (logged.length > 0 || moves.size > 0) {
       const { rows } = await client.query<{ last_seq: number }>({
         ...sql.logEvents,
         values: [
@@ -191,6 +209,8 @@ export class PgGroupCommit {
           logged.map((e) => e.createdAt),
           this.options.replica,
           available ? '1' : '0',
+          [...moves.keys()],
+          [...moves.values()],
         ],
       });
       const first = rows[0]!.last_seq - logged.length + 1;

@@ -75,7 +75,7 @@ export const sql = {
     `UPDATE commands
      SET status = $4, result = $5, error = $6, available_at = $7, finished_at = $8, lease_id = NULL,
          lease_expires_at = NULL, cancel_requested = $9, report_hash = $10, updated_at = $11
-     WHERE id = $1 AND agent_id = $2 AND lease_id = $3 AND status <> 'COMPLETED'`,
+     WHERE id = $1 AND agent_id = $2 AND lease_id = $3 AND status IN ('RUNNING', 'PENDING')`,
   ),
   heartbeat: statement(
     'heartbeat',
@@ -127,10 +127,13 @@ export const sql = {
     'next_available',
     `SELECT min(available_at) AS at FROM commands WHERE status = 'PENDING' AND available_at > $1`,
   ),
-  // The events of one transaction, logged last: the counter row is taken here and held until the
-  // commit, so event ids are in commit order (see migrations/postgres/001_commands.sql). The
-  // notification is sent at commit; it carries the last id, never the commands (NOTIFY payloads
-  // are limited to 8000 bytes): listeners read the log up to it.
+  // The events of one transaction and its moves between statuses, written last: the counter row
+  // is taken here and held until the commit, so event ids are in commit order (see
+  // migrations/postgres/001_commands.sql). command_counts is updated only for rows joined with
+  // the counter's row, so its rows are always locked after the counter (one lock order for every
+  // writer: no deadlock), and never by two writers at once. The notification is sent at commit,
+  // when there were events; it carries the last id, never the commands (NOTIFY payloads are
+  // limited to 8000 bytes): listeners read the log up to it.
   logEvents: statement(
     'log_events',
     `WITH counter AS (
@@ -139,8 +142,14 @@ export const sql = {
        INSERT INTO events (seq, command_id, kind, transition, data, created_at)
        SELECT counter.last_seq - cardinality($1::text[]) + e.ord, e.command_id, e.kind, e.transition, e.data, e.created_at
        FROM counter, unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
-            WITH ORDINALITY AS e(command_id, kind, transition, data, created_at, ord))
-     SELECT last_seq, pg_notify('${CHANNEL}', $6 || ' ' || last_seq || ' ' || $7) FROM counter`,
+            WITH ORDINALITY AS e(command_id, kind, transition, data, created_at, ord)),
+     counted AS (
+       UPDATE command_counts c SET n = c.n + d.n
+       FROM counter, unnest($8::text[], $9::bigint[]) AS d(status, n)
+       WHERE c.status = d.status)
+     SELECT last_seq,
+            CASE WHEN cardinality($1::text[]) > 0 THEN pg_notify('${CHANNEL}', $6 || ' ' || last_seq || ' ' || $7) END
+     FROM counter`,
   ),
   eventsSince: statement(
     'events_since',
@@ -155,13 +164,38 @@ export const sql = {
     'SELECT seq, kind, transition, data, created_at FROM events WHERE command_id = $1 ORDER BY seq DESC LIMIT 1',
   ),
   lastEventSeq: statement('last_event_seq', 'SELECT last_seq AS seq FROM event_counter'),
-  // SKIP LOCKED: replicas pruning at once delete different rows instead of waiting on each other.
-  pruneEvents: statement(
-    'prune_events',
-    `DELETE FROM events WHERE seq IN (
-       SELECT seq FROM events WHERE seq <= (SELECT last_seq FROM event_counter) - $1 AND created_at < $2
-       ORDER BY seq LIMIT 10000 FOR UPDATE SKIP LOCKED)`,
+  eventLogHead: statement('event_log_head', 'SELECT min(seq) AS seq FROM events'),
+  // Where the log is, for a prune: its head and end, and the first event young enough to keep by
+  // time (through events_created), each one index lookup, so a prune costs what it deletes.
+  eventLogBounds: statement(
+    'event_log_bounds',
+    `SELECT (SELECT min(seq) FROM events) AS head, (SELECT last_seq FROM event_counter) AS last,
+            (SELECT seq FROM events WHERE created_at >= $1 ORDER BY created_at, seq LIMIT 1) AS kept`,
   ),
-  countByStatus: statement('count_by_status', 'SELECT status, count(*)::integer AS n FROM commands GROUP BY status'),
+  // A range of seq from the head. Replicas pruning at once: the one holding the advisory lock for
+  // this statement deletes, the others delete nothing instead of waiting on its rows.
+  pruneEventsBefore: statement(
+    'prune_events_before',
+    `DELETE FROM events WHERE seq < $1 AND (SELECT pg_try_advisory_xact_lock($2))`,
+  ),
+  // Retention: finished commands oldest first, through the partial index commands_finished, so a
+  // batch costs what it deletes; their idempotency keys live on the row and go with it. SKIP
+  // LOCKED: replicas deleting at once take different rows instead of doing the same ones twice.
+  deleteFinished: statement(
+    'delete_finished',
+    `WITH doomed AS (
+       SELECT seq FROM commands WHERE status IN ('COMPLETED', 'FAILED') AND finished_at < $1
+       ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+     DELETE FROM commands c USING doomed WHERE c.seq = doomed.seq
+     RETURNING c.status`,
+  ),
+  oldestFinished: statement(
+    'oldest_finished',
+    `SELECT min(finished_at) AS at FROM commands WHERE status IN ('COMPLETED', 'FAILED')`,
+  ),
+  // Kept by each write in its own transaction (logEvents): four rows, not a scan.
+  countByStatus: statement('count_by_status', 'SELECT status, n FROM command_counts'),
   ping: statement('ping', 'SELECT 1'),
+  probeSpace: statement('probe_space', "INSERT INTO space_probe (filler) VALUES (repeat('x', $1))"),
+  clearProbe: statement('clear_probe', 'DELETE FROM space_probe'),
 };

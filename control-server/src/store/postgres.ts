@@ -10,9 +10,10 @@ import type {
   ResultBody,
   SubmitBody,
 } from '@agent-executor/common';
-import { Conflict, NotFound, UnprocessableEntity } from '../errors.js';
+import { Conflict, DatabaseFull, NotFound, UnprocessableEntity } from '../errors.js';
 import { rowToCommand, withLease, type CommandRow } from './command-rows.js';
-import { toStoredEvent, type EventRow } from './event-log.js';
+import { DEFAULT_EVENT_RETENTION, PRUNE_BATCH, pruneEnd, toStoredEvent, type EventRow } from './event-log.js';
+import { emitToEach } from './listeners.js';
 import { migratePostgres } from './migrate-postgres.js';
 import { EventFeed } from './postgres-event-feed.js';
 import { PgGroupCommit, type Committed, type Tx, type Write } from './postgres-group-commit.js';
@@ -49,13 +50,22 @@ export interface PostgresStoreOptions {
   /** Injected for tests; defaults to Date.now and Math.random. */
   now?: () => number;
   random?: () => number;
-  /** The event log keeps at least this many events and at least this much time. */
+  /** The event log keeps the events younger than `ms`, at most the newest `count` (event-log.ts). */
   eventRetention?: { count: number; ms: number };
-  /** Where trouble with the database is reported (a lost LISTEN connection, a failed read). */
+  /**
+   * Where trouble is reported that no caller can be told of: a failure after a commit (a throwing
+   * listener, a failed prune), a lost LISTEN connection, a failed read of the log for listeners.
+   */
   onError?: (err: unknown, what: string) => void;
 }
 
 const PRUNE_EVERY_EVENTS = 1_000;
+/** What the health check writes while the database is full. */
+const PROBE_BYTES = 16_384;
+/** Any fixed number: the advisory lock of the event-log prune (one replica prunes at a time). */
+const PRUNE_LOCK = 0x61657866;
+/** SQLSTATE disk_full: PostgreSQL could not extend a file (ENOSPC). */
+const DISK_FULL = '53100';
 
 interface PendingClaim extends ClaimRequest {
   resolve: (commands: ClaimedCommand[]) => void;
@@ -81,6 +91,9 @@ export class PostgresCommandStore implements CommandStore {
   private readonly listener: PgListener;
   private feed!: EventFeed;
   private eventsSincePrune = 0;
+  private pruning = false;
+  /** Set when a write failed for lack of space (53100); cleared by a write that stores something. */
+  private full = false;
   private closing: Promise<void> | undefined;
   private readonly pendingClaims = new Map<number, PendingClaim[]>();
 
@@ -90,7 +103,7 @@ export class PostgresCommandStore implements CommandStore {
   ) {
     this.now = options.now ?? Date.now;
     this.random = options.random ?? Math.random;
-    this.retention = options.eventRetention ?? { count: 100_000, ms: 24 * 60 * 60 * 1000 };
+    this.retention = options.eventRetention ?? DEFAULT_EVENT_RETENTION;
     this.onError = options.onError ?? ((err, what) => console.error(`postgres store: ${what}`, err));
     this.emitter.setMaxListeners(0);
     this.events = this.emitter as StoreEvents;
@@ -114,7 +127,10 @@ export class PostgresCommandStore implements CommandStore {
       await store.listener.start();
       store.feed = new EventFeed(await store.lastEventSeq(), {
         read: (after, limit) => store.eventsSince(after, limit),
-        emit: (event) => store.emitter.emit('event', event),
+        emit: (event) =>
+          emitToEach(store.emitter, 'event', [event], (err) =>
+            store.onError(err, `an 'event' listener failed on ${event.transition} of command ${event.command.id}`),
+          ),
         onError: (err) => store.onError(err, 'reading the event log for listeners failed'),
       });
     } catch (err) {
@@ -125,18 +141,28 @@ export class PostgresCommandStore implements CommandStore {
     return store;
   }
 
-  /** After each commit of this replica: wake this replica's polls, hand its events on in order. */
+  /**
+   * After each commit of this replica: wake this replica's polls, hand its events on in order.
+   * Committed: from here on nothing may turn the writes into errors; the feed and emitToEach
+   * report a listener's failure instead of throwing it.
+   */
   private async afterCommit({ events, available }: Committed): Promise<void> {
-    if (available) this.emitter.emit('available');
+    if (available) this.announceWork();
     if (events.length === 0) return;
+    // A write that stored something shows there is space again (one that only read shows nothing).
+    this.full = false;
     await this.feed.deliver(events);
     this.eventsSincePrune += events.length;
     if (this.eventsSincePrune >= PRUNE_EVERY_EVENTS) void this.pruneEvents();
   }
 
+  private announceWork(): void {
+    emitToEach(this.emitter, 'available', [], (err) => this.onError(err, "an 'available' listener failed"));
+  }
+
   private onNotice(notice: Notice): void {
     // This replica's own commits were announced already, before their notifications came back.
-    if (notice.replica !== this.replica && notice.available) this.emitter.emit('available');
+    if (notice.replica !== this.replica && notice.available) this.announceWork();
     void this.feed.heard(notice.lastSeq);
   }
 
@@ -144,23 +170,50 @@ export class PostgresCommandStore implements CommandStore {
   private async recheck(): Promise<void> {
     try {
       await this.feed.heard(await this.lastEventSeq());
-      this.emitter.emit('available');
+      this.announceWork();
     } catch (err) {
       this.onError(err, 're-reading the event log after a reconnect failed');
     }
   }
 
+  /**
+   * Deletes events from the head of the log up to the first one it keeps (pruneEnd in
+   * event-log.ts): index lookups and one range of seq, so a prune costs what it deletes, at most
+   * PRUNE_BATCH events. A full batch leaves more to delete: the next write prunes again. One prune
+   * at a time per replica; across replicas the advisory lock lets one delete and the others pass.
+   */
   private async pruneEvents(): Promise<void> {
+    if (this.pruning) return;
+    this.pruning = true;
     this.eventsSincePrune = 0;
     try {
-      await this.pool.query({ ...sql.pruneEvents, values: [this.retention.count, this.now() - this.retention.ms] });
+      const [bounds] = await this.rows<{ head: number | null; last: number; kept: number | null }>(sql.eventLogBounds, [
+        this.now() - this.retention.ms,
+      ]);
+      if (bounds?.head == null) return;
+      const { head, last } = bounds;
+      const end = pruneEnd({ head, last, keptByTime: bounds.kept ?? undefined, keepCount: this.retention.count });
+      if (end <= head) return;
+      const { rowCount } = await this.pool.query({ ...sql.pruneEventsBefore, values: [end, PRUNE_LOCK] });
+      if ((rowCount ?? 0) >= PRUNE_BATCH) this.eventsSincePrune = PRUNE_EVERY_EVENTS;
     } catch (err) {
-      this.onError(err, 'pruning the event log failed');
+      this.onError(this.spaceError(err), 'pruning the event log failed; trying again after the next writes');
+    } finally {
+      this.pruning = false;
     }
   }
 
   private write<T>(change: Write<T>): Promise<T> {
-    return this.writes.run(change);
+    return this.writes.run(change).catch((err: unknown) => {
+      throw this.spaceError(err);
+    });
+  }
+
+  /** SQLSTATE 53100 becomes DatabaseFull (503, and /health reports it); any other error is unchanged. */
+  private spaceError(err: unknown): unknown {
+    if ((err as { code?: unknown } | null)?.code !== DISK_FULL) return err;
+    this.full = true;
+    return new DatabaseFull();
   }
 
   private async rows<R extends pg.QueryResultRow = CommandRow>(statement: { name: string; text: string }, values: unknown[]): Promise<R[]> {
@@ -180,12 +233,12 @@ export class PostgresCommandStore implements CommandStore {
       const row = newCommandRow(body, this.now(), idempotencyKey ?? null, requestHash);
       if (idempotencyKey === undefined) {
         tx.insertLater(row);
-        return { command: tx.log('submit', row), replayed: false };
+        return { command: tx.log('submit', row, null), replayed: false };
       }
       const inserted = (await tx.query<{ seq: number }>(sql.insert, insertValues(row))).rows[0];
       if (inserted) {
         row.seq = inserted.seq;
-        return { command: tx.log('submit', row), replayed: false };
+        return { command: tx.log('submit', row, null), replayed: false };
       }
       // The key is taken (by an earlier submit, or one that just committed on another replica).
       const existing = (await tx.query(sql.byIdempotencyKey, [idempotencyKey])).rows[0];
@@ -203,7 +256,7 @@ export class PostgresCommandStore implements CommandStore {
       for (const body of bodies) {
         const row = newCommandRow(body, this.now(), null, null);
         tx.insertLater(row);
-        commands.push(tx.log('submit', row));
+        commands.push(tx.log('submit', row, null));
       }
       return commands;
     });
@@ -277,7 +330,7 @@ export class PostgresCommandStore implements CommandStore {
       for (const { max } of requests) {
         const mine = rows.slice(next, next + max);
         next += mine.length;
-        answers.push(mine.map((row) => withLease(tx.log('claim', row), row)));
+        answers.push(mine.map((row) => withLease(tx.log('claim', row, 'PENDING'), row)));
         if (mine.length < max) break; // nothing left for the requests after this one
       }
       return answers;
@@ -287,7 +340,7 @@ export class PostgresCommandStore implements CommandStore {
   async release(id: string, leaseId: string): Promise<void> {
     await this.write(async (tx) => {
       const [row] = (await tx.query(sql.release, [id, leaseId, this.now()])).rows;
-      if (row) tx.log('release', row);
+      if (row) tx.log('release', row, 'RUNNING');
     });
   }
 
@@ -301,7 +354,7 @@ export class PostgresCommandStore implements CommandStore {
       const leaseId = body.leaseId ?? current.lease_id;
       const { rowCount } = await tx.query(sql.report, reportValues(row, body.agentId, leaseId));
       if (rowCount !== 1) throw new Conflict(reportConflictMessage(current, body.agentId));
-      return { command: tx.log('report', row), replayed: false };
+      return { command: tx.log('report', row, current.status), replayed: false };
     });
   }
 
@@ -314,7 +367,7 @@ export class PostgresCommandStore implements CommandStore {
         await this.lockedRow(tx, id);
         throw new Conflict(`lease lost: command ${id} is no longer leased to ${body.agentId} under this lease`);
       }
-      if (body.progress !== undefined) tx.log('progress', row);
+      if (body.progress !== undefined) tx.log('progress', row, row.status);
       return {
         leaseExpiresAt: new Date(row.lease_expires_at ?? now).toISOString(),
         cancelRequested: row.cancel_requested === 1,
@@ -332,7 +385,7 @@ export class PostgresCommandStore implements CommandStore {
           ? (await tx.query(sql.cancelPending, [id, now])).rows
           : (await tx.query(sql.cancelRunning, [id, now])).rows;
       if (!row) throw new Conflict(`command ${id} is already ${current.status}`);
-      return tx.log('cancel', row);
+      return tx.log('cancel', row, current.status);
     });
   }
 
@@ -341,7 +394,7 @@ export class PostgresCommandStore implements CommandStore {
       const current = await this.lockedRow(tx, id);
       const [row] = (await tx.query(sql.retry, [id, this.now()])).rows;
       if (!row) throw new Conflict(`only a FAILED command can be retried; command ${id} is ${current.status}`);
-      return tx.log('retry', row);
+      return tx.log('retry', row, 'FAILED');
     });
   }
 
@@ -353,7 +406,7 @@ export class PostgresCommandStore implements CommandStore {
         const o = expiryOutcome(expired, now, this.random);
         const values = [expired.id, expired.lease_id, o.status, o.error, o.availableAt, o.finishedAt, o.keepLeaseId, now];
         const [row] = (await tx.query(sql.expire, values)).rows;
-        if (row) changed.push(tx.log('expire', row));
+        if (row) changed.push(tx.log('expire', row, 'RUNNING'));
       }
       return changed;
     });
@@ -387,6 +440,28 @@ export class PostgresCommandStore implements CommandStore {
     return row?.seq ?? 0;
   }
 
+  async oldestEventSeq(): Promise<number | undefined> {
+    const [row] = await this.rows<{ seq: number | null }>(sql.eventLogHead, []);
+    return row?.seq ?? undefined;
+  }
+
+  async deleteFinishedBefore(before: number, max: number): Promise<number> {
+    return this.write(async (tx) => {
+      const { rows } = await tx.query<{ status: CommandStatus }>(sql.deleteFinished, [before, max]);
+      for (const { status } of rows) tx.count(status, null);
+      return rows.length;
+    });
+  }
+
+  async oldestFinishedAt(): Promise<number | undefined> {
+    const [row] = await this.rows<{ at: number | null }>(sql.oldestFinished, []);
+    return row?.at ?? undefined;
+  }
+
+  isFull(): boolean {
+    return this.full;
+  }
+
   async countByStatus(): Promise<Record<CommandStatus, number>> {
     const counts: Record<CommandStatus, number> = { PENDING: 0, RUNNING: 0, COMPLETED: 0, FAILED: 0 };
     for (const { status, n } of await this.rows<{ status: CommandStatus; n: number }>(sql.countByStatus, [])) {
@@ -397,6 +472,14 @@ export class PostgresCommandStore implements CommandStore {
 
   async ping(): Promise<void> {
     await this.rows(sql.ping, []);
+    if (!this.full) return;
+    // Full since the last write: write (and delete) a few pages, so space that has returned is
+    // noticed without waiting for a client's write. Throws DatabaseFull while there is none.
+    await this.write(async (tx) => {
+      await tx.query(sql.probeSpace, [PROBE_BYTES]);
+      await tx.query(sql.clearProbe, []);
+    });
+    this.full = false;
   }
 
   /** For tests: breaks the LISTEN connection as a network failure would. */

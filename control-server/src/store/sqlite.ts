@@ -11,12 +11,14 @@ import type {
   ResultBody,
   SubmitBody,
 } from '@agent-executor/common';
-import { Conflict, NotFound, UnprocessableEntity } from '../errors.js';
+import { Conflict, DatabaseFull, NotFound, UnprocessableEntity } from '../errors.js';
 import { GroupCommit } from '@agent-executor/common/group-commit';
 import { migrateSqlite } from './migrate-sqlite.js';
 import { prepareStatements, type Statements } from './sqlite-statements.js';
 import { rowToCommand, withLease, type CommandRow } from './command-rows.js';
-import { buildEvent, isAvailable, toStoredEvent } from './event-log.js';
+import { buildEvent, DEFAULT_EVENT_RETENTION, isAvailable, PRUNE_BATCH, pruneEnd, toStoredEvent } from './event-log.js';
+import { emitToEach } from './listeners.js';
+import { StatusCounts } from './status-counts.js';
 import {
   expiryOutcome,
   hashJson,
@@ -52,11 +54,22 @@ export interface SqliteStoreOptions {
   /** Injected for tests; defaults to Date.now and Math.random. */
   now?: () => number;
   random?: () => number;
-  /** The event log keeps at least this many events and at least this much time. */
+  /**
+   * The event log keeps the events younger than `ms`, at most the newest `count` of them: "at
+   * least the last 24 h or 100 000 events" (SPEC §4), whichever is fewer, so its size is bounded
+   * at any rate (24 h at 800 commands/s would be 200 million events, ~130 GB).
+   */
   eventRetention?: { count: number; ms: number };
+  /**
+   * Told of a failure after a commit (a throwing event listener, a failed prune): the write is
+   * stored and is answered as stored, so the failure can only be reported. Default: stderr.
+   */
+  onError?: (error: unknown, what: string) => void;
 }
 
 const PRUNE_EVERY_EVENTS = 1_000;
+/** What the health check writes while the database is full: a few pages. */
+const PROBE_BYTES = 16_384;
 
 export class SqliteCommandStore implements CommandStore {
   readonly events: StoreEvents;
@@ -67,7 +80,10 @@ export class SqliteCommandStore implements CommandStore {
   private readonly retention: { count: number; ms: number };
   private readonly stmt: Statements;
   private readonly listStatements = new Map<string, Database.Statement>();
+  private readonly onError: (error: unknown, what: string) => void;
   private eventsSincePrune = 0;
+  /** Set when a write failed for lack of space (SQLITE_FULL); cleared by a write that stores something. */
+  private full = false;
   /** Set by a write of the open transaction that left a command PENDING and available. */
   private workStaged = false;
   private readonly commits: GroupCommit;
@@ -75,7 +91,8 @@ export class SqliteCommandStore implements CommandStore {
   constructor(options: SqliteStoreOptions) {
     this.now = options.now ?? Date.now;
     this.random = options.random ?? Math.random;
-    this.retention = options.eventRetention ?? { count: 100_000, ms: 24 * 60 * 60 * 1000 };
+    this.retention = options.eventRetention ?? DEFAULT_EVENT_RETENTION;
+    this.onError = options.onError ?? ((error, what) => console.error(`control-server: ${what}`, error));
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
     this.db = new Database(options.path);
     this.db.pragma('journal_mode = WAL');
@@ -90,6 +107,9 @@ export class SqliteCommandStore implements CommandStore {
     this.emitter.setMaxListeners(0);
     this.events = this.emitter as StoreEvents;
     this.stmt = prepareStatements(this.db);
+    // Commands written by plain SQL while the server was down (a seeded or repaired file) are
+    // counted too: one count by status at start, through the status index (~40 ms per million).
+    this.db.transaction(() => this.stmt.recount.run()).immediate();
     this.commits = new GroupCommit(this.db, { beforeCommit: () => this.announceWork() });
   }
 
@@ -101,25 +121,24 @@ export class SqliteCommandStore implements CommandStore {
   private announceWork(): void {
     if (!this.workStaged) return;
     this.workStaged = false;
-    try {
-      this.emitter.emit('available');
-    } catch (error) {
-      // A listener's bug must not undo the commit: surface it after, as an uncaught error.
-      setImmediate(() => {
-        throw error;
-      });
-    }
+    // A listener's bug must not undo the commit (nor crash the server): report it.
+    emitToEach(this.emitter, 'available', [], (error) => this.onError(error, "an 'available' listener failed"));
   }
 
   /**
    * Runs `change` as one write of a group commit and, once committed, emits its events in order.
    * Events of a write that threw were rolled back with it and are never emitted.
    */
-  private async write<T>(change: (log: (transition: Transition, row: CommandRow) => Command) => T): Promise<T> {
+  private async write<T>(change: (log: Log, counts: StatusCounts) => T): Promise<T> {
     const { value, events } = await this.commits.run(() => {
       const logged: StoredEvent[] = [];
-      /** Appends the change to the event log and answers the command as it now is. */
-      const log = (transition: Transition, row: CommandRow): Command => {
+      const counts = new StatusCounts();
+      /**
+       * Appends the change to the event log, counts the move from `from` (null: a new command)
+       * to the row's status, and answers the command as it now is.
+       */
+      const log = (transition: Transition, row: CommandRow, from: CommandStatus | null): Command => {
+        counts.move(from, row.status);
         const { commandId, ...event } = buildEvent(transition, row, this.now());
         if (isAvailable(row, event.createdAt)) this.workStaged = true;
         const seq = Number(
@@ -128,17 +147,59 @@ export class SqliteCommandStore implements CommandStore {
         logged.push({ seq, ...event });
         return event.command;
       };
-      return { value: change(log), events: logged };
+      const value = change(log, counts);
+      for (const [status, n] of counts.changes()) this.stmt.addCount.run(n, status);
+      return { value, events: logged };
+    }).catch((error: unknown) => {
+      throw this.spaceError(error);
     });
-    for (const event of events) this.emitter.emit('event', event);
+    // Committed: from here on nothing may turn the write into an error (a client told "500"
+    // would submit again). Every listener hears every event even when one of them throws.
+    // A write that stored something shows there is space again (one that only read shows nothing).
+    if (events.length > 0) this.full = false;
+    for (const event of events) {
+      emitToEach(this.emitter, 'event', [event], (error) =>
+        this.onError(error, `an 'event' listener failed on ${event.transition} of command ${event.command.id}`),
+      );
+    }
     this.eventsSincePrune += events.length;
-    if (this.eventsSincePrune >= PRUNE_EVERY_EVENTS) this.pruneEvents();
+    if (this.eventsSincePrune >= PRUNE_EVERY_EVENTS) {
+      try {
+        this.pruneEvents();
+      } catch (error) {
+        this.onError(this.spaceError(error), 'pruning the event log failed; trying again after the next writes');
+      }
+    }
     return value;
   }
 
+  /** SQLITE_FULL becomes DatabaseFull (503, and /health reports it); any other error is unchanged. */
+  private spaceError(error: unknown): unknown {
+    if ((error as { code?: unknown } | null)?.code !== 'SQLITE_FULL') return error;
+    this.full = true;
+    return new DatabaseFull();
+  }
+
+  /**
+   * Deletes events from the head of the log up to the first one it keeps: one older than
+   * `retention.ms` or outside the newest `retention.count` goes. Each statement is a range of seq
+   * or one index lookup, so a prune costs what it deletes, at most PRUNE_BATCH rows. A full batch
+   * leaves more to delete: the next write prunes again.
+   *
+   * Where the clock stepped back, an event newer by seq may carry an older time; the first event
+   * young enough by the events_created index is the boundary then, which may delete a few events
+   * younger than the limit after such a step.
+   */
   private pruneEvents(): void {
     this.eventsSincePrune = 0;
-    this.stmt.pruneEvents.run({ keepCount: this.retention.count, before: this.now() - this.retention.ms });
+    const head = this.stmt.eventLogHead.get()?.seq;
+    const last = this.stmt.lastEventSeq.get()?.seq;
+    if (head == null || last == null) return;
+    const keptByTime = this.stmt.firstEventAtOrAfter.get(this.now() - this.retention.ms)?.seq;
+    const end = pruneEnd({ head, last, keptByTime, keepCount: this.retention.count });
+    if (end <= head) return;
+    const { changes } = this.stmt.pruneEventsBefore.run(end);
+    if (changes >= PRUNE_BATCH) this.eventsSincePrune = PRUNE_EVERY_EVENTS;
   }
 
   private insertCommand(body: SubmitBody, idempotencyKey: string | null, requestHash: string | null): CommandRow {
@@ -146,6 +207,7 @@ export class SqliteCommandStore implements CommandStore {
     row.seq = Number(this.stmt.insert.run(row).lastInsertRowid);
     return row;
   }
+
 
   private row(id: string): CommandRow {
     const row = this.stmt.byId.get(id);
@@ -166,7 +228,7 @@ export class SqliteCommandStore implements CommandStore {
         }
       }
       const row = this.insertCommand(body, idempotencyKey ?? null, requestHash);
-      return { command: log('submit', row), replayed: false };
+      return { command: log('submit', row, null), replayed: false };
     });
   }
 
@@ -174,7 +236,7 @@ export class SqliteCommandStore implements CommandStore {
     return this.write((log) =>
       bodies.map((body) => {
         const row = this.insertCommand(body, null, null);
-        return log('submit', row);
+        return log('submit', row, null);
       }),
     );
   }
@@ -230,7 +292,7 @@ export class SqliteCommandStore implements CommandStore {
         answers.push(
           rows
             .sort((a, b) => a.available_at - b.available_at || a.seq - b.seq)
-            .map((row) => withLease(log('claim', row), row)),
+            .map((row) => withLease(log('claim', row, 'PENDING'), row)),
         );
         if (rows.length < max) break; // nothing left for the requests after this one
       }
@@ -241,7 +303,7 @@ export class SqliteCommandStore implements CommandStore {
   async release(id: string, leaseId: string): Promise<void> {
     await this.write((log) => {
       const row = this.stmt.release.get({ id, leaseId, now: this.now() }) as CommandRow | undefined;
-      if (row) log('release', row);
+      if (row) log('release', row, 'RUNNING');
     });
   }
 
@@ -255,7 +317,7 @@ export class SqliteCommandStore implements CommandStore {
       const leaseId = body.leaseId ?? current.lease_id;
       const { changes } = this.stmt.report.run({ ...row, agentId: body.agentId, leaseId });
       if (changes !== 1) throw new Conflict(reportConflictMessage(current, body.agentId));
-      return { command: log('report', row), replayed: false };
+      return { command: log('report', row, current.status), replayed: false };
     });
   }
 
@@ -274,7 +336,7 @@ export class SqliteCommandStore implements CommandStore {
         this.row(id);
         throw new Conflict(`lease lost: command ${id} is no longer leased to ${body.agentId} under this lease`);
       }
-      if (body.progress !== undefined) log('progress', row);
+      if (body.progress !== undefined) log('progress', row, row.status);
       return {
         leaseExpiresAt: new Date(row.lease_expires_at ?? now).toISOString(),
         cancelRequested: row.cancel_requested === 1,
@@ -291,7 +353,7 @@ export class SqliteCommandStore implements CommandStore {
         | CommandRow
         | undefined;
       if (!row) throw new Conflict(`command ${id} is already ${current.status}`);
-      return log('cancel', row);
+      return log('cancel', row, current.status);
     });
   }
 
@@ -300,7 +362,7 @@ export class SqliteCommandStore implements CommandStore {
       const current = this.row(id);
       const row = this.stmt.retry.get({ id, now: this.now() }) as CommandRow | undefined;
       if (!row) throw new Conflict(`only a FAILED command can be retried; command ${id} is ${current.status}`);
-      return log('retry', row);
+      return log('retry', row, 'FAILED');
     });
   }
 
@@ -314,7 +376,7 @@ export class SqliteCommandStore implements CommandStore {
           | CommandRow
           | undefined;
         if (!row) continue;
-        changed.push(log('expire', row));
+        changed.push(log('expire', row, 'RUNNING'));
       }
       return changed;
     });
@@ -347,6 +409,26 @@ export class SqliteCommandStore implements CommandStore {
     return this.stmt.lastEventSeq.get()?.seq ?? 0;
   }
 
+  async oldestEventSeq(): Promise<number | undefined> {
+    return this.stmt.eventLogHead.get()?.seq ?? undefined;
+  }
+
+  async deleteFinishedBefore(before: number, max: number): Promise<number> {
+    return this.write((_log, counts) => {
+      const deleted = this.stmt.deleteFinished.all({ before, max });
+      for (const { status } of deleted) counts.move(status, null);
+      return deleted.length;
+    });
+  }
+
+  async oldestFinishedAt(): Promise<number | undefined> {
+    return this.stmt.oldestFinished.get()?.at ?? undefined;
+  }
+
+  isFull(): boolean {
+    return this.full;
+  }
+
   async countByStatus(): Promise<Record<CommandStatus, number>> {
     const counts: Record<CommandStatus, number> = { PENDING: 0, RUNNING: 0, COMPLETED: 0, FAILED: 0 };
     for (const { status, n } of this.stmt.countByStatus.all()) counts[status] = n;
@@ -355,6 +437,14 @@ export class SqliteCommandStore implements CommandStore {
 
   async ping(): Promise<void> {
     this.stmt.ping.get();
+    if (!this.full) return;
+    // Full since the last write: write (and delete) a few pages, so space that has returned is
+    // noticed without waiting for a client's write. Throws DatabaseFull while there is none.
+    await this.write(() => {
+      this.stmt.probeSpace.run(PROBE_BYTES);
+      this.stmt.clearProbe.run();
+    });
+    this.full = false;
   }
 
   async close(): Promise<void> {
@@ -363,3 +453,5 @@ export class SqliteCommandStore implements CommandStore {
     this.db.close();
   }
 }
+
+type Log = (transition: Transition, row: CommandRow, from: CommandStatus | null) => Command;

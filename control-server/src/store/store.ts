@@ -111,9 +111,26 @@ export interface CommandStore {
   nextWakeAt(): Promise<WakeTimes>;
   eventsSince(afterSeq: number, limit: number, filter?: EventFilter): Promise<StoredEvent[]>;
   lastEventSeq(): Promise<number>;
+  /** The oldest event the log still holds; undefined while it holds none. */
+  oldestEventSeq(): Promise<number | undefined>;
   /** The newest logged event of one command, if the log still holds one. */
   lastEventFor(commandId: string): Promise<StoredEvent | undefined>;
+  /** Stored commands by status, kept as they change: cheap enough for every /metrics scrape. */
   countByStatus(): Promise<Record<CommandStatus, number>>;
+  /**
+   * Retention (SPEC §7): deletes up to `max` COMPLETED or FAILED commands whose finishedAt is
+   * before `before` (epoch ms), oldest first, in one transaction, with their idempotency keys;
+   * answers how many. Never a PENDING or RUNNING one.
+   */
+  deleteFinishedBefore(before: number, max: number): Promise<number>;
+  /** The finishedAt (epoch ms) of the oldest COMPLETED or FAILED command, if any. */
+  oldestFinishedAt(): Promise<number | undefined>;
+  /**
+   * True since a write failed for lack of space (it threw DatabaseFull, a 503), until a write
+   * stores something again or `ping` finds space again.
+   */
+  isFull(): boolean;
+  /** Checks the database answers; while it is full, also that a write fits (else DatabaseFull). */
   ping(): Promise<void>;
   close(): Promise<void>;
 }

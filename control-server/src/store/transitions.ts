@@ -86,8 +86,14 @@ export function reportedRow(current: CommandRow, body: ResultBody, hash: string,
   };
 }
 
-/** True when the report may be taken: it comes from the holder of the command's current lease. */
+/**
+ * True when the report may be taken: it comes from the holder of the command's current lease, and
+ * the command is not finished. COMPLETED and FAILED are final (SPEC §2): a FAILED `lease expired`
+ * command keeps its lease id, yet its holder's late report must not revive it (its stream already
+ * ended at FAILED).
+ */
 export function holdsLease(current: CommandRow, body: ResultBody): boolean {
+  if (current.status === 'COMPLETED' || current.status === 'FAILED') return false;
   const leaseId = body.leaseId ?? current.lease_id;
   return current.lease_id !== null && leaseId === current.lease_id && current.agent_id === body.agentId;
 }

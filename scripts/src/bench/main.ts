@@ -14,11 +14,13 @@ import { disk } from './scenarios/disk.js';
 import { growth } from './scenarios/growth.js';
 import { idle } from './scenarios/idle.js';
 import { latency } from './scenarios/latency.js';
+import { soak } from './scenarios/soak.js';
 import { sse } from './scenarios/sse.js';
+import { sseSlow } from './scenarios/sse-slow.js';
 import { submit } from './scenarios/submit.js';
 import { throughput } from './scenarios/throughput.js';
 
-const SCENARIOS: Scenario[] = [latency, throughput, submit, sse, idle, growth, disk];
+const SCENARIOS: Scenario[] = [latency, throughput, submit, sse, sseSlow, idle, growth, soak, disk];
 
 function usage(): string {
   const lines = [

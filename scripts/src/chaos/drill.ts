@@ -123,6 +123,7 @@ export async function runDrill(o: ChaosOptions, say: (line: string) => void): Pr
         concurrency: o.concurrency,
         randomFailures: (life) => lifeHasRandomFailures(o, index, life),
         seed: o.seed,
+        httpAllow: new URL(target.url).host,
         onDeath: (d) => agentDeaths.push(d),
         onLeaseLoss: (l) => leaseLosses.push(l),
       }),

@@ -96,6 +96,8 @@ export interface AgentOptions {
   /** Whether its n-th life runs with --random-failures. */
   randomFailures: (life: number) => boolean;
   seed: number;
+  /** HTTP_ALLOW: the counting target's host:port (on 127.0.0.1, refused by default). */
+  httpAllow: string;
   /** Called after each death is recorded, before the restart. */
   onDeath: (death: AgentDeath) => void;
   onLeaseLoss: (loss: LeaseLoss) => void;
@@ -145,6 +147,7 @@ export class AgentUnderTest {
         CONCURRENCY: String(concurrency),
         LONG_POLL_WAIT: '10',
         DRAIN_MS: '2000',
+        HTTP_ALLOW: this.options.httpAllow,
         LOG_LEVEL: 'warn',
       },
       (line) => this.read(line),

@@ -12,7 +12,12 @@ export class Api {
   }
 
   /** One request; throws unless the status is one of `expect`. Answers the parsed body (or null). */
-  async call<T = unknown>(method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown, expect: number[] = [200, 201]): Promise<{ status: number; body: T }> {
+  async call<T = unknown>(
+    method: 'GET' | 'POST' | 'PUT',
+    path: string,
+    body?: unknown,
+    expect: number[] = [200, 201],
+  ): Promise<{ status: number; body: T; headers: Record<string, string | string[] | undefined> }> {
     const res = await this.pool.request({
       method,
       path,
@@ -23,7 +28,7 @@ export class Api {
     if (!expect.includes(res.statusCode)) {
       throw new Error(`${method} ${path} answered ${res.statusCode}: ${text.slice(0, 500)}`);
     }
-    return { status: res.statusCode, body: (text === '' ? null : JSON.parse(text)) as T };
+    return { status: res.statusCode, body: (text === '' ? null : JSON.parse(text)) as T, headers: res.headers };
   }
 
   async metrics(): Promise<Metrics> {

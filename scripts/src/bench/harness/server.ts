@@ -82,6 +82,8 @@ export function startAgentProcess(o: AgentProcessOptions): Started {
       LONG_POLL_WAIT: String(o.longPollWait),
       POLL_INTERVAL: String(o.pollInterval),
       IDEMPOTENCY_DB_PATH: join(o.dir, `${o.id}.db`),
+      // Bench targets (latency's counting target) live on 127.0.0.1, refused by default.
+      HTTP_BLOCK_PRIVATE: 'false',
       LOG_LEVEL: 'warn',
     },
   });

@@ -39,12 +39,15 @@ export class SseParser {
 export interface SseStream {
   /** Resolves once the response headers arrived (the server registered the stream). */
   opened: Promise<void>;
+  /** False once the response ended (the server closed the stream) or failed. */
+  isOpen: () => boolean;
   close: () => void;
 }
 
 export function openSse(url: string, onFrame: (frame: SseFrame) => void): SseStream {
   const parser = new SseParser(onFrame);
   let req: ClientRequest | undefined;
+  let open = true;
   const opened = new Promise<void>((resolve, reject) => {
     req = request(url, { headers: { accept: 'text/event-stream' }, agent: false }, (res) => {
       if (res.statusCode !== 200) {
@@ -55,14 +58,18 @@ export function openSse(url: string, onFrame: (frame: SseFrame) => void): SseStr
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => parser.feed(chunk));
       res.on('error', () => undefined);
+      res.on('close', () => (open = false));
       resolve();
     });
-    req.on('error', reject);
+    req.on('error', (err) => {
+      open = false;
+      reject(err);
+    });
     req.end();
   });
   // Whoever awaits `opened` sees a failure; a stream closed before anyone asked is not an error.
   opened.catch(() => undefined);
-  return { opened, close: () => req?.destroy() };
+  return { opened, isOpen: () => open, close: () => req?.destroy() };
 }
 
 /**
@@ -95,6 +102,11 @@ export class CompletionWatcher {
 
   async opened(): Promise<void> {
     await Promise.all(this.streams.map((s) => s.opened));
+  }
+
+  /** False once the server closed one of the streams: counts taken after that are wrong. */
+  isOpen(): boolean {
+    return this.streams.every((s) => s.isOpen());
   }
 
   /** Resolves when the probe holds, re-checked at each finished command. */

@@ -44,3 +44,56 @@ export async function submitAll(url: string, load: SubmitLoad): Promise<SubmitOu
   }
   return { startedAt, endedAt: performance.now(), requests: batches.length };
 }
+
+export interface BacklogKeeper {
+  /** Commands submitted so far. */
+  submitted: () => number;
+  /** Stops submitting; resolves once the requests in flight are answered. */
+  stop: () => Promise<void>;
+  /** Rejects if a submit fails (the run is then meaningless). */
+  failed: Promise<never>;
+}
+
+/**
+ * Keeps about `backlog` commands waiting: whenever fewer than half are pending (submitted minus
+ * `finished()`), submits batches until the backlog is full again. Agents then always find work,
+ * and the queue the server holds stays the same size for the whole run.
+ */
+export function keepBacklog(
+  url: string,
+  o: { backlog: number; batchSize: number; finished: () => number; body?: Record<string, unknown> },
+): BacklogKeeper {
+  const pool = new Pool(url, { connections: 2, pipelining: 1 });
+  const one = JSON.stringify(o.body ?? { type: 'DELAY', payload: { ms: 0 } });
+  const batch = `{"commands":[${new Array<string>(o.batchSize).fill(one).join(',')}]}`;
+  let submitted = 0;
+  let stopped = false;
+  let fail: (err: unknown) => void = () => undefined;
+  const failed = new Promise<never>((_, reject) => (fail = reject));
+  failed.catch(() => undefined);
+  const loop = async () => {
+    while (!stopped) {
+      const pending = submitted - o.finished();
+      if (pending >= o.backlog / 2) {
+        await new Promise((r) => setTimeout(r, 10));
+        continue;
+      }
+      while (!stopped && submitted - o.finished() < o.backlog) {
+        const res = await pool.request({ method: 'POST', path: '/commands/batch', headers: { 'content-type': 'application/json' }, body: batch });
+        const text = await res.body.text();
+        if (res.statusCode !== 201) throw new Error(`batch submit answered ${res.statusCode}: ${text.slice(0, 300)}`);
+        submitted += o.batchSize;
+      }
+    }
+  };
+  const running = loop().catch((err: unknown) => fail(err));
+  return {
+    submitted: () => submitted,
+    failed,
+    stop: async () => {
+      stopped = true;
+      await running;
+      await pool.close();
+    },
+  };
+}

@@ -1,6 +1,7 @@
 /**
  * growth: the same operations against a database holding few and many finished commands
- * → claim and list latency, and their ratio. The server migrates an empty database once; each
+ * → claim, report, list (first page and a cursor page), get and /metrics latency, and their ratio
+ * to the first size (issue 10: within 1.2× from 1 000 to 10 000 000 stored). The server migrates an empty database once; each
  * size gets a copy, filled straight through better-sqlite3 (harness/seed.ts), then served.
  * One sequential client on one keep-alive connection, so each figure is one request's latency.
  */
@@ -16,12 +17,21 @@ import { distribution, type Distribution } from '../harness/stats.js';
 interface SizeResult {
   stored: number;
   seedMs: number;
+  seedCpuMs: number;
   dbMiB: number;
   claim: Distribution;
+  report: Distribution;
   list: Distribution;
+  listCursor: Distribution;
   listByStatus: Distribution;
   get: Distribution;
   metrics: Distribution;
+}
+
+/** The path of the `rel="next"` page in a Link header. */
+function nextPage(link: string | string[] | undefined): string | undefined {
+  const value = Array.isArray(link) ? link.join(',') : link;
+  return value ? /<([^>]+)>;\s*rel="next"/.exec(value)?.[1] : undefined;
 }
 
 async function timed(samples: number[], op: () => Promise<unknown>): Promise<void> {
@@ -47,25 +57,44 @@ async function measureSize(o: Options, stored: number, template: string): Promis
   try {
     copyFileSync(template, dbPath);
     const seeded = seedCommands(dbPath, stored, o.num('pending'));
+    const dbMiB = statSync(dbPath).size / 2 ** 20;
+    console.log(`  ${stored.toLocaleString('en-US')} stored: seeded in ${(seeded.ms / 1000).toFixed(1)} s (${(seeded.cpuMs / 1000).toFixed(1)} s of CPU), database ${dbMiB.toFixed(0)} MiB`);
     const server = await startServer({ dbPath });
     const api = new Api(server.url, 1);
     try {
-      const s = { claim: [] as number[], list: [] as number[], listByStatus: [] as number[], get: [] as number[], metrics: [] as number[] };
+      const s = {
+        claim: [] as number[],
+        report: [] as number[],
+        list: [] as number[],
+        listCursor: [] as number[],
+        listByStatus: [] as number[],
+        get: [] as number[],
+        metrics: [] as number[],
+      };
       const limit = o.num('list-limit');
       const warmup = o.num('warmup');
       const samples = o.num('samples');
       for (let i = 0; i < warmup + samples; i++) {
         const keep = i >= warmup;
         const sink = (list: number[]) => (keep ? list : []);
-        // Submit and report are not timed: they keep one command in flight, as in a steady queue.
+        // The submit is not timed: it keeps the backlog the same size, as in a steady queue.
         await api.call('POST', '/commands', { type: 'DELAY', payload: { ms: 0 } });
         let claimed: { id: string; leaseId: string } | undefined;
         await timed(sink(s.claim), async () => {
           claimed = (await api.call<{ id: string; leaseId: string }>('GET', '/commands/next?agentId=growth-agent')).body;
         });
         if (!claimed) throw new Error('nothing claimed');
-        await api.call('PUT', `/commands/${claimed.id}/result`, { agentId: 'growth-agent', leaseId: claimed.leaseId, result: { ok: true } });
-        await timed(sink(s.list), () => api.call('GET', `/commands?limit=${limit}`));
+        const { id: claimedId, leaseId } = claimed;
+        await timed(sink(s.report), () =>
+          api.call('PUT', `/commands/${claimedId}/result`, { agentId: 'growth-agent', leaseId, result: { ok: true } }),
+        );
+        let next: string | undefined;
+        await timed(sink(s.list), async () => {
+          next = nextPage((await api.call('GET', `/commands?limit=${limit}`)).headers.link);
+        });
+        if (!next) throw new Error('the first page of GET /commands has no Link to a next page');
+        const cursorPage = next;
+        await timed(sink(s.listCursor), () => api.call('GET', cursorPage));
         await timed(sink(s.listByStatus), () => api.call('GET', `/commands?status=COMPLETED&limit=${limit}`));
         const id = seeded.ids[i % seeded.ids.length] as string;
         await timed(sink(s.get), () => api.call('GET', `/commands/${id}`));
@@ -74,9 +103,12 @@ async function measureSize(o: Options, stored: number, template: string): Promis
       return {
         stored,
         seedMs: seeded.ms,
-        dbMiB: statSync(dbPath).size / 2 ** 20,
+        seedCpuMs: seeded.cpuMs,
+        dbMiB,
         claim: distribution(s.claim),
+        report: distribution(s.report),
         list: distribution(s.list),
+        listCursor: distribution(s.listCursor),
         listByStatus: distribution(s.listByStatus),
         get: distribution(s.get),
         metrics: distribution(s.metrics),
@@ -92,14 +124,14 @@ async function measureSize(o: Options, stored: number, template: string): Promis
 
 export const growth: Scenario = {
   name: 'growth',
-  summary: 'claim and list latency with few vs many stored commands → ratio',
+  summary: 'claim, report, list, get and /metrics latency with few vs many stored commands → ratio',
   defaultRuns: 3,
   options: {
     sizes: { type: 'string', default: '1000,1000000', description: 'stored (finished) commands; the ratio is last / first' },
     samples: { type: 'string', default: '1000', description: 'timed iterations per size' },
     warmup: { type: 'string', default: '100', description: 'untimed iterations first' },
     'list-limit': { type: 'string', default: '100', description: 'limit of the timed lists' },
-    pending: { type: 'string', default: '0', description: 'PENDING backlog seeded after the finished commands (claims take from it)' },
+    pending: { type: 'string', default: '100', description: 'PENDING backlog seeded after the finished commands (claims take from it)' },
   },
   async run(o): Promise<RunResult> {
     const results: SizeResult[] = [];
@@ -118,12 +150,16 @@ export const growth: Scenario = {
       figures.push(
         { name: `${at}: claim p50`, value: r.claim.p50, unit: 'ms' },
         { name: `${at}: claim p99`, value: r.claim.p99, unit: 'ms' },
+        { name: `${at}: report p50`, value: r.report.p50, unit: 'ms' },
         { name: `${at}: list p50`, value: r.list.p50, unit: 'ms' },
         { name: `${at}: list p99`, value: r.list.p99, unit: 'ms' },
+        { name: `${at}: list cursor page p50`, value: r.listCursor.p50, unit: 'ms' },
         { name: `${at}: list ?status=COMPLETED p50`, value: r.listByStatus.p50, unit: 'ms' },
         { name: `${at}: get by id p50`, value: r.get.p50, unit: 'ms' },
         { name: `${at}: GET /metrics p50`, value: r.metrics.p50, unit: 'ms' },
         { name: `${at}: seed time`, value: r.seedMs / 1000, unit: 's' },
+        { name: `${at}: seed CPU time`, value: r.seedCpuMs / 1000, unit: 's' },
+        { name: `${at}: database size`, value: r.dbMiB, unit: 'MiB' },
       );
     }
     const small = results[0];
@@ -133,11 +169,13 @@ export const growth: Scenario = {
         figures.push({ name: `ratio ${name}`, value: pick(large) / pick(small), unit: '×', ...(goal ? { goal: { op: '<=', value: goal } } : {}) });
       ratio('claim p50', (r) => r.claim.p50, 1.2);
       ratio('claim p99', (r) => r.claim.p99);
+      ratio('report p50', (r) => r.report.p50, 1.2);
       ratio('list p50', (r) => r.list.p50, 1.2);
       ratio('list p99', (r) => r.list.p99);
+      ratio('list cursor page p50', (r) => r.listCursor.p50, 1.2);
       ratio('list ?status p50', (r) => r.listByStatus.p50);
       ratio('get by id p50', (r) => r.get.p50);
-      ratio('GET /metrics p50', (r) => r.metrics.p50);
+      ratio('GET /metrics p50', (r) => r.metrics.p50, 1.2);
     }
     return { figures, details: { results } };
   },
