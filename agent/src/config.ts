@@ -11,13 +11,32 @@ const int = (min: number, max: number) => z.coerce.number().int().min(min).max(m
 /** Only the two words: `HTTP_BLOCK_PRIVATE=yes` is a mistake worth stopping for, not a silent false. */
 const bool = (fallback: 'true' | 'false') => z.enum(['true', 'false']).default(fallback).transform((v) => v === 'true');
 
+const HttpUrl = z.url({ protocol: /^https?$/ });
+
+/**
+ * One or more http(s) URLs, comma-separated: replicas of one store to fail over between (SPEC §8).
+ * Each entry is checked; one that is not an http(s) URL, or one listed twice, stops the agent.
+ */
+const ServerUrls = z
+  .string()
+  .transform((text, ctx) => {
+    const urls = text
+      .split(',')
+      .map((entry) => entry.trim())
+      .filter((entry) => entry !== '');
+    if (urls.length === 0) ctx.addIssue({ code: 'custom', message: 'lists no URL' });
+    const seen = new Set<string>();
+    for (const url of urls) {
+      if (!HttpUrl.safeParse(url).success) ctx.addIssue({ code: 'custom', message: `"${url}" is not an http(s) URL` });
+      const key = url.replace(/\/+$/, '');
+      if (seen.has(key)) ctx.addIssue({ code: 'custom', message: `lists ${url} twice` });
+      seen.add(key);
+    }
+    return [...seen];
+  });
+
 const Env = z.object({
-  /** One URL, or several comma-separated (replicas of one queue): the agent fails over between them. */
-  SERVER_URL: z
-    .string()
-    .default('http://localhost:3000')
-    .transform((list) => list.split(',').map((url) => url.trim()).filter((url) => url !== ''))
-    .pipe(z.array(z.url({ protocol: /^https?$/, message: 'must be an http(s) URL' })).min(1, 'name at least one URL')),
+  SERVER_URL: ServerUrls.default(['http://localhost:3000']),
   POLL_INTERVAL: int(10, 3_600_000).default(2000),
   LONG_POLL_WAIT: int(0, MAX_LONG_POLL_WAIT_S).default(25),
   AGENT_ID: AgentId.optional(),
@@ -46,7 +65,7 @@ const Env = z.object({
 });
 
 export interface AgentConfig {
-  /** The server's replicas; the agent talks to one at a time and moves on when it fails. */
+  /** At least one; without a trailing slash. */
   serverUrls: string[];
   pollIntervalMs: number;
   longPollWaitS: number;
@@ -69,15 +88,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
   // An empty variable counts as unset, so `POLL_INTERVAL=` means "the default", not 0.
   const parsed = Env.safeParse(Object.fromEntries(Object.entries(env).filter(([, value]) => value !== '')));
   if (!parsed.success) {
-    // `SERVER_URL: URL 2 of the list: …` rather than `SERVER_URL.1: …`: the line starts with the variable.
-    const lines = parsed.error.issues.map(({ path: [name, ...rest], message }) =>
-      rest.length === 0 ? `  ${String(name)}: ${message}` : `  ${String(name)}: URL ${Number(rest[0]) + 1} of the list: ${message}`,
-    );
+    const lines = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
   return {
-    serverUrls: e.SERVER_URL.map((url) => url.replace(/\/+$/, '')),
+    serverUrls: e.SERVER_URL,
     pollIntervalMs: e.POLL_INTERVAL,
     longPollWaitS: e.LONG_POLL_WAIT,
     agentId: e.AGENT_ID,

@@ -67,7 +67,7 @@ const agentId = agentIdentity(db, config.agentId);
 const log = pino({ level: config.logLevel, base: { agentId }, timestamp: pino.stdTimeFunctions.isoTime });
 const metrics = new AgentMetrics(() => outbox.countUnreported());
 const pruner = new OutboxPruner({ outbox, retentionMs: OUTBOX_RETENTION_MS, everyMs: OUTBOX_PRUNE_EVERY_MS, log });
-const client = new ServerClient({ serverUrl: config.serverUrls, agentId, token: config.agentToken, log, metrics });
+const client = new ServerClient({ serverUrls: config.serverUrls, agentId, token: config.agentToken, log, metrics });
 const worker = new Worker({
   client,
   outbox,
@@ -89,7 +89,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   });
 }
 
-log.info({ serverUrls: config.serverUrls, dbPath: config.dbPath }, `agent ${agentId} starting`);
+log.info({ serverUrl: client.serverUrl, serverUrls: config.serverUrls, dbPath: config.dbPath }, `agent ${agentId} starting`);
 let metricsServer;
 if (config.metricsPort !== undefined) {
   try {

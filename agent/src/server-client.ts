@@ -14,13 +14,14 @@ import {
 import { randomUUID } from 'node:crypto';
 import pRetry, { AbortError } from 'p-retry';
 import type { Logger } from 'pino';
-import { Agent, request, type Dispatcher } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import type { z } from 'zod';
+import { Failover, type Server } from './failover.js';
 import type { AgentMetrics } from './metrics.js';
 
 export interface ServerClientOptions {
-  /** The server, or its replicas: calls go to one; a network error or a 5xx moves them to the next. */
-  serverUrl: string | readonly string[];
+  /** SERVER_URL: one server, or replicas of one store to fail over between (see Failover). */
+  serverUrls: readonly string[];
   agentId: string;
   token: string | undefined;
   log: Logger;
@@ -48,8 +49,15 @@ export interface Report {
 /** The server said no to a poll for a reason that waiting will not fix (a wrong AGENT_TOKEN). */
 export class PollRefused extends Error {}
 
-/** 5xx and 429: the server is there but cannot answer now. Retried like a network error. */
-class ServerUnavailable extends Error {}
+/**
+ * 5xx and 429: the server is there but cannot answer now. Retried like a network error; a 5xx
+ * also fails over to the next server, a 429 (slow down) does not.
+ */
+class ServerUnavailable extends Error {
+  constructor(readonly statusCode: number, message: string) {
+    super(message);
+  }
+}
 
 /** Backoff of every retried call: 250 ms doubling to 10 s, each wait scaled by a jitter in [1, 2). */
 const RETRY = { retries: Number.POSITIVE_INFINITY, minTimeout: 250, factor: 2, maxTimeout: 10_000, randomize: true };
@@ -65,19 +73,24 @@ const REPORT_BATCH_BYTES = 512 * 1024;
  * The agent's side of the agent routes. Polls and reports retry through p-retry on network
  * errors and 5xx: polls forever, reports until a definite answer. Heartbeats are not retried in
  * place; the next heartbeat is the retry, and the lease deadline decides when to give up.
+ * With several servers, every call (poll, heartbeat, report) that fails with a network error or
+ * a 5xx is sent again at once to the next server; only when each server failed it in turn does
+ * the call fail (and p-retry back off).
  */
 export class ServerClient {
-  private readonly dispatcher = new Agent({ keepAliveTimeout: 10_000 });
+  private readonly failover: Failover;
   private readonly auth: Record<string, string>;
   /** Each is cleared when the server answers 404 to that batched route (a server older than them). */
   private readonly batched = { claims: true, reports: true };
-  private readonly servers: readonly string[];
-  /** The replica calls go to now. */
-  private current = 0;
 
   constructor(private readonly options: ServerClientOptions) {
-    this.servers = typeof options.serverUrl === 'string' ? [options.serverUrl] : options.serverUrl;
     this.auth = options.token === undefined ? {} : { authorization: `Bearer ${options.token}` };
+    this.failover = new Failover(options.serverUrls, options.agentId, options.log);
+  }
+
+  /** The server calls go to now (logged at start). */
+  get serverUrl(): string {
+    return this.failover.pick().url;
   }
 
   /** Leases the next command, holding the poll open up to `waitS` seconds; undefined means no work. */
@@ -197,7 +210,7 @@ export class ServerClient {
   }
 
   async close(): Promise<void> {
-    await this.dispatcher.destroy();
+    await this.failover.close();
   }
 
   /** `commandId`: the command a report is about, a field of the log line when it is retried. */
@@ -214,19 +227,9 @@ export class ServerClient {
   }
 
   /**
-   * The replica `used` failed (network error or 5xx): the next call, and the retry of this one,
-   * go to the next replica. Several calls failing at once move on once, not once each. A lease
-   * is valid at every replica, so polls, heartbeats and reports may all move.
-   */
-  private failOver(used: number): void {
-    if (this.servers.length === 1 || this.current !== used) return;
-    this.current = (used + 1) % this.servers.length;
-    this.options.log.warn({ from: this.servers[used], to: this.servers[this.current] }, 'server unavailable; moving to the next');
-  }
-
-  /**
-   * One request; `body` is JSON text already. Each carries its own X-Request-Id (a retry is a new
-   * request), which the server logs and echoes: a failure names it, to be found in the server's log.
+   * One request, on the current server and, while it fails with a network error or a 5xx, on each
+   * next one in turn (at once: a long-poll cut by a dying server is re-polled on the next without a
+   * pause). Throws the last failure when every server failed it; a 429 or a 4xx is not a failover.
    */
   private async call(
     method: Dispatcher.HttpMethod,
@@ -235,29 +238,47 @@ export class ServerClient {
     signal: AbortSignal,
     timeoutMs = CALL_TIMEOUT_MS,
   ): Promise<{ statusCode: number; json: unknown }> {
-    const used = this.current;
+    for (let tried = 1; ; tried++) {
+      const server = this.failover.pick();
+      try {
+        return await this.callOn(server, method, path, body, signal, timeoutMs);
+      } catch (error) {
+        const serverFault = !(error instanceof ServerUnavailable) || error.statusCode >= 500;
+        if (signal.aborted || !serverFault) throw error;
+        this.failover.failed(server, (error as Error).message);
+        if (tried >= this.failover.size) throw error;
+      }
+    }
+  }
+
+  /**
+   * One request to one server; `body` is JSON text already. Each carries its own X-Request-Id (a
+   * retry is a new request), which the server logs and echoes: a failure names it, to be found in
+   * the server's log.
+   */
+  private async callOn(
+    server: Server,
+    method: Dispatcher.HttpMethod,
+    path: string,
+    body: string | undefined,
+    signal: AbortSignal,
+    timeoutMs: number,
+  ): Promise<{ statusCode: number; json: unknown }> {
     const requestId = randomUUID();
     const headers = { ...this.auth, 'x-request-id': requestId };
-    let response: Dispatcher.ResponseData;
-    let text: string;
-    try {
-      response = await request(`${this.servers[used]}${path}`, {
-        method,
-        headers: body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
-        body,
-        signal,
-        dispatcher: this.dispatcher,
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
-      });
-      text = await response.body.text();
-    } catch (err) {
-      if (!signal.aborted) this.failOver(used);
-      throw err;
-    }
-    if (response.statusCode >= 500) this.failOver(used);
+    const response = await request(`${server.url}${path}`, {
+      method,
+      headers: body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
+      body,
+      signal,
+      dispatcher: server.dispatcher,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+    });
+    const text = await response.body.text();
     if (response.statusCode >= 500 || response.statusCode === 429) {
-      throw new ServerUnavailable(`server answered ${response.statusCode} to request ${requestId}: ${text.slice(0, 200)}`);
+      const message = `server answered ${response.statusCode} to request ${requestId}: ${text.slice(0, 200)}`;
+      throw new ServerUnavailable(response.statusCode, message);
     }
     let json: unknown = null;
     try {

@@ -174,7 +174,7 @@ describe('HTTP_GET_JSON', () => {
 });
 
 describe('an attempt', () => {
-  const client = new ServerClient({ serverUrl: 'http://127.0.0.1:9', agentId: 'a', token: undefined, log });
+  const client = new ServerClient({ serverUrls: ['http://127.0.0.1:9'], agentId: 'a', token: undefined, log });
   const claimed = (type: ClaimedCommand['type'], payload: Record<string, unknown>, timeoutMs: number): ClaimedCommand => {
     const now = new Date().toISOString();
     return {

@@ -34,7 +34,7 @@ function claimed(startedAt: number, leaseMs: number): ClaimedCommand {
 
 describe('heartbeat', () => {
   it('learns the lease length from the server clock alone, whenever the claim arrives', async () => {
-    const client = new ServerClient({ serverUrl: 'http://127.0.0.1:9', agentId: 'a', token: undefined, log });
+    const client = new ServerClient({ serverUrls: ['http://127.0.0.1:9'], agentId: 'a', token: undefined, log });
     // The claim was made an hour ago by our clock: a skewed clock or a slow answer changes nothing.
     const beat = new Heartbeat({
       client,
@@ -52,7 +52,7 @@ describe('heartbeat', () => {
   });
 
   it('gives the work up when no renewal succeeds within one lease (server unreachable)', async () => {
-    const client = new ServerClient({ serverUrl: `http://127.0.0.1:${await freePort()}`, agentId: 'a', token: undefined, log });
+    const client = new ServerClient({ serverUrls: [`http://127.0.0.1:${await freePort()}`], agentId: 'a', token: undefined, log });
     const receivedAt = Date.now();
     const lost = await new Promise<{ why: string; after: number }>((resolve) => {
       const beat = new Heartbeat({
@@ -104,7 +104,7 @@ describe('heartbeat through a server restart', () => {
     // the very deadline. The agent still had 0.8 s to renew; it must use them, not give the work up.
     const port = await freePort();
     const server = await restartableServer(port);
-    const client = new ServerClient({ serverUrl: `http://127.0.0.1:${port}`, agentId: 'a', token: undefined, log });
+    const client = new ServerClient({ serverUrls: [`http://127.0.0.1:${port}`], agentId: 'a', token: undefined, log });
     const receivedAt = Date.now();
     let lost: string | undefined;
     const beat = new Heartbeat({

@@ -19,7 +19,7 @@ import { formatChange } from './watch-format.js';
 
 const USAGE = `usage: npm run watch -- [commandId] [--url URL] [--token TOKEN] [--status STATUS] [--since EVENT_ID]
   commandId       follow one command and exit when it ends (0 COMPLETED, 1 FAILED)
-  --url URL       control server (default: $SERVER_URL or http://localhost:3000)
+  --url URL       control server (default: the first URL of $SERVER_URL, or http://localhost:3000)
   --token TOKEN   client token when the server has API_TOKEN set (default: $API_TOKEN)
   --status S      show only changes to status S (PENDING, RUNNING, COMPLETED, FAILED)
   --since ID      first show the changes after event ID (#ID in the output), then live ones`;
@@ -54,7 +54,8 @@ function parseOptions(argv: string[]): Options {
   if (values.since !== undefined && !/^\d{1,15}$/.test(values.since)) throw new Error('--since: an event id (#ID in the output)');
   return {
     commandId: positionals[0],
-    url: (values.url ?? process.env.SERVER_URL ?? 'http://localhost:3000').replace(/\/+$/, ''),
+    // SERVER_URL may list an agent's replicas (comma-separated); any one of them serves the stream.
+    url: (values.url ?? (process.env.SERVER_URL?.split(',')[0]?.trim() || undefined) ?? 'http://localhost:3000').replace(/\/+$/, ''),
     token: values.token ?? (process.env.API_TOKEN || undefined),
     status: status?.data,
     since: values.since,

@@ -1,5 +1,5 @@
 /**
- * The Docker delivery files, checked with Node alone (no docker-compose, no engine): both compose
+ * The Docker delivery files, checked with Node alone (no docker-compose, no engine): the compose
  * files are interpolated as Compose does and validated against the Compose Specification's JSON
  * schema (compose-file.ts), and the facts a scaled fleet depends on must hold. The Dockerfiles are
  * checked statically: stages, base image, non-root user, health check, the exact entry points, and
@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { REPO_ROOT } from '../../test-support/processes.js';
+import { loadConfig as loadAgentConfig } from '../../agent/src/config.js';
 import { interpolate, loadCompose, parseEnvFile, schemaErrors, type ComposeConfig } from './compose-file.js';
+import { parseNginx } from './nginx-conf.js';
 
 /**
  * A compose file with a controlled environment: no variable of the caller's shell and no env file
@@ -124,6 +126,75 @@ describe('docker-compose.prod.yml (images from GHCR)', () => {
   });
 });
 
+describe('docker-compose.postgres.yml (PostgreSQL, replicas, a load balancer)', () => {
+  const SECRETS = { ...PROD_TOKENS, POSTGRES_PASSWORD: 'pgpassword0123' };
+  const REPLICAS = ['server-1', 'server-2'];
+
+  it('is valid Compose: PostgreSQL on a volume with a health check, two replicas on it', () => {
+    const config = parsedConfig('docker-compose.postgres.yml', SECRETS);
+    expect(Object.keys(config.services).sort()).toEqual(['agent', 'load-balancer', 'postgres', 'server-1', 'server-2']);
+    const postgres = config.services['postgres']!;
+    // SPEC §8: PostgreSQL 14 or newer, the official image.
+    expect(Number(/^postgres:(\d+)/.exec(postgres.image ?? '')?.[1])).toBeGreaterThanOrEqual(14);
+    expect(postgres.volumes).toEqual(['postgres-data:/var/lib/postgresql/data']);
+    expect(Object.keys(config.volumes ?? {})).toEqual(['postgres-data']);
+    expect(postgres.healthcheck?.test).toEqual(['CMD', 'pg_isready', '-U', 'agent_executor', '-d', 'agent_executor']);
+    expect(postgres.ports).toBeUndefined();
+    expect(postgres.environment).toMatchObject({ POSTGRES_USER: 'agent_executor', POSTGRES_DB: 'agent_executor', POSTGRES_PASSWORD: 'pgpassword0123' });
+
+    const [first, second] = REPLICAS.map((name) => config.services[name]!);
+    // The replicas differ in nothing but their name.
+    expect(second).toEqual(first);
+    const url = new URL(first!.environment?.['DATABASE_URL'] ?? '');
+    expect(url.protocol).toBe('postgres:');
+    expect([url.hostname, url.port, url.username, url.password, url.pathname]).toEqual(['postgres', '5432', 'agent_executor', 'pgpassword0123', '/agent_executor']);
+    expect(first!.environment).not.toHaveProperty('DB_PATH');
+    expect(first!.volumes).toBeUndefined();
+    expect(first!.ports).toBeUndefined();
+    expect(first!.image).toBe('ghcr.io/agent-executor/agent-executor-control-server:latest');
+    expect(first!.healthcheck?.test.join(' ')).toContain('/health');
+    expect(first!.depends_on).toEqual({ postgres: { condition: 'service_healthy' } });
+    expect(first!.environment).toMatchObject({ PORT: '3000', API_TOKEN: PROD_TOKENS.API_TOKEN, AGENT_TOKEN: PROD_TOKENS.AGENT_TOKEN });
+  });
+
+  it('puts nginx in front of both replicas, with its config from docker/', () => {
+    const config = parsedConfig('docker-compose.postgres.yml', { ...SECRETS, CONTROL_SERVER_PORT: '8080' });
+    const lb = config.services['load-balancer']!;
+    expect(lb.image).toMatch(/^nginx:1\.(2[89]|[3-9]\d)/); // `resolve` on upstream servers: nginx 1.27.3+
+    expect(lb.ports).toEqual([{ published: 8080, target: 80 }]);
+    const [source, target, mode] = (lb.volumes?.[0] ?? '').split(':');
+    expect([target, mode]).toEqual(['/etc/nginx/conf.d/default.conf', 'ro']);
+    const upstream = parseNginx(readFileSync(join(REPO_ROOT, source!), 'utf8')).find((d) => d.name === 'upstream');
+    const balanced = upstream?.block?.filter((d) => d.name === 'server').map((d) => d.args[0]);
+    expect(balanced).toEqual(REPLICAS.map((name) => `${name}:3000`));
+    expect(lb.depends_on).toEqual(Object.fromEntries(REPLICAS.map((name) => [name, { condition: 'service_healthy' }])));
+    expect(lb.healthcheck?.test.join(' ')).toContain('/health');
+  });
+
+  it("gives the agents both replicas' URLs, which the agent's own config accepts", () => {
+    const config = parsedConfig('docker-compose.postgres.yml', SECRETS);
+    const agent = config.services['agent']!;
+    expect(agent.environment?.['SERVER_URL']).toBe(REPLICAS.map((name) => `http://${name}:3000`).join(','));
+    expect(loadAgentConfig(agent.environment).serverUrls).toEqual(['http://server-1:3000', 'http://server-2:3000']);
+    // Scalable as in the other files.
+    expect(agent.container_name).toBeUndefined();
+    expect(agent.ports ?? []).toEqual([]);
+    expect(agent.environment).not.toHaveProperty('AGENT_ID');
+    expect(agent.volumes).toEqual(['/data']);
+    expect(agent.environment?.['IDEMPOTENCY_DB_PATH']).toBe('/data/idempotency.db');
+    expect(agent.environment?.['HTTP_BLOCK_PRIVATE']).toBe('true');
+    expect(agent.depends_on).toEqual(Object.fromEntries(REPLICAS.map((name) => [name, { condition: 'service_healthy' }])));
+  });
+
+  it('refuses to start without POSTGRES_PASSWORD, API_TOKEN and AGENT_TOKEN', () => {
+    expect(() => composeConfig('docker-compose.postgres.yml', PROD_TOKENS)).toThrow(/POSTGRES_PASSWORD/);
+    expect(() => composeConfig('docker-compose.postgres.yml', { POSTGRES_PASSWORD: 'x', AGENT_TOKEN: PROD_TOKENS.AGENT_TOKEN })).toThrow(/API_TOKEN/);
+    expect(() => composeConfig('docker-compose.postgres.yml', {}, join(REPO_ROOT, '.env.example'))).toThrow(/POSTGRES_PASSWORD|API_TOKEN/);
+    // .env.example with the three secrets filled in is a working .env.
+    parsedConfig('docker-compose.postgres.yml', SECRETS, join(REPO_ROOT, '.env.example'));
+  });
+});
+
 describe('the compose checker (what stands in for docker-compose config)', () => {
   const env = { SET: 'value', EMPTY: '' };
 
@@ -178,7 +249,7 @@ describe('.env.example', () => {
   });
 
   it('documents every variable the compose files interpolate', () => {
-    for (const file of ['docker-compose.yml', 'docker-compose.prod.yml']) {
+    for (const file of ['docker-compose.yml', 'docker-compose.prod.yml', 'docker-compose.postgres.yml']) {
       const used = [...readFileSync(join(REPO_ROOT, file), 'utf8').matchAll(/\$\{([A-Z0-9_]+)/g)].map((m) => m[1]);
       expect(used.length).toBeGreaterThan(0);
       for (const name of used) expect(documented, `${name} (${file})`).toContain(name);

@@ -110,7 +110,8 @@ describe('npm run watch -- <commandId>', () => {
     const command = await api.submit({ type: 'DELAY', payload: { ms: 5 }, maxAttempts: 1 });
     const noToken = watchCli([command.id, '--url', url]);
     const unknown = watchCli(['no-such-command', '--url', url, '--token', TOKEN]);
-    const cli = watchCli([command.id], { SERVER_URL: url, API_TOKEN: TOKEN });
+    // SERVER_URL as the agents take it, a list of replicas: the CLI uses the first.
+    const cli = watchCli([command.id], { SERVER_URL: `${url},http://127.0.0.1:9`, API_TOKEN: TOKEN });
     await untilOutput(cli, hasStatus('PENDING'), 'the current state');
     const claimed = await api.claim();
     await api.report(claimed, { status: 'FAILED', error: 'boom: the disk is full', retryable: false });
