@@ -90,7 +90,7 @@ describe('two server replicas on one PostgreSQL', () => {
       (await Promise.all(ids.map((id) => apiB.get(id)))).filter((c) => c.status === 'COMPLETED').length;
     await waitFor(async () => (await completed()) >= 3, { what: '3 commands completed through A', timeoutMs: 20_000 });
     await a.kill('SIGKILL');
-    await waitForOutput(agent, /moving to the next/, { timeoutMs: 20_000 });
+    await waitForOutput(agent, /switching to/, { timeoutMs: 20_000 });
     await waitFor(async () => (await completed()) === ids.length, { what: 'all 20 completed', timeoutMs: 40_000 });
     const commands = await Promise.all(ids.map((id) => apiB.get(id)));
     expect(commands.every((c) => c.status === 'COMPLETED' && c.error === null)).toBe(true);

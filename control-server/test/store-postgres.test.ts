@@ -241,4 +241,29 @@ describe('PostgreSQL store', () => {
     expect(errors).toEqual(["an 'available' listener failed", `an 'event' listener failed on submit of command ${command.id}`]);
     expect(await store.get(command.id)).toMatchObject({ status: 'PENDING' });
   });
+
+  test('a replica opening while another writes: notifications heard before it knows where the log ends are covered, not a crash', async () => {
+    const { store: writer, url } = await storeAndAdmin();
+    let writing = true;
+    const writes = (async () => {
+      while (writing) await writer.submit(delays(1)[0]!);
+    })();
+    const errors: unknown[] = [];
+    try {
+      for (let i = 0; i < 8; i++) {
+        const store = await PostgresCommandStore.open({ connectionString: url, poolSize: 1, onError: (err) => errors.push(err) });
+        open.push(store);
+        const heard: number[] = [];
+        store.events.on('event', (event) => heard.push(event.seq));
+        const { command } = await writer.submit(delays(1)[0]!);
+        // It hears what the writer commits after it opened, in order.
+        await vi.waitFor(async () => expect(heard).toContain((await store.lastEventFor(command.id))?.seq));
+        expect([...heard].sort((x, y) => x - y)).toEqual(heard);
+      }
+    } finally {
+      writing = false;
+      await writes;
+    }
+    expect(errors).toEqual([]);
+  });
 });

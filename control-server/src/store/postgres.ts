@@ -89,6 +89,7 @@ export class PostgresCommandStore implements CommandStore {
   private readonly onError: (err: unknown, what: string) => void;
   private readonly writes: PgGroupCommit;
   private readonly listener: PgListener;
+  /** Set by open() once it knows where the log ends (a notice heard before it is covered by that read). */
   private feed!: EventFeed;
   private eventsSincePrune = 0;
   private pruning = false;
@@ -163,6 +164,8 @@ export class PostgresCommandStore implements CommandStore {
   private onNotice(notice: Notice): void {
     // This replica's own commits were announced already, before their notifications came back.
     if (notice.replica !== this.replica && notice.available) this.announceWork();
+    // Heard while opening, before the feed read where the log ends: that read covers it.
+    if ((this.feed as EventFeed | undefined) === undefined) return;
     void this.feed.heard(notice.lastSeq);
   }
 
