@@ -1,5 +1,8 @@
 import { fileURLToPath } from 'node:url';
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
+
+/** Test files that need PostgreSQL: their project starts one (test-support/postgres-global-setup.ts). */
+const POSTGRES_TESTS = '*/test/**/*postgres*.test.ts';
 
 export default defineConfig({
   resolve: {
@@ -14,10 +17,21 @@ export default defineConfig({
     ],
   },
   test: {
-    include: ['*/test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
     maxWorkers: 2,
+    // Two projects so that PostgreSQL starts only when a test that needs it runs: vitest runs a
+    // project's globalSetup only when the project has files to run.
+    projects: [
+      {
+        extends: true,
+        test: { name: 'main', include: ['*/test/**/*.test.ts'], exclude: [...configDefaults.exclude, POSTGRES_TESTS] },
+      },
+      {
+        extends: true,
+        test: { name: 'postgres', include: [POSTGRES_TESTS], globalSetup: ['./test-support/postgres-global-setup.ts'] },
+      },
+    ],
   },
 });

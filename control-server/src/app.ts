@@ -29,6 +29,7 @@ import type { CommandStore } from './store/store.js';
 export type { ServerConfig } from './config.js';
 export { loadConfig } from './config.js';
 export { SqliteCommandStore } from './store/sqlite.js';
+export { PostgresCommandStore } from './store/postgres.js';
 export type { CommandStore } from './store/store.js';
 
 export interface App extends FastifyInstance {

@@ -44,7 +44,16 @@ const Env = z.object({
   SQLITE_SYNCHRONOUS: z
     .preprocess((value) => (typeof value === 'string' ? value.toUpperCase() : value), z.enum(['FULL', 'NORMAL']))
     .default('FULL'),
-  DATABASE_URL: z.preprocess(unsetIfEmpty, z.string().optional()),
+  /** Set: PostgreSQL instead of SQLite (DB_PATH and SQLITE_SYNCHRONOUS are then unused). */
+  DATABASE_URL: z.preprocess(
+    unsetIfEmpty,
+    z
+      .string()
+      .regex(/^postgres(ql)?:\/\/\S+$/, 'expected a PostgreSQL URL: postgres://user:password@host:5432/database')
+      .optional(),
+  ),
+  /** Connections of the PostgreSQL pool, per replica (one more listens for notifications). */
+  PG_POOL_SIZE: int(1, 1000).default(10),
   /** Time allowed to receive a whole request (headers and body); a stalled upload is cut off. */
   REQUEST_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
   /** Finished commands older than this are deleted (SPEC §7); 0 keeps them forever. */
@@ -66,6 +75,7 @@ export interface ServerConfig {
   sseMaxQueued: number;
   sseMaxQueuedBytes: number;
   databaseUrl: string | undefined;
+  pgPoolSize: number;
   requestTimeoutMs: number;
   /** ms; 0 = keep finished commands forever. */
   retentionMs: number;
@@ -83,9 +93,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
-  if (e.DATABASE_URL !== undefined) {
-    throw new ConfigError('invalid configuration:\n  DATABASE_URL: the PostgreSQL store is not available yet; unset it to use SQLite');
-  }
   const origins = e.CORS_ORIGIN.split(',').map((o) => o.trim()).filter(Boolean);
   return {
     port: e.PORT,
@@ -102,6 +109,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     sseMaxQueued: e.SSE_MAX_QUEUED,
     sseMaxQueuedBytes: e.SSE_MAX_QUEUED_BYTES,
     databaseUrl: e.DATABASE_URL,
+    pgPoolSize: e.PG_POOL_SIZE,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     retentionMs: e.RETENTION,
   };

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
+import { PostgresCommandStore } from './store/postgres.js';
 import { SqliteCommandStore } from './store/sqlite.js';
+import type { CommandStore } from './store/store.js';
 
 let config;
 try {
@@ -12,12 +14,20 @@ try {
   process.exit(1);
 }
 
-let store: SqliteCommandStore;
+let store: CommandStore;
 try {
-  store = new SqliteCommandStore({ path: config.dbPath, synchronous: config.sqliteSynchronous });
+  store =
+    config.databaseUrl === undefined
+      ? new SqliteCommandStore({ path: config.dbPath, synchronous: config.sqliteSynchronous })
+      : await PostgresCommandStore.open({
+          connectionString: config.databaseUrl,
+          poolSize: config.pgPoolSize,
+          onError: (err, what) => console.error(JSON.stringify({ level: 50, time: new Date().toISOString(), msg: what, err: String(err) })),
+        });
 } catch (err) {
-  // Not an SQLite file, a directory, no permission…: one line naming the setting, no stack trace.
-  console.error(`control-server: cannot use DB_PATH ${config.dbPath}: ${(err as Error).message}`);
+  // Not an SQLite file, a directory, no permission, no server…: one line naming the setting, no stack trace.
+  const setting = config.databaseUrl === undefined ? `DB_PATH ${config.dbPath}` : 'DATABASE_URL';
+  console.error(`control-server: cannot use ${setting}: ${(err as Error).message}`);
   process.exit(1);
 }
 const app = await buildApp(config, store);
@@ -41,15 +51,11 @@ process.once('SIGINT', () => void shutdown('SIGINT'));
 
 try {
   await app.listen({ port: config.port, host: config.host });
-  app.log.info(
-    {
-      dbPath: config.dbPath,
-      sqliteSynchronous: config.sqliteSynchronous,
-      leaseMs: config.leaseMs,
-      requestTimeoutMs: config.requestTimeoutMs,
-    },
-    'control server ready',
-  );
+  const database =
+    config.databaseUrl === undefined
+      ? { dbPath: config.dbPath, sqliteSynchronous: config.sqliteSynchronous }
+      : { database: 'postgres', databaseUrl: config.databaseUrl.replace(/\/\/[^@/]*@/, '//[credentials]@') };
+  app.log.info({ ...database, leaseMs: config.leaseMs, requestTimeoutMs: config.requestTimeoutMs }, 'control server ready');
 } catch (err) {
   app.log.error({ err }, 'could not start');
   await store.close();

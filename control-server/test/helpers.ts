@@ -6,9 +6,10 @@
  * when the test passed and kept, and named, when it failed.
  */
 import { createHook } from 'node:async_hooks';
+import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, beforeEach, expect } from 'vitest';
 import type { Command } from '@agent-executor/common';
-import { buildApp, loadConfig, SqliteCommandStore, type App } from '../src/app.js';
+import { buildApp, loadConfig, SqliteCommandStore, type App, type CommandStore } from '../src/app.js';
 import type { Clock } from '../src/clock.js';
 import { tempDir } from '../../test-support/processes.js';
 
@@ -37,8 +38,48 @@ export interface BuildOptions {
 
 export interface TestApp {
   app: App;
-  store: SqliteCommandStore;
+  store: CommandStore;
   dbPath: string;
+}
+
+/** Opens the store of a test app: SQLite at `dbPath`, unless the file chose another store. */
+export type TestStoreFactory = (dbPath: string, options: { now?: () => number; random?: () => number }) => Promise<CommandStore>;
+/**
+ * Runs one statement on the database of the store opened for `dbPath`, through a connection of
+ * its own (as another process would); `?` marks the parameters.
+ */
+export type TestSql = (dbPath: string, text: string, values: unknown[]) => Promise<void>;
+let openStore: TestStoreFactory = async (dbPath, options) => new SqliteCommandStore({ path: dbPath, ...options });
+let execSql: TestSql = async (dbPath, text, values) => {
+  const db = new Database(dbPath);
+  try {
+    db.prepare(text).run(...values);
+  } finally {
+    db.close();
+  }
+};
+let kind: 'sqlite' | 'postgres' = 'sqlite';
+
+/** Runs the file's apps on another store (the route suites run on PostgreSQL this way too). */
+export function setTestStore(storeKind: 'postgres', factory: TestStoreFactory, exec?: TestSql): void {
+  kind = storeKind;
+  openStore = factory;
+  if (exec) execSql = exec;
+}
+
+/** Runs one statement on a test store's database behind the store's back (see TestSql). */
+export function execTestSql(dbPath: string, text: string, values: unknown[] = []): Promise<void> {
+  return execSql(dbPath, text, values);
+}
+
+/** Opens a store of the kind the file runs on (for files that build their apps themselves). */
+export function openTestStore(dbPath: string, options: { now?: () => number; random?: () => number } = {}): Promise<CommandStore> {
+  return openStore(dbPath, options);
+}
+
+/** The store the file's apps run on. */
+export function testStoreKind(): 'sqlite' | 'postgres' {
+  return kind;
 }
 
 /**
@@ -122,8 +163,7 @@ export function useApp({ scope = 'each' }: { scope?: 'each' | 'all' } = {}): {
       const dbPath = `${dir.path}/commands-${built.length}.db`;
       const config = loadConfig({ LOG_LEVEL: 'silent', DB_PATH: dbPath, ...options.env });
       const now = options.clock ? options.clock.wall : options.now;
-      const store = new SqliteCommandStore({
-        path: dbPath,
+      const store = await openStore(dbPath, {
         ...(now ? { now } : {}),
         ...(options.random ? { random: options.random } : {}),
       });
@@ -176,7 +216,7 @@ export async function submit(app: App, body: unknown = delay(10), headers: Recor
   return res.json<Command>();
 }
 
-export async function countCommands(store: SqliteCommandStore): Promise<number> {
+export async function countCommands(store: CommandStore): Promise<number> {
   const counts = await store.countByStatus();
   return Object.values(counts).reduce((a, b) => a + b, 0);
 }

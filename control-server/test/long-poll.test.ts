@@ -7,9 +7,15 @@ import type { ClaimedCommand, Command } from '@agent-executor/common';
 import type { App } from '../src/app.js';
 import type { StoredEvent } from '../src/store/store.js';
 import { waitFor } from '../../test-support/processes.js';
-import { delay, listen, useApp } from './helpers.js';
+import { delay, listen, testStoreKind, useApp } from './helpers.js';
 
 const { build } = useApp();
+/**
+ * What only the SQLite store does: it leases a just-submitted command to a waiting poll inside the
+ * submit's own commit (the PostgreSQL store hands it over in the next one, as StoreEvents allows),
+ * and its tests reach into the SQLite file. Not defined at all on other stores.
+ */
+const sqliteOnly = testStoreKind() === 'sqlite' ? test : () => undefined;
 
 interface PollAnswer {
   status: number;
@@ -82,7 +88,7 @@ describe('long-poll', () => {
     expect(Math.max(...handOffs)).toBeLessThan(1000);
   });
 
-  test('a submit while a poll waits leases the command in the submit\'s own commit (one fsync, not two)', async () => {
+  sqliteOnly('a submit while a poll waits leases the command in the submit\'s own commit (one fsync, not two)', async () => {
     const { app, store } = await build();
     const base = await listen(app);
     const answer = poll(base, 'agentId=agent-1&wait=10');
@@ -120,7 +126,7 @@ describe('long-poll', () => {
     expect(claims).toBe(2);
   });
 
-  test('a claim the database refuses leaves the poll waiting; the next work reaches it', async () => {
+  sqliteOnly('a claim the database refuses leaves the poll waiting; the next work reaches it', async () => {
     const { app, store, dbPath } = await build();
     const base = await listen(app);
     const answer = poll(base, 'agentId=agent-1&wait=10');
@@ -165,7 +171,7 @@ describe('long-poll', () => {
     expect(await store.get(created.id)).toMatchObject({ status: 'RUNNING', agentId: winners[0]?.command?.agentId, attempts: 1 });
   });
 
-  test('a batch of 3 with 5 waiting polls: the 3 oldest polls get one each, in one claim transaction', async () => {
+  sqliteOnly('a batch of 3 with 5 waiting polls: the 3 oldest polls get one each, in one claim transaction', async () => {
     const { app, store } = await build();
     const base = await listen(app);
     const answers: Array<Promise<PollAnswer>> = [];
@@ -322,7 +328,9 @@ describe('long-poll', () => {
         what: `command ${created.id} back to PENDING`,
         timeoutMs: 3000,
       });
-      const next = await poll(base, 'agentId=agent-alive');
+      // Waiting: on a store whose hand-off is a commit of its own (PostgreSQL) the claim for the
+      // gone poll may still be on its way, and its release is what makes the command available.
+      const next = await poll(base, 'agentId=agent-alive&wait=5');
       expect(next.status).toBe(200);
       expect(next.command).toMatchObject({ id: created.id, agentId: 'agent-alive', attempts: 1 });
     }

@@ -4,12 +4,12 @@
  */
 import { describe, expect, test } from 'vitest';
 import type { ClaimedCommand, Command } from '@agent-executor/common';
-import type { App, SqliteCommandStore } from '../src/app.js';
+import type { App, CommandStore } from '../src/app.js';
 import { countCommands, expectErrorShape, useApp } from './helpers.js';
 
 // One app for the whole table: every case must leave it exactly as it was, and each checks that.
 const { build } = useApp({ scope: 'all' });
-let shared: Promise<{ app: App; store: SqliteCommandStore; leased: ClaimedCommand }> | undefined;
+let shared: Promise<{ app: App; store: CommandStore; leased: ClaimedCommand }> | undefined;
 
 async function setUp() {
   const { app, store } = await build();

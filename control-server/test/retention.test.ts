@@ -7,11 +7,12 @@ import type Database from 'better-sqlite3';
 import { afterEach, describe, expect, test, vi } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { Retention, RETENTION_BATCH } from '../src/retention.js';
-import type { SqliteCommandStore } from '../src/store/sqlite.js';
+import type { CommandStore } from '../src/store/store.js';
 import { delay, submit, useApp } from './helpers.js';
 
 const { build } = useApp();
-const dbOf = (store: SqliteCommandStore) => (store as unknown as { db: Database.Database }).db;
+/** The SQLite connection of a test app's store (useApp() builds SQLite stores in this file). */
+const dbOf = (store: CommandStore) => (store as unknown as { db: Database.Database }).db;
 
 describe('RETENTION setting', () => {
   test('a duration in s, m, h or d; 0 keeps forever; 7d by default', () => {
@@ -38,11 +39,11 @@ describe('the retention timer', () => {
   });
 
   /** What the table holds, counted from its rows (the seed below bypasses the store's counts). */
-  const stored = (store: SqliteCommandStore) =>
+  const stored = (store: CommandStore) =>
     dbOf(store).prepare<[], { status: string; n: number }>('SELECT status, count(*) AS n FROM commands GROUP BY status ORDER BY status').all();
 
   /** Stores `n` finished commands, the oldest finished `ageMs` ago, one ms apart, and two live ones. */
-  const seedFinished = (store: SqliteCommandStore, n: number, ageMs: number) => {
+  const seedFinished = (store: CommandStore, n: number, ageMs: number) => {
     const now = Date.now();
     dbOf(store)
       .prepare(`WITH RECURSIVE i(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM i WHERE k < ?)

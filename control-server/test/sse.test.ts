@@ -5,10 +5,10 @@
 import type { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { buildApp, loadConfig, SqliteCommandStore, type App } from '../src/app.js';
+import { buildApp, loadConfig, type App, type CommandStore } from '../src/app.js';
 import { ConfigError } from '../src/config.js';
+import { execTestSql, openTestStore } from './helpers.js';
 import { killAll, startServer, tempDir, waitFor } from '../../test-support/processes.js';
 import { HttpApi, runDelayToCompletion } from '../../test-support/http-api.js';
 import {
@@ -23,7 +23,7 @@ import {
 
 interface Running {
   app: App;
-  store: SqliteCommandStore;
+  store: CommandStore;
   dbPath: string;
   url: string;
   port: number;
@@ -53,7 +53,7 @@ afterEach(async ({ task }) => {
 async function start(env: Record<string, string> = {}): Promise<Running> {
   const dbPath = `${dir.path}/commands-${running.length}.db`;
   const config = loadConfig({ LOG_LEVEL: 'silent', DB_PATH: dbPath, ...env });
-  const store = new SqliteCommandStore({ path: dbPath });
+  const store = await openTestStore(dbPath);
   const app = await buildApp(config, store);
   const entry = { app, store, dbPath, url: '', port: 0, api: new HttpApi('') };
   running.push(entry);
@@ -82,13 +82,8 @@ async function within<T>(promise: Promise<T>, ms: number, what: string): Promise
 const delay = (ms = 5) => ({ type: 'DELAY', payload: { ms } });
 
 /** Deletes the log's events older than `seq` through a second connection, as pruning would. */
-function pruneLogBefore(dbPath: string, seq: number): void {
-  const db = new Database(dbPath);
-  try {
-    db.prepare('DELETE FROM events WHERE seq < ?').run(seq);
-  } finally {
-    db.close();
-  }
+async function pruneLogBefore(dbPath: string, seq: number): Promise<void> {
+  await execTestSql(dbPath, 'DELETE FROM events WHERE seq < ?', [seq]);
 }
 
 /** The frames of a stream other than its `retry:` line. */
@@ -551,7 +546,7 @@ describe('a gap in the log: the reset event (SPEC §4)', () => {
     await runDelayToCompletion(api, commands[0]?.id ?? '');
     const all = await witness.transcript.untilEvents(7);
     const oldest = all[4]?.id ?? 0;
-    pruneLogBefore(dbPath, oldest);
+    await pruneLogBefore(dbPath, oldest);
     const kept = all.filter((e) => e.id >= oldest);
     const reset = { id: String(oldest - 1), event: 'reset', data: JSON.stringify({ oldestEventId: oldest }) };
 
@@ -601,7 +596,7 @@ describe('a gap in the log: the reset event (SPEC §4)', () => {
     const a = await api.submit(delay()); // 1
     const claimed = await api.claim(); // 2: a RUNNING
     const b = await api.submit(delay()); // 3
-    pruneLogBefore(dbPath, 3);
+    await pruneLogBefore(dbPath, 3);
     const reset = { id: '2', event: 'reset', data: JSON.stringify({ oldestEventId: 3 }) };
 
     // a has no event left in the log: its current state goes out without an id.
@@ -629,7 +624,7 @@ describe('a gap in the log: the reset event (SPEC §4)', () => {
     const c = await api.submit(delay());
     const cStream = await openStream(`${url}/commands/${c.id}/events`);
     const cEvent = await cStream.transcript.untilEvents(1);
-    pruneLogBefore(dbPath, cEvent[0]?.id ?? 0);
+    await pruneLogBefore(dbPath, cEvent[0]?.id ?? 0);
     const finished = await openStream(`${url}/commands/${a.id}/events`, { 'last-event-id': '1' });
     await within(finished.ended, 5_000, 'the end of the stream of a finished command');
     expect(named(finished.transcript).map((f) => f.event)).toEqual(['reset', 'status']);

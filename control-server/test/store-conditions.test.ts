@@ -7,11 +7,12 @@
 import type Database from 'better-sqlite3';
 import { describe, expect, test } from 'vitest';
 import type { Command } from '@agent-executor/common';
-import type { SqliteCommandStore } from '../src/store/sqlite.js';
+import type { CommandStore } from '../src/store/store.js';
 import { delay, expectErrorShape, httpGet, submit, useApp } from './helpers.js';
 
 const { build } = useApp();
-const dbOf = (store: SqliteCommandStore) => (store as unknown as { db: Database.Database }).db;
+/** The SQLite connection of a test app's store (useApp() builds SQLite stores in this file). */
+const dbOf = (store: CommandStore) => (store as unknown as { db: Database.Database }).db;
 
 describe('a committed write is answered as committed', () => {
   test("a throwing 'event' listener: submit still answers 201, the command is stored, the other listeners still hear it", async () => {

@@ -1,16 +1,7 @@
 import type Database from 'better-sqlite3';
 import type { CommandStatus } from '@agent-executor/common';
-import type { CommandRow } from './sqlite-rows.js';
-import type { Transition } from './store.js';
-
-/** A row of the `events` table, as better-sqlite3 returns it. */
-export interface EventRow {
-  seq: number;
-  kind: 'status' | 'progress';
-  transition: Transition;
-  data: string;
-  created_at: number;
-}
+import type { CommandRow } from './command-rows.js';
+import type { EventRow } from './event-log.js';
 
 /** A prepared statement: bind parameters, and the row type it reads (for the typed ones). */
 type Stmt<P extends unknown[] = unknown[], R = unknown> = Database.Statement<P, R>;

@@ -1,27 +1,33 @@
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { v7 as uuidv7 } from 'uuid';
-import {
-  DEFAULT_HTTP_TIMEOUT_MS,
-  DEFAULT_MAX_ATTEMPTS,
-  DELAY_TIMEOUT_MARGIN_MS,
-  type ClaimedCommand,
-  type Command,
-  type CommandStatus,
-  type HeartbeatBody,
-  type HeartbeatResponse,
-  type ResultBody,
-  type SubmitBody,
+import type {
+  ClaimedCommand,
+  Command,
+  CommandStatus,
+  HeartbeatBody,
+  HeartbeatResponse,
+  ResultBody,
+  SubmitBody,
 } from '@agent-executor/common';
 import { Conflict, DatabaseFull, NotFound, UnprocessableEntity } from '../errors.js';
-import { retryBackoffMs } from './backoff.js';
 import { GroupCommit } from '@agent-executor/common/group-commit';
 import { migrateSqlite } from './migrate-sqlite.js';
-import { prepareStatements, type EventRow, type Statements } from './sqlite-statements.js';
-import { rowToCommand, withLease, type CommandRow } from './sqlite-rows.js';
+import { prepareStatements, type Statements } from './sqlite-statements.js';
+import { rowToCommand, withLease, type CommandRow } from './command-rows.js';
+import { buildEvent, DEFAULT_EVENT_RETENTION, isAvailable, PRUNE_BATCH, pruneEnd, toStoredEvent } from './event-log.js';
+import { emitToEach } from './listeners.js';
+import { StatusCounts } from './status-counts.js';
+import {
+  expiryOutcome,
+  hashJson,
+  holdsLease,
+  newCommandRow,
+  reportConflictMessage,
+  reportedRow,
+  reportHash,
+} from './transitions.js';
 import type {
   BulkBatch,
   BulkFilter,
@@ -67,8 +73,6 @@ export interface SqliteStoreOptions {
 const PRUNE_EVERY_EVENTS = 1_000;
 /** What the health check writes while the database is full: a few pages. */
 const PROBE_BYTES = 16_384;
-/** At most this many events deleted per prune: ~2 ms. A full batch prunes again at the next write. */
-const PRUNE_BATCH = 2_000;
 
 export class SqliteCommandStore implements CommandStore {
   readonly events: StoreEvents;
@@ -90,7 +94,7 @@ export class SqliteCommandStore implements CommandStore {
   constructor(options: SqliteStoreOptions) {
     this.now = options.now ?? Date.now;
     this.random = options.random ?? Math.random;
-    this.retention = options.eventRetention ?? { count: 100_000, ms: 24 * 60 * 60 * 1000 };
+    this.retention = options.eventRetention ?? DEFAULT_EVENT_RETENTION;
     this.onError = options.onError ?? ((error, what) => console.error(`control-server: ${what}`, error));
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
     this.db = new Database(options.path);
@@ -121,13 +125,7 @@ export class SqliteCommandStore implements CommandStore {
     if (!this.workStaged) return;
     this.workStaged = false;
     // A listener's bug must not undo the commit (nor crash the server): report it.
-    for (const listener of this.emitter.listeners('available') as (() => void)[]) {
-      try {
-        listener();
-      } catch (error) {
-        this.onError(error, "an 'available' listener failed");
-      }
-    }
+    emitToEach(this.emitter, 'available', [], (error) => this.onError(error, "an 'available' listener failed"));
   }
 
   /**
@@ -144,17 +142,16 @@ export class SqliteCommandStore implements CommandStore {
        */
       const log = (transition: Transition, row: CommandRow, from: CommandStatus | null): Command => {
         counts.move(from, row.status);
-        const command = rowToCommand(row);
-        const data = JSON.stringify(command);
-        const kind = transition === 'progress' ? 'progress' : 'status';
-        const createdAt = this.now();
-        if (row.status === 'PENDING' && row.available_at <= createdAt) this.workStaged = true;
-        const seq = Number(this.stmt.insertEvent.run(row.id, kind, transition, data, createdAt).lastInsertRowid);
-        logged.push({ seq, kind, transition, command, data, createdAt });
-        return command;
+        const { commandId, ...event } = buildEvent(transition, row, this.now());
+        if (isAvailable(row, event.createdAt)) this.workStaged = true;
+        const seq = Number(
+          this.stmt.insertEvent.run(commandId, event.kind, transition, event.data, event.createdAt).lastInsertRowid,
+        );
+        logged.push({ seq, ...event });
+        return event.command;
       };
       const value = change(log, counts);
-      counts.apply(this.stmt.addCount);
+      for (const [status, n] of counts.changes()) this.stmt.addCount.run(n, status);
       return { value, events: logged };
     }).catch((error: unknown) => {
       throw this.spaceError(error);
@@ -163,15 +160,10 @@ export class SqliteCommandStore implements CommandStore {
     // would submit again). Every listener hears every event even when one of them throws.
     // A write that stored something shows there is space again (one that only read shows nothing).
     if (events.length > 0) this.full = false;
-    const listeners = this.emitter.listeners('event') as ((event: StoredEvent) => void)[];
     for (const event of events) {
-      for (const listener of listeners) {
-        try {
-          listener(event);
-        } catch (error) {
-          this.onError(error, `an 'event' listener failed on ${event.transition} of command ${event.command.id}`);
-        }
-      }
+      emitToEach(this.emitter, 'event', [event], (error) =>
+        this.onError(error, `an 'event' listener failed on ${event.transition} of command ${event.command.id}`),
+      );
     }
     this.eventsSincePrune += events.length;
     if (this.eventsSincePrune >= PRUNE_EVERY_EVENTS) {
@@ -206,45 +198,19 @@ export class SqliteCommandStore implements CommandStore {
     const head = this.stmt.eventLogHead.get()?.seq;
     const last = this.stmt.lastEventSeq.get()?.seq;
     if (head == null || last == null) return;
-    const keptByTime = this.stmt.firstEventAtOrAfter.get(this.now() - this.retention.ms)?.seq ?? last + 1;
-    const end = Math.min(Math.max(keptByTime, last - this.retention.count + 1), head + PRUNE_BATCH);
+    const keptByTime = this.stmt.firstEventAtOrAfter.get(this.now() - this.retention.ms)?.seq;
+    const end = pruneEnd({ head, last, keptByTime, keepCount: this.retention.count });
     if (end <= head) return;
     const { changes } = this.stmt.pruneEventsBefore.run(end);
     if (changes >= PRUNE_BATCH) this.eventsSincePrune = PRUNE_EVERY_EVENTS;
   }
 
   private insertCommand(body: SubmitBody, idempotencyKey: string | null, requestHash: string | null): CommandRow {
-    const now = this.now();
-    const row: CommandRow = {
-      seq: 0,
-      // Time-ordered (UUIDv7): new ids land at the end of the id indexes of both tables instead of
-      // at random places in them, which made each insert cost twice as much (BENCHMARKS.md).
-      id: uuidv7(),
-      type: body.type,
-      payload: JSON.stringify(body.payload),
-      status: 'PENDING',
-      result: null,
-      error: null,
-      agent_id: null,
-      lease_id: null,
-      lease_expires_at: null,
-      attempts: 0,
-      max_attempts: body.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
-      timeout_ms: body.timeoutMs ?? defaultTimeoutMs(body),
-      available_at: now,
-      cancel_requested: 0,
-      progress: null,
-      created_at: now,
-      updated_at: now,
-      started_at: null,
-      finished_at: null,
-      idempotency_key: idempotencyKey,
-      request_hash: requestHash,
-      report_hash: null,
-    };
+    const row = newCommandRow(body, this.now(), idempotencyKey, requestHash);
     row.seq = Number(this.stmt.insert.run(row).lastInsertRowid);
     return row;
   }
+
 
   private row(id: string): CommandRow {
     const row = this.stmt.byId.get(id);
@@ -345,43 +311,13 @@ export class SqliteCommandStore implements CommandStore {
   }
 
   async report(id: string, body: ResultBody): Promise<ReportOutcome> {
-    const reportHash = hashJson([
-      body.agentId,
-      body.leaseId ?? null,
-      body.status ?? null,
-      body.result ?? null,
-      body.error ?? null,
-      body.retryable ?? null,
-    ]);
+    const hash = reportHash(body);
     return this.write((log) => {
       const current = this.row(id);
-      if (current.report_hash === reportHash) return { command: rowToCommand(current), replayed: true };
+      if (current.report_hash === hash) return { command: rowToCommand(current), replayed: true };
+      if (!holdsLease(current, body)) throw new Conflict(reportConflictMessage(current, body.agentId));
+      const row = reportedRow(current, body, hash, this.now(), this.random);
       const leaseId = body.leaseId ?? current.lease_id;
-      // COMPLETED and FAILED are final (SPEC §2): a FAILED `lease expired` command keeps its lease
-      // id, yet its holder's late report must not revive it (its stream already ended at FAILED).
-      if (current.status === 'COMPLETED' || current.status === 'FAILED') {
-        throw new Conflict(reportConflictMessage(current, body.agentId));
-      }
-      if (current.lease_id === null || leaseId !== current.lease_id || current.agent_id !== body.agentId) {
-        throw new Conflict(reportConflictMessage(current, body.agentId));
-      }
-      const now = this.now();
-      const failed = body.status === 'FAILED';
-      const canRetry = failed && body.retryable === true && current.cancel_requested === 0 && current.attempts < current.max_attempts;
-      const status: CommandStatus = !failed ? 'COMPLETED' : canRetry ? 'PENDING' : 'FAILED';
-      const row: CommandRow = {
-        ...current,
-        status,
-        result: body.result === undefined ? null : JSON.stringify(body.result),
-        error: failed ? (body.error ?? 'failed') : null,
-        available_at: canRetry ? now + retryBackoffMs(current.attempts, this.random) : current.available_at,
-        finished_at: status === 'PENDING' ? null : now,
-        lease_id: null,
-        lease_expires_at: null,
-        cancel_requested: status === 'PENDING' ? current.cancel_requested : 0,
-        report_hash: reportHash,
-        updated_at: now,
-      };
       const { changes } = this.stmt.report.run({ ...row, agentId: body.agentId, leaseId });
       if (changes !== 1) throw new Conflict(reportConflictMessage(current, body.agentId));
       return { command: log('report', row, current.status), replayed: false };
@@ -491,19 +427,10 @@ export class SqliteCommandStore implements CommandStore {
       const now = this.now();
       const changed: Command[] = [];
       for (const expired of this.stmt.expired.all(now)) {
-        const canceled = expired.cancel_requested === 1;
-        const retry = !canceled && expired.attempts < expired.max_attempts;
-        const row = this.stmt.expire.get({
-          id: expired.id,
-          leaseId: expired.lease_id,
-          status: retry ? 'PENDING' : 'FAILED',
-          error: canceled ? 'canceled' : 'lease expired',
-          availableAt: retry ? now + retryBackoffMs(expired.attempts, this.random) : expired.available_at,
-          finishedAt: retry ? null : now,
-          // The holder may still report late, unless the command was canceled.
-          keepLeaseId: canceled ? null : expired.lease_id,
-          now,
-        }) as CommandRow | undefined;
+        const outcome = expiryOutcome(expired, now, this.random);
+        const row = this.stmt.expire.get({ id: expired.id, leaseId: expired.lease_id, ...outcome, now }) as
+          | CommandRow
+          | undefined;
         if (!row) continue;
         changed.push(log('expire', row, 'RUNNING'));
       }
@@ -584,53 +511,3 @@ export class SqliteCommandStore implements CommandStore {
 }
 
 type Log = (transition: Transition, row: CommandRow, from: CommandStatus | null) => Command;
-
-/**
- * The moves of one write between statuses, added to `command_counts` in that write's savepoint:
- * at most four small updates per write, so a batch of 1 000 submits is one update, not 1 000.
- * (Triggers did the same per row: +8.7 µs per submit, half the cost of the insert.)
- */
-class StatusCounts {
-  private readonly delta: Record<CommandStatus, number> = { PENDING: 0, RUNNING: 0, COMPLETED: 0, FAILED: 0 };
-
-  move(from: CommandStatus | null, to: CommandStatus | null): void {
-    if (from === to) return;
-    if (from !== null) this.delta[from]--;
-    if (to !== null) this.delta[to]++;
-  }
-
-  apply(addCount: Statements['addCount']): void {
-    for (const [status, n] of Object.entries(this.delta)) if (n !== 0) addCount.run(n, status);
-  }
-}
-
-function toStoredEvent(row: EventRow): StoredEvent {
-  return {
-    seq: row.seq,
-    kind: row.kind,
-    transition: row.transition,
-    command: JSON.parse(row.data) as Command,
-    data: row.data,
-    createdAt: row.created_at,
-  };
-}
-
-function defaultTimeoutMs(body: SubmitBody): number {
-  return body.type === 'DELAY' ? body.payload.ms + DELAY_TIMEOUT_MARGIN_MS : DEFAULT_HTTP_TIMEOUT_MS;
-}
-
-/** Stable hash of a JSON value: object keys sorted, so key order does not change it. */
-function hashJson(value: unknown): string {
-  return createHash('sha256').update(JSON.stringify(value, sortKeys)).digest('hex');
-}
-
-function sortKeys(_key: string, value: unknown): unknown {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
-  return Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-}
-
-function reportConflictMessage(row: CommandRow, agentId: string): string {
-  if (row.status === 'COMPLETED' || row.status === 'FAILED') return `command ${row.id} is already ${row.status}`;
-  if (row.agent_id !== agentId) return `command ${row.id} is leased to another agent`;
-  return `the lease of ${agentId} on command ${row.id} has ended`;
-}

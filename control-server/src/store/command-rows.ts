@@ -1,6 +1,6 @@
 import type { ClaimedCommand, Command, CommandStatus, CommandType } from '@agent-executor/common';
 
-/** A row of the `commands` table, as better-sqlite3 returns it. */
+/** A row of the `commands` table, as both stores read it (times in epoch ms, JSON as text). */
 export interface CommandRow {
   seq: number;
   id: string;

@@ -1,0 +1,233 @@
+/**
+ * Group commit for the PostgreSQL store: the writes that queue while one transaction commits run
+ * together in the next one, on one connection, and share its commit (one WAL flush) and its one
+ * turn at the event counter. `await run()` means committed.
+ *
+ * One batch at a time per replica: the event counter serialises committing writers anyway (it
+ * gives event ids in commit order), so parallel transactions of one replica would only queue on
+ * it; batching instead makes each turn at the counter carry many writes.
+ *
+ * A write that finds its precondition gone throws an HttpError (409, 404) without an SQL error,
+ * so the transaction goes on for the others. An SQL error aborts the whole transaction: then each
+ * write of the batch runs again alone, so one bad write cannot fail the others. A failure while
+ * committing leaves the outcome unknown, and every write of the batch is told so.
+ */
+import type pg from 'pg';
+import type { Command, CommandStatus } from '@agent-executor/common';
+import { HttpError } from '../errors.js';
+import type { CommandRow } from './command-rows.js';
+import { buildEvent, isAvailable, type NewEvent } from './event-log.js';
+import { sql, type Statement } from './postgres-statements.js';
+import { StatusCounts } from './status-counts.js';
+import type { StoredEvent, Transition } from './store.js';
+
+export interface Tx {
+  query<R extends pg.QueryResultRow = CommandRow>(statement: Statement, values: unknown[]): Promise<pg.QueryResult<R>>;
+  /**
+   * Stores a new command (no Idempotency-Key) with the other inserts of the transaction, in one
+   * statement sent before the next query or the commit. Its `seq` stays unknown (0).
+   */
+  insertLater(row: CommandRow): void;
+  /**
+   * Logs the change (its event commits with it), counts the command's move from `from` (null: a
+   * new command) to its status now, and answers the command as it now is.
+   */
+  log(transition: Transition, row: CommandRow, from: CommandStatus | null): Command;
+  /** Counts a move between statuses that logs no event (a command deleted: `to` null). */
+  count(from: CommandStatus | null, to: CommandStatus | null): void;
+}
+
+export type Write<T> = (tx: Tx) => Promise<T>;
+
+export interface Committed {
+  events: StoredEvent[];
+  /** A write left a command PENDING and claimable. */
+  available: boolean;
+}
+
+interface Queued {
+  write: Write<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (reason: unknown) => void;
+}
+
+type Outcome =
+  | { ok: true; value: unknown; events: NewEvent[]; counts: StatusCounts; available: boolean }
+  | { ok: false; error: unknown };
+
+/** Writes per transaction, at most: bounds how long one commit holds the counter. */
+const MAX_BATCH = 256;
+
+export class PgGroupCommit {
+  private queue: Queued[] = [];
+  private draining: Promise<void> | undefined;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly options: {
+      replica: string;
+      now: () => number;
+      /** Runs after each commit, before the writes' callers hear back. */
+      afterCommit: (committed: Committed) => Promise<void>;
+    },
+  ) {}
+
+  run<T>(write: Write<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ write: write as Write<unknown>, resolve: resolve as (value: unknown) => void, reject });
+      this.draining ??= this.drain();
+    });
+  }
+
+  /** Resolves once every queued write has been committed or refused. */
+  async flush(): Promise<void> {
+    while (this.draining) await this.draining;
+  }
+
+  private async drain(): Promise<void> {
+    // One turn first, so the writes queued in this turn of the event loop share the first commit.
+    await new Promise((resolve) => setImmediate(resolve));
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, MAX_BATCH);
+        await this.commitBatch(batch);
+      }
+    } finally {
+      // In the same turn as the loop's last look at the queue: a write queued after it starts a
+      // new drain, none is left behind.
+      this.draining = undefined;
+    }
+  }
+
+  private async commitBatch(batch: Queued[]): Promise<void> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (error) {
+      for (const { reject } of batch) reject(error);
+      return;
+    }
+    let outcomes: Outcome[] | undefined;
+    let committed: Committed | undefined;
+    let failure: { error: unknown; retryAlone: boolean } | undefined;
+    try {
+      ({ outcomes, committed } = await this.transaction(client, batch));
+    } catch (error) {
+      failure = error instanceof CommitFailed ? { error: error.cause, retryAlone: false } : { error, retryAlone: true };
+      // A connection that failed mid-transaction is not given back to the pool for reuse.
+      client.release(error instanceof Error ? error : true);
+    }
+    if (failure === undefined) client.release();
+    if (failure) {
+      if (failure.retryAlone && batch.length > 1) {
+        for (const queued of batch) await this.commitBatch([queued]);
+      } else {
+        for (const { reject } of batch) reject(failure.error);
+      }
+      return;
+    }
+    if (committed) await this.options.afterCommit(committed);
+    batch.forEach(({ resolve, reject }, i) => {
+      const outcome = outcomes?.[i];
+      if (outcome?.ok) resolve(outcome.value);
+      else reject(outcome?.error);
+    });
+  }
+
+  private async transaction(client: pg.PoolClient, batch: Queued[]): Promise<{ outcomes: Outcome[]; committed: Committed }> {
+    await client.query('BEGIN');
+    const outcomes: Outcome[] = [];
+    let inserts: CommandRow[] = [];
+    const flushInserts = async () => {
+      if (inserts.length === 0) return;
+      const rows = inserts;
+      inserts = [];
+      await client.query({
+        ...sql.insertMany,
+        values: [
+          rows.map((r) => r.id),
+          rows.map((r) => r.type),
+          rows.map((r) => r.payload),
+          rows.map((r) => r.max_attempts),
+          rows.map((r) => r.timeout_ms),
+          rows.map((r) => r.available_at),
+          rows.map((r) => r.created_at),
+        ],
+      });
+    };
+    for (const { write } of batch) {
+      const events: NewEvent[] = [];
+      const counts = new StatusCounts();
+      let available = false;
+      const tx: Tx = {
+        query: async (statement, values) => {
+          await flushInserts();
+          return client.query({ name: statement.name, text: statement.text, values });
+        },
+        insertLater: (row) => inserts.push(row),
+        log: (transition, row, from) => {
+          counts.move(from, row.status);
+          const event = buildEvent(transition, row, this.options.now());
+          if (isAvailable(row, event.createdAt)) available = true;
+          events.push(event);
+          return event.command;
+        },
+        count: (from, to) => counts.move(from, to),
+      };
+      try {
+        const value = await write(tx);
+        outcomes.push({ ok: true, value, events, counts, available });
+      } catch (error) {
+        // A refused precondition changed nothing and left the transaction usable; anything else
+        // (an SQL error) aborted it: undo the batch.
+        if (!(error instanceof HttpError)) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw error;
+        }
+        outcomes.push({ ok: false, error });
+      }
+    }
+    await flushInserts();
+    const logged = outcomes.flatMap((o) => (o.ok ? o.events : []));
+    const available = outcomes.some((o) => o.ok && o.available);
+    // The moves of the writes that were taken (a refused one changed nothing), summed by status.
+    const moves = new Map<CommandStatus, number>();
+    for (const outcome of outcomes) {
+      if (!outcome.ok) continue;
+      for (const [status, n] of outcome.counts.changes()) moves.set(status, (moves.get(status) ?? 0) + n);
+    }
+    for (const [status, n] of moves) if (n === 0) moves.delete(status);
+    const events: StoredEvent[] = [];
+    if (logged.length > 0 || moves.size > 0) {
+      const { rows } = await client.query<{ last_seq: number }>({
+        ...sql.logEvents,
+        values: [
+          logged.map((e) => e.commandId),
+          logged.map((e) => e.kind),
+          logged.map((e) => e.transition),
+          logged.map((e) => e.data),
+          logged.map((e) => e.createdAt),
+          this.options.replica,
+          available ? '1' : '0',
+          [...moves.keys()],
+          [...moves.values()],
+        ],
+      });
+      const first = rows[0]!.last_seq - logged.length + 1;
+      logged.forEach(({ commandId: _, ...event }, i) => events.push({ seq: first + i, ...event }));
+    }
+    try {
+      await client.query('COMMIT');
+    } catch (error) {
+      throw new CommitFailed(error);
+    }
+    return { outcomes, committed: { events, available } };
+  }
+}
+
+/** COMMIT itself failed: whether the batch is stored is unknown, so it must not run again. */
+class CommitFailed extends Error {
+  constructor(cause: unknown) {
+    super('commit failed', { cause });
+  }
+}

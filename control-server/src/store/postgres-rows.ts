@@ -1,0 +1,63 @@
+import pg from 'pg';
+import type { CommandRow } from './command-rows.js';
+
+const INT8_OID = 20;
+
+/**
+ * node-postgres reads bigint as a string (it may exceed 2^53). Every bigint here is an epoch-ms
+ * time or a seq, far below 2^53, so they are read as numbers and the rows are exactly the
+ * CommandRow and EventRow the SQLite store reads: one `rowToCommand` for both stores.
+ */
+export const pgTypes: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: string) =>
+    oid === INT8_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as 'text')) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+/** The columns of `commands` in the order the insert statement binds them. */
+export function insertValues(row: CommandRow): unknown[] {
+  return [
+    row.id,
+    row.type,
+    row.payload,
+    row.status,
+    row.attempts,
+    row.max_attempts,
+    row.timeout_ms,
+    row.available_at,
+    row.created_at,
+    row.idempotency_key,
+    row.request_hash,
+  ];
+}
+
+/** The values of the report statement, from the row report() built. */
+export function reportValues(row: CommandRow, agentId: string, leaseId: string | null): unknown[] {
+  return [
+    row.id,
+    agentId,
+    leaseId,
+    row.status,
+    row.result,
+    row.error,
+    row.available_at,
+    row.finished_at,
+    row.cancel_requested,
+    row.report_hash,
+    row.updated_at,
+  ];
+}
+
+/** The notification a committed write sends: who wrote, the last event id, and whether work appeared. */
+export interface Notice {
+  replica: string;
+  lastSeq: number;
+  available: boolean;
+}
+
+export function parseNotice(payload: string | undefined): Notice | undefined {
+  if (payload === undefined) return undefined;
+  const [replica, seq, available] = payload.split(' ');
+  const lastSeq = Number(seq);
+  if (replica === undefined || !Number.isSafeInteger(lastSeq)) return undefined;
+  return { replica, lastSeq, available: available === '1' };
+}

@@ -1,0 +1,201 @@
+/**
+ * Every statement of the PostgreSQL store, as named (prepared) statements: node-postgres parses
+ * and plans each once per connection. As in sqlite-statements.ts each transition is one guarded
+ * statement: its WHERE states the precondition, and zero rows changed means the command was no
+ * longer in the state the caller expected.
+ */
+export interface Statement {
+  name: string;
+  text: string;
+}
+
+const statement = (name: string, text: string): Statement => ({ name: `ae_${name}`, text });
+
+/** The channel of LISTEN/NOTIFY: one notification per committed write that logged events. */
+export const CHANNEL = 'agent_executor';
+
+const COMMAND_COLUMNS = 'id, type, payload, status, attempts, max_attempts, timeout_ms, available_at, created_at, updated_at, idempotency_key, request_hash';
+
+export const sql = {
+  // ON CONFLICT DO NOTHING: a submit racing another with the same key (on any replica) waits for
+  // it, then inserts nothing; the caller then reads the command the other one stored.
+  insert: statement(
+    'insert',
+    `INSERT INTO commands (${COMMAND_COLUMNS})
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11)
+     ON CONFLICT (idempotency_key) DO NOTHING
+     RETURNING seq`,
+  ),
+  // The submits of one transaction without an Idempotency-Key, in one statement (one round trip
+  // instead of one each); seq follows their order.
+  insertMany: statement(
+    'insert_many',
+    `INSERT INTO commands (${COMMAND_COLUMNS})
+     SELECT r.id, r.type, r.payload, 'PENDING', 0, r.max_attempts, r.timeout_ms, r.available_at, r.created_at,
+            r.created_at, NULL, NULL
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::integer[], $6::bigint[], $7::bigint[])
+          WITH ORDINALITY AS r(id, type, payload, max_attempts, timeout_ms, available_at, created_at, ord)
+     ORDER BY r.ord`,
+  ),
+  byId: statement('by_id', 'SELECT * FROM commands WHERE id = $1'),
+  /** The current row, locked until the transaction ends: what report/cancel/retry decide from. */
+  byIdForUpdate: statement('by_id_for_update', 'SELECT * FROM commands WHERE id = $1 FOR UPDATE'),
+  byIdempotencyKey: statement('by_idempotency_key', 'SELECT * FROM commands WHERE idempotency_key = $1'),
+  // One statement picks and leases, for several agents at once: $1 holds one agent id per command
+  // wanted, in the order of the requests; the n-th command in claim order goes to the n-th slot.
+  // SKIP LOCKED: claims on other connections and replicas pass over rows another claim holds
+  // instead of queueing behind it, and never take the same row.
+  claim: statement(
+    'claim',
+    `WITH picked AS (
+       SELECT seq, row_number() OVER (ORDER BY available_at, seq) AS slot
+       FROM (SELECT seq, available_at FROM commands
+             WHERE status = 'PENDING' AND available_at <= $3
+             ORDER BY available_at, seq LIMIT cardinality($1::text[])
+             FOR UPDATE SKIP LOCKED) AS available),
+     slots AS (SELECT agent_id, slot FROM unnest($1::text[]) WITH ORDINALITY AS s(agent_id, slot))
+     UPDATE commands c
+     SET status = 'RUNNING', agent_id = slots.agent_id, lease_id = replace(gen_random_uuid()::text, '-', ''),
+         lease_expires_at = $2, attempts = c.attempts + 1, started_at = $3, finished_at = NULL,
+         progress = NULL, report_hash = NULL, updated_at = $3
+     FROM picked JOIN slots USING (slot) WHERE c.seq = picked.seq
+     RETURNING c.*`,
+  ),
+  // available_at is left alone: the command keeps its place at the head of the queue.
+  release: statement(
+    'release',
+    `UPDATE commands
+     SET status = 'PENDING', lease_id = NULL, lease_expires_at = NULL, attempts = attempts - 1,
+         started_at = NULL, updated_at = $3
+     WHERE id = $1 AND status = 'RUNNING' AND lease_id = $2
+     RETURNING *`,
+  ),
+  report: statement(
+    'report',
+    `UPDATE commands
+     SET status = $4, result = $5, error = $6, available_at = $7, finished_at = $8, lease_id = NULL,
+         lease_expires_at = NULL, cancel_requested = $9, report_hash = $10, updated_at = $11
+     WHERE id = $1 AND agent_id = $2 AND lease_id = $3 AND status IN ('RUNNING', 'PENDING')`,
+  ),
+  heartbeat: statement(
+    'heartbeat',
+    `UPDATE commands
+     SET lease_expires_at = $4, progress = coalesce($5, progress), updated_at = $6
+     WHERE id = $1 AND status = 'RUNNING' AND agent_id = $2 AND lease_id = $3
+     RETURNING *`,
+  ),
+  cancelPending: statement(
+    'cancel_pending',
+    `UPDATE commands
+     SET status = 'FAILED', error = 'canceled', lease_id = NULL, finished_at = $2, updated_at = $2
+     WHERE id = $1 AND status = 'PENDING'
+     RETURNING *`,
+  ),
+  cancelRunning: statement(
+    'cancel_running',
+    `UPDATE commands
+     SET cancel_requested = 1, updated_at = $2
+     WHERE id = $1 AND status = 'RUNNING' AND cancel_requested = 0
+     RETURNING *`,
+  ),
+  retry: statement(
+    'retry',
+    `UPDATE commands
+     SET status = 'PENDING', attempts = 0, result = NULL, error = NULL, agent_id = NULL, lease_id = NULL,
+         cancel_requested = 0, progress = NULL, started_at = NULL, finished_at = NULL,
+         report_hash = NULL, available_at = $2, updated_at = $2
+     WHERE id = $1 AND status = 'FAILED'
+     RETURNING *`,
+  ),
+  // SKIP LOCKED: reapers of every replica may run at once; each expires the rows it locked and
+  // passes over the others' instead of doing them twice.
+  expired: statement(
+    'expired',
+    `SELECT * FROM commands WHERE status = 'RUNNING' AND lease_expires_at <= $1
+     ORDER BY lease_expires_at LIMIT 1000 FOR UPDATE SKIP LOCKED`,
+  ),
+  expire: statement(
+    'expire',
+    `UPDATE commands
+     SET status = $3, error = $4, available_at = $5, finished_at = $6, lease_id = $7,
+         lease_expires_at = NULL, updated_at = $8
+     WHERE id = $1 AND status = 'RUNNING' AND lease_id = $2 AND lease_expires_at <= $8
+     RETURNING *`,
+  ),
+  nextLeaseExpiry: statement('next_lease_expiry', `SELECT min(lease_expires_at) AS at FROM commands WHERE status = 'RUNNING'`),
+  nextAvailable: statement(
+    'next_available',
+    `SELECT min(available_at) AS at FROM commands WHERE status = 'PENDING' AND available_at > $1`,
+  ),
+  // The events of one transaction and its moves between statuses, written last: the counter row
+  // is taken here and held until the commit, so event ids are in commit order (see
+  // migrations/postgres/001_commands.sql). command_counts is updated only for rows joined with
+  // the counter's row, so its rows are always locked after the counter (one lock order for every
+  // writer: no deadlock), and never by two writers at once. The notification is sent at commit,
+  // when there were events; it carries the last id, never the commands (NOTIFY payloads are
+  // limited to 8000 bytes): listeners read the log up to it.
+  logEvents: statement(
+    'log_events',
+    `WITH counter AS (
+       UPDATE event_counter SET last_seq = last_seq + cardinality($1::text[]) RETURNING last_seq),
+     logged AS (
+       INSERT INTO events (seq, command_id, kind, transition, data, created_at)
+       SELECT counter.last_seq - cardinality($1::text[]) + e.ord, e.command_id, e.kind, e.transition, e.data, e.created_at
+       FROM counter, unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+            WITH ORDINALITY AS e(command_id, kind, transition, data, created_at, ord)),
+     counted AS (
+       UPDATE command_counts c SET n = c.n + d.n
+       FROM counter, unnest($8::text[], $9::bigint[]) AS d(status, n)
+       WHERE c.status = d.status)
+     SELECT last_seq,
+            CASE WHEN cardinality($1::text[]) > 0 THEN pg_notify('${CHANNEL}', $6 || ' ' || last_seq || ' ' || $7) END
+     FROM counter`,
+  ),
+  eventsSince: statement(
+    'events_since',
+    'SELECT seq, kind, transition, data, created_at FROM events WHERE seq > $1 ORDER BY seq LIMIT $2',
+  ),
+  eventsSinceForCommand: statement(
+    'events_since_for_command',
+    'SELECT seq, kind, transition, data, created_at FROM events WHERE command_id = $1 AND seq > $2 ORDER BY seq LIMIT $3',
+  ),
+  lastEventFor: statement(
+    'last_event_for',
+    'SELECT seq, kind, transition, data, created_at FROM events WHERE command_id = $1 ORDER BY seq DESC LIMIT 1',
+  ),
+  lastEventSeq: statement('last_event_seq', 'SELECT last_seq AS seq FROM event_counter'),
+  eventLogHead: statement('event_log_head', 'SELECT min(seq) AS seq FROM events'),
+  // Where the log is, for a prune: its head and end, and the first event young enough to keep by
+  // time (through events_created), each one index lookup, so a prune costs what it deletes.
+  eventLogBounds: statement(
+    'event_log_bounds',
+    `SELECT (SELECT min(seq) FROM events) AS head, (SELECT last_seq FROM event_counter) AS last,
+            (SELECT seq FROM events WHERE created_at >= $1 ORDER BY created_at, seq LIMIT 1) AS kept`,
+  ),
+  // A range of seq from the head. Replicas pruning at once: the one holding the advisory lock for
+  // this statement deletes, the others delete nothing instead of waiting on its rows.
+  pruneEventsBefore: statement(
+    'prune_events_before',
+    `DELETE FROM events WHERE seq < $1 AND (SELECT pg_try_advisory_xact_lock($2))`,
+  ),
+  // Retention: finished commands oldest first, through the partial index commands_finished, so a
+  // batch costs what it deletes; their idempotency keys live on the row and go with it. SKIP
+  // LOCKED: replicas deleting at once take different rows instead of doing the same ones twice.
+  deleteFinished: statement(
+    'delete_finished',
+    `WITH doomed AS (
+       SELECT seq FROM commands WHERE status IN ('COMPLETED', 'FAILED') AND finished_at < $1
+       ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+     DELETE FROM commands c USING doomed WHERE c.seq = doomed.seq
+     RETURNING c.status`,
+  ),
+  oldestFinished: statement(
+    'oldest_finished',
+    `SELECT min(finished_at) AS at FROM commands WHERE status IN ('COMPLETED', 'FAILED')`,
+  ),
+  // Kept by each write in its own transaction (logEvents): four rows, not a scan.
+  countByStatus: statement('count_by_status', 'SELECT status, n FROM command_counts'),
+  ping: statement('ping', 'SELECT 1'),
+  probeSpace: statement('probe_space', "INSERT INTO space_probe (filler) VALUES (repeat('x', $1))"),
+  clearProbe: statement('clear_probe', 'DELETE FROM space_probe'),
+};

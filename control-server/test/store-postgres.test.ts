@@ -1,0 +1,269 @@
+import pg from 'pg';
+import { readFileSync } from 'node:fs';
+import { afterEach, describe, expect, inject, test, vi } from 'vitest';
+import { DatabaseFull } from '../src/errors.js';
+import { PostgresCommandStore, type PostgresStoreOptions } from '../src/store/postgres.js';
+import { createDatabase } from '../../test-support/postgres.js';
+import { describeStoreContract } from './store-contract.js';
+import { TestClock } from './helpers.js';
+
+const adminUrl = inject('postgresUrl');
+
+// Each test gets its own database: the contract expects an empty store.
+describeStoreContract('PostgreSQL', async ({ now, random }) =>
+  PostgresCommandStore.open({ connectionString: await createDatabase(adminUrl, 'contract'), now, random, poolSize: 4 }),
+);
+
+describe('PostgreSQL store', () => {
+  const open: PostgresCommandStore[] = [];
+  const clients: pg.Client[] = [];
+  afterEach(async () => {
+    for (const store of open.splice(0)) await store.close();
+    for (const client of clients.splice(0)) await client.end();
+  });
+
+  async function storeAndAdmin(
+    options: Omit<PostgresStoreOptions, 'connectionString'> = {},
+  ): Promise<{ store: PostgresCommandStore; db: pg.Client; url: string }> {
+    const url = await createDatabase(adminUrl, 'store_pg');
+    const store = await PostgresCommandStore.open({ connectionString: url, poolSize: 4, ...options });
+    open.push(store);
+    const db = new pg.Client({ connectionString: url });
+    await db.connect();
+    clients.push(db);
+    return { store, db, url };
+  }
+
+  const delays = (n: number) => Array.from({ length: n }, () => ({ type: 'DELAY' as const, payload: { ms: 1 } }));
+  /** The counts by status from the rows themselves. */
+  const realCounts = async (db: pg.Client) => {
+    const counts: Record<string, number> = { PENDING: 0, RUNNING: 0, COMPLETED: 0, FAILED: 0 };
+    const { rows } = await db.query<{ status: string; n: number }>('SELECT status, count(*)::integer AS n FROM commands GROUP BY status');
+    for (const row of rows) counts[row.status] = row.n;
+    return counts;
+  };
+  const logged = async (db: pg.Client) =>
+    (await db.query('SELECT min(seq)::integer AS head, max(seq)::integer AS last, count(*)::integer AS n FROM events')).rows[0];
+
+  /** A trigger that refuses to log events of one transition: the write that logs one must fail. */
+  const refuse = (db: pg.Client, transition: string) =>
+    db.query(`CREATE FUNCTION refuse_events() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.transition = '${transition}' THEN RAISE EXCEPTION 'event log refused'; END IF; RETURN NEW; END $$;
+      CREATE TRIGGER refuse_events BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_events()`);
+  const allow = (db: pg.Client) => db.query('DROP TRIGGER refuse_events ON events; DROP FUNCTION refuse_events()');
+
+  test('a change and its event are one transaction: when the event cannot be written, the change is undone', async () => {
+    const { store, db } = await storeAndAdmin();
+    await refuse(db, 'submit');
+    await expect(store.submit({ type: 'DELAY', payload: { ms: 1 } })).rejects.toThrow(/event log refused/);
+    expect(await store.countByStatus()).toEqual({ PENDING: 0, RUNNING: 0, COMPLETED: 0, FAILED: 0 });
+    await allow(db);
+    const { command } = await store.submit({ type: 'DELAY', payload: { ms: 1 } });
+    await refuse(db, 'claim');
+    await expect(store.claim('agent-1', 30_000)).rejects.toThrow(/event log refused/);
+    expect(await store.get(command.id)).toMatchObject({ status: 'PENDING', attempts: 0 });
+  });
+
+  test('a write that fails in a group commit fails alone: the others of its transaction are stored', async () => {
+    const { store, db } = await storeAndAdmin();
+    const { command } = await store.submit({ type: 'DELAY', payload: { ms: 1 } });
+    await refuse(db, 'claim');
+    // Asked in one turn: they share a transaction, which the claim's SQL error aborts.
+    const [submitted, claimed, canceled] = await Promise.allSettled([
+      store.submit({ type: 'DELAY', payload: { ms: 2 } }),
+      store.claimEach([{ agentId: 'agent-1', max: 1 }], 30_000),
+      store.cancel(command.id),
+    ]);
+    expect(submitted.status).toBe('fulfilled');
+    expect(claimed).toMatchObject({ status: 'rejected', reason: expect.objectContaining({ message: 'event log refused' }) });
+    expect(canceled.status).toBe('fulfilled');
+    expect(await store.countByStatus()).toEqual({ PENDING: 1, RUNNING: 0, COMPLETED: 0, FAILED: 1 });
+    expect((await store.eventsSince(0, 10)).map((e) => e.transition)).toEqual(['submit', 'submit', 'cancel']);
+  });
+
+  test('replicas starting at once migrate once (advisory lock)', async () => {
+    const url = await createDatabase(adminUrl, 'migrate');
+    const stores = await Promise.all(Array.from({ length: 4 }, () => PostgresCommandStore.open({ connectionString: url, poolSize: 2 })));
+    open.push(...stores);
+    const db = new pg.Client({ connectionString: url });
+    await db.connect();
+    clients.push(db);
+    const { rows } = await db.query('SELECT name FROM schema_migrations ORDER BY name');
+    expect(rows.map((r: { name: string }) => r.name)).toEqual(['001_commands.sql', '002_flat_cost.sql']);
+    await stores[0]!.submit({ type: 'DELAY', payload: { ms: 1 } });
+    expect((await stores[3]!.countByStatus()).PENDING).toBe(1);
+  });
+
+  test('the event log is pruned from its head to the first event young enough, in batches (SPEC §4: whichever is fewer)', async () => {
+    const clock = new TestClock();
+    const { store, db } = await storeAndAdmin({ now: clock.now, eventRetention: { count: 1_000_000, ms: 60_000 } });
+    await store.submitBatch(delays(600)); // events 1…600 at t0
+    clock.advance(120_000);
+    await store.submitBatch(delays(500)); // 601…1100 two minutes later: the prune runs
+    await vi.waitFor(async () => expect(await logged(db)).toEqual({ head: 601, last: 1100, n: 500 }));
+    expect(await store.oldestEventSeq()).toBe(601);
+    clock.advance(120_000);
+    for (let i = 0; i < 3; i++) await store.submitBatch(delays(1000)); // 3 000 more; the 500 are now old
+    await vi.waitFor(async () => expect(await logged(db), 'the young events are kept').toEqual({ head: 1101, last: 4100, n: 3000 }));
+    clock.advance(120_000);
+    await store.submitBatch(delays(1000)); // 3 000 old events: one prune deletes at most 2 000
+    await vi.waitFor(async () => expect(await logged(db)).toEqual({ head: 3101, last: 5100, n: 2000 }));
+    await store.submit(delays(1)[0]!); // a full batch prunes again at the next write
+    await vi.waitFor(async () => expect(await logged(db)).toEqual({ head: 4101, last: 5101, n: 1001 }));
+
+    const { store: small, db: smallDb } = await storeAndAdmin({ now: clock.now, eventRetention: { count: 300, ms: 3_600_000 } });
+    await small.submitBatch(delays(1000));
+    await vi.waitFor(async () => expect(await logged(smallDb), 'all within the hour: the newest 300 kept').toEqual({ head: 701, last: 1000, n: 300 }));
+  });
+
+  test('the event-log prune reads index ranges, never the whole log', async () => {
+    const { db } = await storeAndAdmin();
+    await db.query('SET enable_seqscan = off'); // a plan that must scan says so even on a small table
+    const bounds = await db.query(`EXPLAIN SELECT (SELECT min(seq) FROM events) AS head, (SELECT last_seq FROM event_counter) AS last,
+      (SELECT seq FROM events WHERE created_at >= 5 ORDER BY created_at, seq LIMIT 1) AS kept`);
+    const plan = bounds.rows.map((r: { 'QUERY PLAN': string }) => r['QUERY PLAN']).join('\n');
+    expect(plan).toMatch(/Index Only Scan using events_created/);
+    expect(plan).not.toMatch(/Sort/);
+    const retention = await db.query(`EXPLAIN SELECT seq FROM commands WHERE status IN ('COMPLETED', 'FAILED') AND finished_at < 5
+      ORDER BY finished_at LIMIT 10 FOR UPDATE SKIP LOCKED`);
+    expect(retention.rows.map((r: { 'QUERY PLAN': string }) => r['QUERY PLAN']).join('\n')).toMatch(/commands_finished/);
+  });
+
+  test('two replicas deleting at once delete different commands: each a whole batch, none twice (SKIP LOCKED)', async () => {
+    const clock = new TestClock();
+    const { store: a, db, url } = await storeAndAdmin({ now: clock.now });
+    const b = await PostgresCommandStore.open({ connectionString: url, poolSize: 4, now: clock.now });
+    open.push(b);
+    await a.submitBatch(delays(1000));
+    await db.query(`UPDATE commands SET status = 'COMPLETED', finished_at = 1, result = '{}'`);
+    await db.query(`UPDATE command_counts SET n = CASE status WHEN 'COMPLETED' THEN 1000 ELSE 0 END`);
+    // Hold the first 500 as a replica mid-batch would: the other must pass over them, not wait.
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    clients.push(holder);
+    await holder.query('BEGIN');
+    await holder.query(`SELECT seq FROM commands ORDER BY finished_at, seq LIMIT 500 FOR UPDATE`);
+    expect(await b.deleteFinishedBefore(clock.now(), 500)).toBe(500);
+    await holder.query('ROLLBACK');
+    const [first, second] = await Promise.all([a.deleteFinishedBefore(clock.now(), 300), b.deleteFinishedBefore(clock.now(), 300)]);
+    expect(first + second).toBeGreaterThanOrEqual(400);
+    expect(first + second + (await a.deleteFinishedBefore(clock.now(), 500))).toBe(500);
+    expect(await a.countByStatus()).toEqual({ PENDING: 0, RUNNING: 0, COMPLETED: 0, FAILED: 0 });
+    expect(await a.oldestFinishedAt()).toBeUndefined();
+  });
+
+  test('counts stay equal to the rows with two replicas writing at once (no lost update, no deadlock)', async () => {
+    const { store: a, db, url } = await storeAndAdmin();
+    const b = await PostgresCommandStore.open({ connectionString: url, poolSize: 4 });
+    open.push(b);
+    await Promise.all([a.submitBatch(delays(200)), b.submitBatch(delays(200))]);
+    const work = [a, b].map(async (store, i) => {
+      for (let round = 0; round < 10; round++) {
+        const claimed = await store.claimBatch(`agent-${i}`, 30_000, 10);
+        await Promise.all(
+          claimed.map((c, j) =>
+            j % 3 === 0
+              ? store.report(c.id, { agentId: `agent-${i}`, leaseId: c.leaseId, status: 'FAILED', error: 'x' })
+              : j % 3 === 1
+                ? store.report(c.id, { agentId: `agent-${i}`, leaseId: c.leaseId, result: {} })
+                : store.release(c.id, c.leaseId),
+          ),
+        );
+        await store.submit(delays(1)[0]!);
+      }
+    });
+    await Promise.all(work);
+    await a.deleteFinishedBefore(Date.now() + 1, 50);
+    expect(await a.countByStatus()).toEqual(await realCounts(db));
+    expect(await b.countByStatus()).toEqual(await realCounts(db));
+  });
+
+  test('migration 002 counts the commands a database of 001 already holds', async () => {
+    const url = await createDatabase(adminUrl, 'migrate_002');
+    const db = new pg.Client({ connectionString: url });
+    await db.connect();
+    clients.push(db);
+    await db.query(readFileSync(new URL('../migrations/postgres/001_commands.sql', import.meta.url), 'utf8'));
+    await db.query(`CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at bigint NOT NULL);
+      INSERT INTO schema_migrations VALUES ('001_commands.sql', 0)`);
+    await db.query(`INSERT INTO commands (id, type, payload, status, max_attempts, timeout_ms, available_at, created_at, updated_at, finished_at)
+      SELECT 'c' || i, 'DELAY', '{"ms":1}', CASE WHEN i % 4 = 0 THEN 'FAILED' ELSE 'COMPLETED' END, 3, 1000, 0, 0, 0, 0
+      FROM generate_series(1, 40) AS i`);
+    const store = await PostgresCommandStore.open({ connectionString: url, poolSize: 2 });
+    open.push(store);
+    expect(await store.countByStatus()).toEqual({ PENDING: 0, RUNNING: 0, COMPLETED: 30, FAILED: 10 });
+    expect(await store.deleteFinishedBefore(1, 100)).toBe(40);
+    expect(await store.countByStatus()).toEqual({ PENDING: 0, RUNNING: 0, COMPLETED: 0, FAILED: 0 });
+  });
+
+  test('a full disk (SQLSTATE 53100): the write is a DatabaseFull (503), isFull() and ping say so, reads work, it recovers', async () => {
+    const { store, db } = await storeAndAdmin();
+    const stored = (await store.submit(delays(1)[0]!)).command;
+    // What PostgreSQL raises when it cannot extend a file, raised here by triggers.
+    await db.query(`CREATE FUNCTION no_space() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$;
+      CREATE TRIGGER no_space BEFORE INSERT ON commands FOR EACH ROW EXECUTE FUNCTION no_space();
+      CREATE TRIGGER no_space BEFORE INSERT ON space_probe FOR EACH ROW EXECUTE FUNCTION no_space()`);
+    expect(store.isFull()).toBe(false);
+    await expect(store.submit(delays(1)[0]!)).rejects.toBeInstanceOf(DatabaseFull);
+    expect(store.isFull()).toBe(true);
+    await expect(store.ping()).rejects.toBeInstanceOf(DatabaseFull);
+    expect(await store.get(stored.id)).toMatchObject({ status: 'PENDING' });
+    expect(await store.countByStatus()).toEqual({ PENDING: 1, RUNNING: 0, COMPLETED: 0, FAILED: 0 });
+    await db.query('DROP TRIGGER no_space ON space_probe');
+    await store.ping(); // space is back: the probe write fits
+    expect(store.isFull()).toBe(false);
+    await expect(store.submit(delays(1)[0]!)).rejects.toBeInstanceOf(DatabaseFull);
+    await db.query('DROP TRIGGER no_space ON commands');
+    const claimed = await store.claim('agent-1', 30_000); // a write that stores something clears it
+    expect(claimed?.id).toBe(stored.id);
+    expect(store.isFull()).toBe(false);
+    expect(await db.query('SELECT count(*)::integer AS n FROM space_probe')).toMatchObject({ rows: [{ n: 0 }] });
+  });
+
+  test("a committed write is answered as committed: a throwing listener is reported through onError and the others still hear", async () => {
+    const errors: string[] = [];
+    const { store } = await storeAndAdmin({ onError: (_err, what) => errors.push(what) });
+    const heard: string[] = [];
+    let woken = 0;
+    store.events.on('event', () => {
+      throw new Error('a listener with a bug');
+    });
+    store.events.on('event', (event) => heard.push(event.command.id));
+    store.events.on('available', () => {
+      throw new Error('another bug');
+    });
+    store.events.on('available', () => woken++);
+    const { command } = await store.submit(delays(1)[0]!);
+    await store.eventsDelivered();
+    expect(heard).toEqual([command.id]);
+    expect(woken).toBe(1);
+    expect(errors).toEqual(["an 'available' listener failed", `an 'event' listener failed on submit of command ${command.id}`]);
+    expect(await store.get(command.id)).toMatchObject({ status: 'PENDING' });
+  });
+
+  test('a replica opening while another writes: notifications heard before it knows where the log ends are covered, not a crash', async () => {
+    const { store: writer, url } = await storeAndAdmin();
+    let writing = true;
+    const writes = (async () => {
+      while (writing) await writer.submit(delays(1)[0]!);
+    })();
+    const errors: unknown[] = [];
+    try {
+      for (let i = 0; i < 8; i++) {
+        const store = await PostgresCommandStore.open({ connectionString: url, poolSize: 1, onError: (err) => errors.push(err) });
+        open.push(store);
+        const heard: number[] = [];
+        store.events.on('event', (event) => heard.push(event.seq));
+        const { command } = await writer.submit(delays(1)[0]!);
+        // It hears what the writer commits after it opened, in order.
+        await vi.waitFor(async () => expect(heard).toContain((await store.lastEventFor(command.id))?.seq));
+        expect([...heard].sort((x, y) => x - y)).toEqual(heard);
+      }
+    } finally {
+      writing = false;
+      await writes;
+    }
+    expect(errors).toEqual([]);
+  });
+});
