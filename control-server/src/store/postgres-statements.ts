@@ -163,6 +163,7 @@ export const sql = {
     'last_event_for',
     'SELECT seq, kind, transition, data, created_at FROM events WHERE command_id = $1 ORDER BY seq DESC LIMIT 1',
   ),
+  lastCommandSeq: statement('last_command_seq', 'SELECT max(seq) AS seq FROM commands'),
   lastEventSeq: statement('last_event_seq', 'SELECT last_seq AS seq FROM event_counter'),
   eventLogHead: statement('event_log_head', 'SELECT min(seq) AS seq FROM events'),
   // Where the log is, for a prune: its head and end, and the first event young enough to keep by

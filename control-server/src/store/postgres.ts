@@ -21,6 +21,9 @@ import { PgListener } from './postgres-listener.js';
 import { insertValues, pgTypes, reportValues, type Notice } from './postgres-rows.js';
 import { sql } from './postgres-statements.js';
 import type {
+  BulkBatch,
+  BulkFilter,
+  BulkStep,
   ClaimRequest,
   CommandStore,
   EventFilter,
@@ -398,6 +401,57 @@ export class PostgresCommandStore implements CommandStore {
       const [row] = (await tx.query(sql.retry, [id, this.now()])).rows;
       if (!row) throw new Conflict(`only a FAILED command can be retried; command ${id} is ${current.status}`);
       return tx.log('retry', row, 'FAILED');
+    });
+  }
+
+  async retryFailed(filter: BulkFilter, batch: BulkBatch): Promise<BulkStep> {
+    return this.bulk('FAILED', filter, batch, async (tx, id) => {
+      const [row] = (await tx.query(sql.retry, [id, this.now()])).rows;
+      return row && tx.log('retry', row, 'FAILED');
+    });
+  }
+
+  async cancelPending(filter: BulkFilter, batch: BulkBatch): Promise<BulkStep> {
+    return this.bulk('PENDING', filter, batch, async (tx, id) => {
+      const [row] = (await tx.query(sql.cancelPending, [id, this.now()])).rows;
+      return row && tx.log('cancel', row, 'PENDING');
+    });
+  }
+
+  async lastCommandSeq(): Promise<number> {
+    const [row] = await this.rows<{ seq: number | null }>(sql.lastCommandSeq, []);
+    return row?.seq ?? 0;
+  }
+
+  /**
+   * One batch of a bulk action, as in sqlite.ts: the `status` commands of `filter` in the seq range,
+   * oldest first, each changed by the same guarded statement as the single action, in one
+   * transaction. SKIP LOCKED: a row another replica is changing right now is left to it.
+   */
+  private async bulk(
+    status: CommandStatus,
+    filter: BulkFilter,
+    batch: BulkBatch,
+    change: (tx: Tx, id: string) => Promise<Command | undefined>,
+  ): Promise<BulkStep> {
+    const values: unknown[] = [status, batch.afterSeq, batch.upToSeq];
+    const where = ['status = $1', 'seq > $2', 'seq <= $3'];
+    const add = (condition: string, value: unknown) => {
+      values.push(value);
+      where.push(`${condition} $${values.length}`);
+    };
+    if (filter.type !== undefined) add('type =', filter.type);
+    if (filter.agentId !== undefined) add('agent_id =', filter.agentId);
+    if (filter.createdBefore !== undefined) add('created_at <', filter.createdBefore);
+    values.push(batch.max);
+    const text = `SELECT id, seq FROM commands WHERE ${where.join(' AND ')}
+      ORDER BY seq LIMIT $${values.length} FOR UPDATE SKIP LOCKED`;
+    const name = `ae_bulk_${where.slice(3).map((w) => w.split(' ')[0]).join('_')}`;
+    return this.write(async (tx) => {
+      const picked = (await tx.query<{ id: string; seq: number }>({ name, text }, values)).rows;
+      let changed = 0;
+      for (const { id } of picked) if (await change(tx, id)) changed++;
+      return { changed, ...(picked.length > 0 ? { lastSeq: Number(picked.at(-1)!.seq) } : {}) };
     });
   }
 
