@@ -165,8 +165,12 @@ export const soak: Scenario = {
       const first = intervals[0] as SoakInterval;
       const final = intervals.at(-1) as SoakInterval;
       const later = intervals.slice(1);
-      // RSS drift after the first interval: the largest departure from the RSS it ended with.
-      const drift = later.length === 0 ? 0 : Math.max(...later.map((i) => Math.abs(i.rssMiB / first.rssMiB - 1))) * 100;
+      // RSS drift after the first interval (issue 10: "flat ± 20 % after the first minute"): the
+      // largest departure of a later reading from their median. The first reading is not the
+      // reference: it still holds the set-up's garbage (184 MiB, then 137-142 MiB for 29 minutes).
+      const laterRss = later.map((i) => i.rssMiB).sort((a, b) => a - b);
+      const medianRss = laterRss[Math.floor(laterRss.length / 2)] ?? first.rssMiB;
+      const drift = later.length === 0 ? 0 : Math.max(...laterRss.map((r) => Math.abs(r / medianRss - 1))) * 100;
       const label = sqliteSync(o).label;
       const figures: Figure[] = [
         { name: `first interval: completed/s${label}`, value: first.completedPerSecond, unit: 'cmd/s' },
@@ -181,7 +185,8 @@ export const soak: Scenario = {
           goal: { op: '<=', value: 1.1 },
         },
         { name: 'server RSS after the first interval', value: first.rssMiB, unit: 'MiB' },
-        { name: 'server RSS drift after the first interval', value: drift, unit: '%', goal: { op: '<=', value: 20 } },
+        { name: 'server RSS, median of the later intervals', value: medianRss, unit: 'MiB' },
+        { name: 'server RSS drift after the first interval (vs their median)', value: drift, unit: '%', goal: { op: '<=', value: 20 } },
         { name: 'server RSS peak', value: Math.max(...intervals.map((i) => i.rssPeakMiB)), unit: 'MiB' },
         { name: 'database + WAL at the end', value: final.dbMiB, unit: 'MiB' },
         { name: 'database + WAL, largest', value: Math.max(...intervals.map((i) => i.dbMiB)), unit: 'MiB' },
