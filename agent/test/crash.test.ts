@@ -130,7 +130,8 @@ describe('crash drills', () => {
     const done = await waitForCommand(client, submitted.id, isSettled);
     expect(done).toMatchObject({ status: 'COMPLETED', attempts: 1, result: kept.result });
     expect(target.hits(path)).toBe(0);
-    expect(worker.output()).toMatch(/already finished here \(COMPLETED\): reporting the kept outcome/);
+    // The agent's stdout reaches this process through a pipe, maybe after the server's answer did.
+    await waitForOutput(worker, /already finished here \(COMPLETED\): reporting the kept outcome/);
   });
 
   it('--kill-after=SECONDS SIGKILLs the agent wherever it is (here: retrying polls to a server that is not there)', async () => {
