@@ -14,11 +14,12 @@ import { disk } from './scenarios/disk.js';
 import { growth } from './scenarios/growth.js';
 import { idle } from './scenarios/idle.js';
 import { latency } from './scenarios/latency.js';
+import { peers } from './scenarios/peers.js';
 import { sse } from './scenarios/sse.js';
 import { submit } from './scenarios/submit.js';
 import { throughput } from './scenarios/throughput.js';
 
-const SCENARIOS: Scenario[] = [latency, throughput, submit, sse, idle, growth, disk];
+const SCENARIOS: Scenario[] = [latency, throughput, submit, sse, idle, growth, disk, peers];
 
 function usage(): string {
   const lines = [
@@ -97,6 +98,7 @@ async function main(argv: string[]): Promise<void> {
     runs: results,
   });
   console.log(`\nwrote ${file}`);
+  scenario.afterRuns?.(summary, results, file);
 }
 
 /** --quiet-load=X: waits (up to 15 min) until the 1-minute load average is at most X. */

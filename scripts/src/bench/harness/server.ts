@@ -83,6 +83,8 @@ export function startAgentProcess(o: AgentProcessOptions): Started {
       POLL_INTERVAL: String(o.pollInterval),
       IDEMPOTENCY_DB_PATH: join(o.dir, `${o.id}.db`),
       LOG_LEVEL: 'warn',
+      // Bench targets listen on this host: say so, whatever the agent's default becomes.
+      HTTP_BLOCK_PRIVATE: 'false',
     },
   });
 }

