@@ -8,9 +8,10 @@ export interface BarGroup {
   bars: Array<{ label: string; value: number; highlight?: boolean }>;
 }
 
-const WIDTH = 820;
-const LABEL_W = 300;
+const PLOT_W = 460;
 const VALUE_W = 90;
+/** Width of a character of 12 px sans-serif, generously: labels are right-aligned to the bars. */
+const CHAR_W = 6.8;
 const BAR_H = 18;
 const GAP = 6;
 const GROUP_GAP = 14;
@@ -26,7 +27,8 @@ function formatValue(value: number): string {
 
 export function barChartSvg(title: string, unit: string, groups: BarGroup[], footnote = ''): string {
   const max = Math.max(1e-9, ...groups.flatMap((g) => g.bars.map((b) => (Number.isFinite(b.value) ? b.value : 0))));
-  const plotW = WIDTH - LABEL_W - VALUE_W - 20;
+  const labelW = Math.ceil(16 + CHAR_W * Math.max(...groups.flatMap((g) => g.bars.map((b) => b.label.length)), 10));
+  const width = labelW + PLOT_W + VALUE_W;
   const parts: string[] = [];
   let y = TOP;
   for (const group of groups) {
@@ -34,12 +36,12 @@ export function barChartSvg(title: string, unit: string, groups: BarGroup[], foo
     y += BAR_H + GAP;
     for (const bar of group.bars) {
       const value = Number.isFinite(bar.value) ? bar.value : 0;
-      const w = Math.max(1, (value / max) * plotW);
+      const w = Math.max(1, (value / max) * PLOT_W);
       const fill = bar.highlight ? '#2f6fdf' : '#9aa5b1';
       parts.push(
-        `<text x="${LABEL_W - 8}" y="${y + 13}" text-anchor="end">${escapeXml(bar.label)}</text>`,
-        `<rect x="${LABEL_W}" y="${y}" width="${w.toFixed(1)}" height="${BAR_H}" fill="${fill}"/>`,
-        `<text x="${(LABEL_W + w + 6).toFixed(1)}" y="${y + 13}">${escapeXml(Number.isFinite(bar.value) ? formatValue(bar.value) : '—')}</text>`,
+        `<text x="${labelW - 8}" y="${y + 13}" text-anchor="end">${escapeXml(bar.label)}</text>`,
+        `<rect x="${labelW}" y="${y}" width="${w.toFixed(1)}" height="${BAR_H}" fill="${fill}"/>`,
+        `<text x="${(labelW + w + 6).toFixed(1)}" y="${y + 13}">${escapeXml(Number.isFinite(bar.value) ? formatValue(bar.value) : '—')}</text>`,
       );
       y += BAR_H + GAP;
     }
@@ -47,7 +49,7 @@ export function barChartSvg(title: string, unit: string, groups: BarGroup[], foo
   }
   const height = y + (footnote ? 24 : 6);
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="sans-serif" font-size="12">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
     `<text x="10" y="22" font-size="15" font-weight="bold">${escapeXml(title)} (${escapeXml(unit)})</text>`,
     ...parts,
