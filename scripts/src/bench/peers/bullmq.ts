@@ -1,5 +1,6 @@
 /** The BullMQ peer: Debian's redis-server (redis.ts) and BullMQ's Queue on the bench side. */
 import { createRequire } from 'node:module';
+import { cpuSeconds } from '../harness/proc-stats.js';
 import type { PeerBackend } from './measure.js';
 import { startRedis } from './redis.js';
 
@@ -9,6 +10,7 @@ export async function startBullmq(dir: string): Promise<PeerBackend & { versions
   const connection = { host: '127.0.0.1', port: redis.port };
   return {
     versions: `BullMQ ${packageVersion('bullmq')}, Redis ${redis.version}`,
+    serverCpuSeconds: () => cpuSeconds(redis.pid),
     workerScript: 'bullmq-worker',
     workerArgs: (queue) => [`--port=${redis.port}`, `--queue=${queue}`],
     openQueue: async (name) => {

@@ -3,6 +3,7 @@
  * once, jobs added through WorkerUtils (`add_job` / `add_jobs`) with a pool as wide as the adds
  * in flight.
  */
+import { processTreeCpuSeconds } from './cpu.js';
 import type { PeerBackend } from './measure.js';
 import { packageVersion } from './bullmq.js';
 import { startPostgres } from './postgres.js';
@@ -17,6 +18,7 @@ export async function startGraphile(dir: string, inFlight: number): Promise<Peer
     await utils.release();
     return {
       versions: `graphile-worker ${packageVersion('graphile-worker')}, PostgreSQL ${server.rows[0]?.server_version ?? '?'}`,
+      serverCpuSeconds: () => processTreeCpuSeconds(pg.pid),
       workerScript: 'graphile-worker',
       // graphile-worker has one job table; the queue name only labels the measure.
       workerArgs: () => [`--connection=${pg.url}`],

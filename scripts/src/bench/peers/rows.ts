@@ -25,4 +25,7 @@ export const MODE_LABEL: Record<Row, Record<Mode, string>> = {
 export const rate = (row: Row, mode: Mode) => `${LABEL[row]}, ${MODE_LABEL[row][mode]}: completed/s`;
 export const dispatch = (row: Row, p: 'p50' | 'p99') => `${LABEL[row]}: dispatch ${p}`;
 export const ratio = (row: Row, peer: Row, mode: Mode) => `${LABEL[row]} / ${LABEL[peer]}, ${mode}: completed/s ratio`;
+/** CPU per job: the queue server's (our control server, Redis, PostgreSQL) or the workers' (our agents). */
+export const cpu = (row: Row, mode: Mode, part: 'server' | 'workers') =>
+  `${LABEL[row]}, ${MODE_LABEL[row][mode]}: CPU per job, ${part === 'server' ? 'queue server' : 'workers'}`;
 export const FSYNC = { p50: 'disk: write 4 KiB + fsync p50', p99: 'disk: write 4 KiB + fsync p99' };

@@ -19,11 +19,11 @@ import type { Distribution } from '../harness/stats.js';
 import { startBullmq } from '../peers/bullmq.js';
 import { fsyncTimes } from '../peers/fsync.js';
 import { startGraphile } from '../peers/graphile.js';
-import { peerLatency, peerThroughput, type PeerBackend, type Shape } from '../peers/measure.js';
+import { peerLatency, peerThroughput, type PeerBackend, type Shape, type ThroughputResult } from '../peers/measure.js';
 import { measureOurs, type SqliteSync } from '../peers/ours.js';
 import { printHeadline } from '../peers/headline.js';
 import { redisVersion } from '../peers/redis.js';
-import { dispatch, FSYNC, LABEL, MODE_LABEL, rate, ratio, SYSTEMS, type Row, type System } from '../peers/rows.js';
+import { cpu, dispatch, FSYNC, LABEL, MODE_LABEL, rate, ratio, SYSTEMS, type Row, type System } from '../peers/rows.js';
 
 function shapeOf(o: Options, batchSize: number): Shape {
   return { workers: 2, concurrency: 8, jobs: o.num('commands'), inFlight: o.num('in-flight'), batchSize };
@@ -35,13 +35,13 @@ async function measurePeer(
   row: 'bullmq' | 'graphile',
   peer: PeerBackend,
   context: RunContext,
-): Promise<{ single: number; batch: number; latency: Distribution }> {
+): Promise<{ single: ThroughputResult; batch: ThroughputResult; latency: Distribution }> {
   try {
     const tag = `r${context.run}`;
     const single = await peerThroughput(peer, `single-${tag}`, shapeOf(o, 1));
-    console.log(`  ${LABEL[row]}, ${MODE_LABEL[row].single}: ${Math.round(single.completedPerSecond)} completed/s (${single.seconds.toFixed(2)} s)`);
+    console.log(`  ${LABEL[row]}, ${MODE_LABEL[row].single}: ${describe(single)}`);
     const batch = await peerThroughput(peer, `batch-${tag}`, shapeOf(o, o.num('batch-size')));
-    console.log(`  ${LABEL[row]}, ${MODE_LABEL[row].batch}: ${Math.round(batch.completedPerSecond)} completed/s (${batch.seconds.toFixed(2)} s)`);
+    console.log(`  ${LABEL[row]}, ${MODE_LABEL[row].batch}: ${describe(batch)}`);
     const latency = await peerLatency(peer, `latency-${tag}`, {
       workers: 2,
       concurrency: 8,
@@ -49,19 +49,36 @@ async function measurePeer(
       warmup: o.num('latency-warmup'),
     });
     console.log(`  ${LABEL[row]}: dispatch p50 ${latency.p50.toFixed(2)} ms, p99 ${latency.p99.toFixed(2)} ms`);
-    return { single: single.completedPerSecond, batch: batch.completedPerSecond, latency };
+    return { single, batch, latency };
   } finally {
     await peer.stop();
   }
 }
 
-function rowFigures(row: Row, single: number, batch: number, latency: Distribution): Figure[] {
-  return [
-    { name: rate(row, 'single'), value: single, unit: 'jobs/s' },
-    { name: rate(row, 'batch'), value: batch, unit: 'jobs/s' },
+interface Measured {
+  completedPerSecond: number;
+  cpuMicrosPerJob: { server: number; workers: number };
+}
+
+function describe(r: ThroughputResult): string {
+  const { server, workers } = r.cpuMicrosPerJob;
+  return `${Math.round(r.completedPerSecond)} completed/s (${r.seconds.toFixed(2)} s), CPU per job: server ${Math.round(server)} µs, workers ${Math.round(workers)} µs`;
+}
+
+function rowFigures(row: Row, single: Measured, batch: Measured, latency: Distribution): Figure[] {
+  const figures: Figure[] = [];
+  for (const [mode, m] of [['single', single], ['batch', batch]] as const) {
+    figures.push(
+      { name: rate(row, mode), value: m.completedPerSecond, unit: 'jobs/s' },
+      { name: cpu(row, mode, 'server'), value: m.cpuMicrosPerJob.server, unit: 'µs' },
+      { name: cpu(row, mode, 'workers'), value: m.cpuMicrosPerJob.workers, unit: 'µs' },
+    );
+  }
+  figures.push(
     { name: dispatch(row, 'p50'), value: latency.p50, unit: 'ms' },
     { name: dispatch(row, 'p99'), value: latency.p99, unit: 'ms' },
-  ];
+  );
+  return figures;
 }
 
 /** Same-run ratios, so a busy minute on the shared machine weighs on both sides of each. */
@@ -106,14 +123,11 @@ async function run(o: Options, context: RunContext): Promise<RunResult> {
       for (const sync of syncs as SqliteSync[]) {
         steps.push(async () => {
           const r = await measureOurs(o, sync, context);
-          figures.push(...rowFigures(sync, r.completedPerSecond.single, r.completedPerSecond.batch, r.startLatency));
-          for (const mode of ['single', 'batch'] as const) {
-            const cpu = r.cpuMicrosPerCommand[mode];
-            figures.push(
-              { name: `${LABEL[sync]}, ${MODE_LABEL[sync][mode]}: server CPU per command`, value: cpu.server, unit: 'µs' },
-              { name: `${LABEL[sync]}, ${MODE_LABEL[sync][mode]}: agents' CPU per command`, value: cpu.agents, unit: 'µs' },
-            );
-          }
+          const measured = (mode: 'single' | 'batch'): Measured => ({
+            completedPerSecond: r.completedPerSecond[mode],
+            cpuMicrosPerJob: { server: r.cpuMicrosPerCommand[mode].server, workers: r.cpuMicrosPerCommand[mode].agents },
+          });
+          figures.push(...rowFigures(sync, measured('single'), measured('batch'), r.startLatency));
           details[`ours-${sync}`] = r;
         });
       }
