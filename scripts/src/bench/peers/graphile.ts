@@ -10,12 +10,28 @@ import { startPostgres } from './postgres.js';
 
 export async function startGraphile(dir: string, inFlight: number): Promise<PeerBackend & { versions: string }> {
   const { makeWorkerUtils } = await import('graphile-worker');
+  const { default: pgLib } = await import('pg');
   const pg = await startPostgres(dir);
+  // Our own pool, ended before PostgreSQL stops: WorkerUtils' release() neither awaits the end of
+  // its pool nor keeps its error handler, and an idle connection that PostgreSQL's shutdown ends
+  // would then crash the bench.
+  const utilsOn = async () => {
+    const pool = new pgLib.Pool({ connectionString: pg.url, max: inFlight });
+    pool.on('error', () => undefined);
+    const utils = await makeWorkerUtils({ pgPool: pool });
+    return {
+      utils,
+      release: async () => {
+        await utils.release();
+        await pool.end();
+      },
+    };
+  };
   try {
-    const utils = await makeWorkerUtils({ connectionString: pg.url, maxPoolSize: inFlight });
+    const { utils, release } = await utilsOn();
     const server = await utils.withPgClient((client) => client.query<{ server_version: string }>('SHOW server_version'));
     await utils.migrate();
-    await utils.release();
+    await release();
     return {
       versions: `graphile-worker ${packageVersion('graphile-worker')}, PostgreSQL ${server.rows[0]?.server_version ?? '?'}`,
       serverCpuSeconds: () => processTreeCpuSeconds(pg.pid),
@@ -23,7 +39,7 @@ export async function startGraphile(dir: string, inFlight: number): Promise<Peer
       // graphile-worker has one job table; the queue name only labels the measure.
       workerArgs: () => [`--connection=${pg.url}`],
       openQueue: async () => {
-        const adder = await makeWorkerUtils({ connectionString: pg.url, maxPoolSize: inFlight });
+        const { utils: adder, release: releaseAdder } = await utilsOn();
         return {
           add: async (payload) => {
             await adder.addJob('delay', payload);
@@ -31,9 +47,7 @@ export async function startGraphile(dir: string, inFlight: number): Promise<Peer
           addMany: async (payloads) => {
             await adder.addJobs(payloads.map((payload) => ({ identifier: 'delay', payload })));
           },
-          close: async () => {
-            await adder.release();
-          },
+          close: releaseAdder,
         };
       },
       stop: () => pg.stop(),
