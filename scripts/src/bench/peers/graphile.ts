@@ -18,6 +18,7 @@ export async function startGraphile(dir: string, inFlight: number): Promise<Peer
   const utilsOn = async () => {
     const pool = new pgLib.Pool({ connectionString: pg.url, max: inFlight });
     pool.on('error', () => undefined);
+    pool.on('connect', (client) => client.on('error', () => undefined));
     const utils = await makeWorkerUtils({ pgPool: pool });
     return {
       utils,
