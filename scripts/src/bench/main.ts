@@ -15,12 +15,13 @@ import { growth } from './scenarios/growth.js';
 import { idle } from './scenarios/idle.js';
 import { latency } from './scenarios/latency.js';
 import { soak } from './scenarios/soak.js';
+import { peers } from './scenarios/peers.js';
 import { sse } from './scenarios/sse.js';
 import { sseSlow } from './scenarios/sse-slow.js';
 import { submit } from './scenarios/submit.js';
 import { throughput } from './scenarios/throughput.js';
 
-const SCENARIOS: Scenario[] = [latency, throughput, submit, sse, sseSlow, idle, growth, soak, disk];
+const SCENARIOS: Scenario[] = [latency, throughput, submit, sse, sseSlow, idle, growth, soak, disk, peers];
 
 function usage(): string {
   const lines = [
@@ -99,6 +100,7 @@ async function main(argv: string[]): Promise<void> {
     runs: results,
   });
   console.log(`\nwrote ${file}`);
+  scenario.afterRuns?.(summary, results, file);
 }
 
 /** --quiet-load=X: waits (up to 15 min) until the 1-minute load average is at most X. */

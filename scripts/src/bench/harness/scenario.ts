@@ -1,5 +1,5 @@
 /** What a scenario file exports, and typed access to its parsed command-line options. */
-import type { RunResult } from './report.js';
+import type { FigureSummary, RunResult } from './report.js';
 
 export interface OptionSpec {
   type: 'string' | 'boolean';
@@ -20,6 +20,8 @@ export interface Scenario {
   defaultRuns: number;
   options: Record<string, OptionSpec>;
   run: (options: Options, context: RunContext) => Promise<RunResult>;
+  /** After the runs and the JSON: a scenario's own summary (a table, charts beside the JSON file). */
+  afterRuns?: (summary: FigureSummary[], runs: RunResult[], jsonFile: string) => void;
 }
 
 export class Options {
