@@ -231,6 +231,7 @@ test('formatChange: one line with time, id, type, status, attempts and what the 
     agentId: null, attempts: 1, maxAttempts: 3, timeoutMs: 30_000, leaseExpiresAt: null,
     availableAt: '2030-01-01T00:00:02.000Z', cancelRequested: false, progress: null,
     createdAt: '2030-01-01T00:00:00.000Z', updatedAt: '2030-01-01T00:00:01.000Z', startedAt: null, finishedAt: null,
+    queue: 'default', priority: 0, runAt: null, concurrencyKey: null, concurrencyLimit: null,
   };
   expect(formatChange('7', 'status', { ...base, error: 'status 503' })).toBe(
     '2030-01-01T00:00:01.000Z  #7  c1  HTTP_GET_JSON  PENDING    attempt 1/3  retry at 2030-01-01T00:00:02.000Z  error status 503',

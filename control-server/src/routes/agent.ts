@@ -4,6 +4,8 @@ import {
   BatchResultResponse,
   ClaimedCommand,
   CommandIdParams,
+  CommandType,
+  DEFAULT_QUEUE,
   ErrorResponse,
   HeartbeatBody,
   HeartbeatResponse,
@@ -23,7 +25,7 @@ import { requireBearer } from '../auth.js';
 import { BadRequest, HttpError, PayloadTooLarge } from '../errors.js';
 import type { LongPoll } from '../long-poll.js';
 import { AGENT_SECURITY, type HeaderDoc } from '../openapi.js';
-import type { CommandStore } from '../store/store.js';
+import type { CommandStore, Route } from '../store/store.js';
 
 export interface AgentRoutesOptions {
   store: CommandStore;
@@ -44,14 +46,16 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
   app.addHook('onRequest', requireBearer(options.agentToken));
 
   /** Claims at once, or waits when asked to; an empty array means "no work". */
-  async function poll(request: FastifyRequest, reply: FastifyReply, agentId: string, max: number, wait?: number) {
+  async function poll(request: FastifyRequest, reply: FastifyReply, query: NextQuery, max: number) {
+    const { agentId, wait } = query;
+    const route: Route = { queues: query.queues ?? [DEFAULT_QUEUE], types: query.types ?? CommandType.options };
     const mark = longPoll.mark;
-    const claimed = await store.claimBatch(agentId, leaseMs, max);
+    const claimed = await store.claimBatch(agentId, leaseMs, max, route);
     if (claimed.length > 0) return claimed;
     const waitS = wait ?? preferredWait(headerValue(request.headers.prefer));
     if (!waitS) return [];
     void reply.header('Preference-Applied', `wait=${waitS}`);
-    return longPoll.wait(agentId, max, waitS * 1000, reply.raw, mark);
+    return longPoll.wait(agentId, max, route, waitS * 1000, reply.raw, mark);
   }
 
   app.get(
@@ -69,7 +73,7 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
       },
     },
     async (request, reply) => {
-      const [command] = await poll(request, reply, request.query.agentId, 1, request.query.wait);
+      const [command] = await poll(request, reply, request.query, 1);
       return command ?? reply.code(204).send(null);
     },
   );
@@ -89,8 +93,7 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
       },
     },
     async (request, reply) => {
-      const { agentId, max, wait } = request.query;
-      const commands = await poll(request, reply, agentId, max, wait);
+      const commands = await poll(request, reply, request.query, request.query.max);
       return commands.length > 0 ? { commands } : reply.code(204).send(null);
     },
   );

@@ -8,6 +8,8 @@ import {
   DEFAULT_HTTP_TIMEOUT_MS,
   DEFAULT_MAX_ATTEMPTS,
   DELAY_TIMEOUT_MARGIN_MS,
+  DEFAULT_QUEUE,
+  CommandType,
   type ClaimedCommand,
   type Command,
   type CommandStatus,
@@ -22,13 +24,16 @@ import { GroupCommit } from '@agent-executor/common/group-commit';
 import { migrateSqlite } from './migrate-sqlite.js';
 import { prepareStatements, type EventRow, type Statements } from './sqlite-statements.js';
 import { rowToCommand, withLease, type CommandRow } from './sqlite-rows.js';
+import { claimStatement, HELD, KeySlots, READY, routeParams, SCHEDULED } from './sqlite-routing.js';
 import type {
   ClaimRequest,
   CommandStore,
   EventFilter,
   ListFilter,
   ListPage,
+  PendingState,
   ReportOutcome,
+  Route,
   StoredEvent,
   StoreEvents,
   SubmitOutcome,
@@ -83,6 +88,7 @@ export class SqliteCommandStore implements CommandStore {
   /** Set by a write of the open transaction that left a command PENDING and available. */
   private workStaged = false;
   private readonly commits: GroupCommit;
+  private readonly keys: KeySlots;
 
   constructor(options: SqliteStoreOptions) {
     this.now = options.now ?? Date.now;
@@ -103,6 +109,7 @@ export class SqliteCommandStore implements CommandStore {
     this.emitter.setMaxListeners(0);
     this.events = this.emitter as StoreEvents;
     this.stmt = prepareStatements(this.db);
+    this.keys = new KeySlots(this.db);
     // Commands written by plain SQL while the server was down (a seeded or repaired file) are
     // counted too: one count by status at start, through the status index (~40 ms per million).
     this.db.transaction(() => this.stmt.recount.run()).immediate();
@@ -145,7 +152,7 @@ export class SqliteCommandStore implements CommandStore {
         const data = JSON.stringify(command);
         const kind = transition === 'progress' ? 'progress' : 'status';
         const createdAt = this.now();
-        if (row.status === 'PENDING' && row.available_at <= createdAt) this.workStaged = true;
+        if (row.status === 'PENDING' && row.ready === READY) this.workStaged = true;
         const seq = Number(this.stmt.insertEvent.run(row.id, kind, transition, data, createdAt).lastInsertRowid);
         logged.push({ seq, kind, transition, command, data, createdAt });
         return command;
@@ -212,6 +219,12 @@ export class SqliteCommandStore implements CommandStore {
 
   private insertCommand(body: SubmitBody, idempotencyKey: string | null, requestHash: string | null): CommandRow {
     const now = this.now();
+    const runAt = body.runAt === undefined ? null : Date.parse(body.runAt);
+    const key = body.concurrencyKey ?? null;
+    if (key !== null && body.concurrencyLimit !== undefined && this.keys.limit(key, body.concurrencyLimit) > 0) {
+      this.workStaged = true;
+    }
+    const availableAt = runAt === null ? now : Math.max(now, runAt);
     const row: CommandRow = {
       seq: 0,
       // Time-ordered (UUIDv7): new ids land at the end of the id indexes of both tables instead of
@@ -228,7 +241,7 @@ export class SqliteCommandStore implements CommandStore {
       attempts: 0,
       max_attempts: body.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
       timeout_ms: body.timeoutMs ?? defaultTimeoutMs(body),
-      available_at: now,
+      available_at: availableAt,
       cancel_requested: 0,
       progress: null,
       created_at: now,
@@ -238,6 +251,12 @@ export class SqliteCommandStore implements CommandStore {
       idempotency_key: idempotencyKey,
       request_hash: requestHash,
       report_hash: null,
+      queue: body.queue ?? DEFAULT_QUEUE,
+      priority: body.priority ?? 0,
+      run_at: runAt,
+      concurrency_key: key,
+      concurrency_limit: body.concurrencyLimit ?? null,
+      ready: this.keys.readiness(key, availableAt, now),
     };
     row.seq = Number(this.stmt.insert.run(row).lastInsertRowid);
     return row;
@@ -285,6 +304,7 @@ export class SqliteCommandStore implements CommandStore {
     if (filter.status !== undefined) where.push('status = @status');
     if (filter.type !== undefined) where.push('type = @type');
     if (filter.agentId !== undefined) where.push('agent_id = @agentId');
+    if (filter.queue !== undefined) where.push('queue = @queue');
     if (filter.beforeSeq !== undefined) where.push('seq < @beforeSeq');
     const sql = `SELECT * FROM commands ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
       ORDER BY seq DESC LIMIT @limit`;
@@ -297,6 +317,7 @@ export class SqliteCommandStore implements CommandStore {
       status: filter.status,
       type: filter.type,
       agentId: filter.agentId,
+      queue: filter.queue,
       beforeSeq: filter.beforeSeq,
       limit: filter.limit + 1,
     }) as CommandRow[];
@@ -308,27 +329,46 @@ export class SqliteCommandStore implements CommandStore {
     };
   }
 
-  async claim(agentId: string, leaseMs: number): Promise<ClaimedCommand | undefined> {
-    return (await this.claimBatch(agentId, leaseMs, 1))[0];
+  async claim(agentId: string, leaseMs: number, route?: Partial<Route>): Promise<ClaimedCommand | undefined> {
+    return (await this.claimBatch(agentId, leaseMs, 1, route))[0];
   }
 
-  async claimBatch(agentId: string, leaseMs: number, max: number): Promise<ClaimedCommand[]> {
-    return (await this.claimEach([{ agentId, max }], leaseMs))[0] ?? [];
+  async claimBatch(agentId: string, leaseMs: number, max: number, route?: Partial<Route>): Promise<ClaimedCommand[]> {
+    return (await this.claimEach([{ agentId, max, ...route }], leaseMs))[0] ?? [];
   }
 
   async claimEach(requests: readonly ClaimRequest[], leaseMs: number): Promise<ClaimedCommand[][]> {
     return this.write((log) => {
       const now = this.now();
+      // Due scheduled commands join the claim index first, so a claim never misses one whose time
+      // has come before the reaper's timer fired: an empty index range when none is due.
+      if (this.keys.promoteDue(now).ready > 0) this.workStaged = true;
       const answers: ClaimedCommand[][] = [];
-      for (const { agentId, max } of requests) {
+      // Routes that found less than they asked for: the requests after with the same route would
+      // find nothing either.
+      const exhausted = new Set<string>();
+      for (const request of requests) {
+        const route = routeOf(request);
+        const shape = routeKey(route);
+        if (exhausted.has(shape)) {
+          answers.push([]);
+          continue;
+        }
+        const { agentId, max } = request;
         // Each row gets its own random lease id (128 bits from SQLite's randomblob).
-        const rows = this.stmt.claim.all({ agentId, leaseExpiresAt: now + leaseMs, now, max }) as CommandRow[];
+        const rows = claimStatement(this.db, route).all({
+          agentId,
+          leaseExpiresAt: now + leaseMs,
+          now,
+          max,
+          ...routeParams(route),
+        }) as CommandRow[];
         answers.push(
           rows
-            .sort((a, b) => a.available_at - b.available_at || a.seq - b.seq)
+            .sort((a, b) => b.priority - a.priority || a.seq - b.seq)
             .map((row) => withLease(log('claim', row, 'PENDING'), row)),
         );
-        if (rows.length < max) break; // nothing left for the requests after this one
+        if (rows.length < max) exhausted.add(shape);
       }
       return answers;
     });
@@ -366,18 +406,22 @@ export class SqliteCommandStore implements CommandStore {
       const failed = body.status === 'FAILED';
       const canRetry = failed && body.retryable === true && current.cancel_requested === 0 && current.attempts < current.max_attempts;
       const status: CommandStatus = !failed ? 'COMPLETED' : canRetry ? 'PENDING' : 'FAILED';
+      const availableAt = canRetry ? now + retryBackoffMs(current.attempts, this.random) : current.available_at;
+      // It leaves RUNNING: its key's slot goes to the next held command (a retry waits its backoff).
+      if (holdsSlot(current) && this.keys.release(current.concurrency_key) > 0) this.workStaged = true;
       const row: CommandRow = {
         ...current,
         status,
         result: body.result === undefined ? null : JSON.stringify(body.result),
         error: failed ? (body.error ?? 'failed') : null,
-        available_at: canRetry ? now + retryBackoffMs(current.attempts, this.random) : current.available_at,
+        available_at: availableAt,
         finished_at: status === 'PENDING' ? null : now,
         lease_id: null,
         lease_expires_at: null,
         cancel_requested: status === 'PENDING' ? current.cancel_requested : 0,
         report_hash: reportHash,
         updated_at: now,
+        ready: status === 'PENDING' ? this.readinessAfterRelease(current, availableAt, now) : current.ready,
       };
       const { changes } = this.stmt.report.run({ ...row, agentId: body.agentId, leaseId });
       if (changes !== 1) throw new Conflict(reportConflictMessage(current, body.agentId));
@@ -417,6 +461,10 @@ export class SqliteCommandStore implements CommandStore {
         | CommandRow
         | undefined;
       if (!row) throw new Conflict(`command ${id} is already ${current.status}`);
+      // A ready command held one of its key's slots: it goes to the next held one.
+      if (current.status === 'PENDING' && holdsSlot(current) && this.keys.release(current.concurrency_key) > 0) {
+        this.workStaged = true;
+      }
       return log('cancel', row, current.status);
     });
   }
@@ -424,7 +472,12 @@ export class SqliteCommandStore implements CommandStore {
   async retry(id: string): Promise<Command> {
     return this.write((log) => {
       const current = this.row(id);
-      const row = this.stmt.retry.get({ id, now: this.now() }) as CommandRow | undefined;
+      const now = this.now();
+      if (current.status !== 'FAILED') {
+        throw new Conflict(`only a FAILED command can be retried; command ${id} is ${current.status}`);
+      }
+      const ready = this.keys.readiness(current.concurrency_key, now, now);
+      const row = this.stmt.retry.get({ id, now, ready }) as CommandRow | undefined;
       if (!row) throw new Conflict(`only a FAILED command can be retried; command ${id} is ${current.status}`);
       return log('retry', row, 'FAILED');
     });
@@ -437,13 +490,16 @@ export class SqliteCommandStore implements CommandStore {
       for (const expired of this.stmt.expired.all(now)) {
         const canceled = expired.cancel_requested === 1;
         const retry = !canceled && expired.attempts < expired.max_attempts;
+        const availableAt = retry ? now + retryBackoffMs(expired.attempts, this.random) : expired.available_at;
+        if (this.keys.release(expired.concurrency_key) > 0) this.workStaged = true;
         const row = this.stmt.expire.get({
           id: expired.id,
           leaseId: expired.lease_id,
           status: retry ? 'PENDING' : 'FAILED',
           error: canceled ? 'canceled' : 'lease expired',
-          availableAt: retry ? now + retryBackoffMs(expired.attempts, this.random) : expired.available_at,
+          availableAt,
           finishedAt: retry ? null : now,
+          ready: retry ? this.readinessAfterRelease(expired, availableAt, now) : expired.ready,
           // The holder may still report late, unless the command was canceled.
           keepLeaseId: canceled ? null : expired.lease_id,
           now,
@@ -457,11 +513,39 @@ export class SqliteCommandStore implements CommandStore {
 
   async nextWakeAt(): Promise<WakeTimes> {
     const leaseExpiresAt = this.stmt.nextLeaseExpiry.get()?.at ?? null;
-    const availableAt = this.stmt.nextAvailable.get(this.now())?.at ?? null;
+    const availableAt = this.stmt.nextAvailable.get()?.at ?? null;
     return {
       ...(leaseExpiresAt === null ? {} : { leaseExpiresAt }),
       ...(availableAt === null ? {} : { availableAt }),
     };
+  }
+
+  async promoteDue(): Promise<boolean> {
+    return this.write(() => {
+      const { ready, more } = this.keys.promoteDue(this.now());
+      if (ready > 0) this.workStaged = true;
+      return more;
+    });
+  }
+
+  async pendingState(id: string): Promise<PendingState | undefined> {
+    const row = this.stmt.byId.get(id);
+    if (!row || row.status !== 'PENDING') return undefined;
+    const base = { queue: row.queue, type: row.type };
+    if (row.ready === SCHEDULED && row.available_at > this.now()) {
+      return { ...base, state: 'scheduled', until: row.available_at };
+    }
+    if (row.ready !== HELD || row.concurrency_key === null) return { ...base, state: 'ready' };
+    const key = this.keys.state(row.concurrency_key);
+    return { ...base, state: 'held', running: key?.running ?? 0, limit: key?.limit ?? row.concurrency_limit ?? 0 };
+  }
+
+  /**
+   * A command going back to PENDING from RUNNING (a retryable failure, an expired lease): with
+   * a backoff ahead it is scheduled; due already, it takes a slot of its key like a new submit.
+   */
+  private readinessAfterRelease(current: CommandRow, availableAt: number, now: number): CommandRow['ready'] {
+    return this.keys.readiness(current.concurrency_key, availableAt, now);
   }
 
   async eventsSince(afterSeq: number, limit: number, filter: EventFilter = {}): Promise<StoredEvent[]> {
@@ -546,6 +630,23 @@ class StatusCounts {
   apply(addCount: Statements['addCount']): void {
     for (const [status, n] of Object.entries(this.delta)) if (n !== 0) addCount.run(n, status);
   }
+}
+
+/** The claim's route; an agent that names none serves the default queue and every built-in type. */
+function routeOf(request: ClaimRequest): Route {
+  return {
+    queues: request.queues?.length ? request.queues : [DEFAULT_QUEUE],
+    types: request.types?.length ? request.types : CommandType.options,
+  };
+}
+
+/** RUNNING and ready commands count against their key's limit (see KeySlots). */
+function holdsSlot(row: CommandRow): boolean {
+  return row.status === 'RUNNING' || (row.status === 'PENDING' && row.ready === READY);
+}
+
+function routeKey(route: Route): string {
+  return `${[...route.queues].sort().join(',')}|${[...route.types].sort().join(',')}`;
 }
 
 function toStoredEvent(row: EventRow): StoredEvent {
