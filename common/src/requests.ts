@@ -101,7 +101,8 @@ export type HeartbeatResponse = z.infer<typeof HeartbeatResponse>;
 
 /** A command type as an agent names it: a newer agent may advertise types this server does not know. */
 export const TYPE_NAME_PATTERN = /^[A-Z][A-Z0-9_]{0,63}$/;
-export const MAX_ADVERTISED = 32;
+/** 16 queues × 16 types: the claim merges one index range per pair (SQLite allows 500 per statement). */
+export const MAX_ADVERTISED = 16;
 
 /** `a,b,c` → a list of unique items, each checked by `item`. */
 const commaList = (item: z.ZodString, what: string) =>
@@ -118,6 +119,10 @@ export const NextQuery = z.strictObject({
   queues: commaList(QueueName, 'queue').optional(),
   /** The command types this agent can run; every type this server knows when absent. */
   types: commaList(z.string().regex(TYPE_NAME_PATTERN, 'a command type: A-Z 0-9 _'), 'type').optional(),
+  /** Shown in GET /agents. */
+  hostname: z.string().max(255).optional(),
+  version: z.string().max(64).optional(),
+  concurrency: z.coerce.number().int().min(1).max(10_000).optional(),
 });
 export type NextQuery = z.infer<typeof NextQuery>;
 

@@ -98,3 +98,5 @@ CREATE TABLE agents (
   draining     INTEGER NOT NULL DEFAULT 0 CHECK (draining IN (0, 1))
 ) WITHOUT ROWID;
 CREATE INDEX agents_seen ON agents (last_seen_at);
+-- GET /queues: counts and the oldest PENDING per queue, over active commands only.
+CREATE INDEX commands_active_queue ON commands (status, queue, created_at) WHERE status IN ('PENDING', 'RUNNING');

@@ -24,14 +24,17 @@ import { GroupCommit } from '@agent-executor/common/group-commit';
 import { migrateSqlite } from './migrate-sqlite.js';
 import { prepareStatements, type EventRow, type Statements } from './sqlite-statements.js';
 import { rowToCommand, withLease, type CommandRow } from './sqlite-rows.js';
+import { SqliteAgents } from './sqlite-agents.js';
 import { claimStatement, HELD, KeySlots, READY, routeParams, SCHEDULED } from './sqlite-routing.js';
 import type {
+  AgentRecord,
   ClaimRequest,
   CommandStore,
   EventFilter,
   ListFilter,
   ListPage,
   PendingState,
+  QueueCounts,
   ReportOutcome,
   Route,
   StoredEvent,
@@ -89,6 +92,7 @@ export class SqliteCommandStore implements CommandStore {
   private workStaged = false;
   private readonly commits: GroupCommit;
   private readonly keys: KeySlots;
+  private readonly agents: SqliteAgents;
 
   constructor(options: SqliteStoreOptions) {
     this.now = options.now ?? Date.now;
@@ -110,6 +114,7 @@ export class SqliteCommandStore implements CommandStore {
     this.events = this.emitter as StoreEvents;
     this.stmt = prepareStatements(this.db);
     this.keys = new KeySlots(this.db);
+    this.agents = new SqliteAgents(this.db);
     // Commands written by plain SQL while the server was down (a seeded or repaired file) are
     // counted too: one count by status at start, through the status index (~40 ms per million).
     this.db.transaction(() => this.stmt.recount.run()).immediate();
@@ -538,6 +543,26 @@ export class SqliteCommandStore implements CommandStore {
     if (row.ready !== HELD || row.concurrency_key === null) return { ...base, state: 'ready' };
     const key = this.keys.state(row.concurrency_key);
     return { ...base, state: 'held', running: key?.running ?? 0, limit: key?.limit ?? row.concurrency_limit ?? 0 };
+  }
+
+  async saveAgents(records: readonly AgentRecord[]): Promise<void> {
+    if (records.length > 0) await this.write(() => this.agents.save(records));
+  }
+
+  async loadAgents(seenSince: number): Promise<AgentRecord[]> {
+    return this.agents.load(seenSince);
+  }
+
+  async drainAgent(id: string): Promise<boolean> {
+    return this.write(() => this.agents.setDraining(id));
+  }
+
+  async runningByAgent(): Promise<Map<string, number>> {
+    return this.agents.runningByAgent();
+  }
+
+  async queueCounts(): Promise<QueueCounts[]> {
+    return this.agents.queueCounts();
   }
 
   /**

@@ -61,6 +61,26 @@ export interface ClaimRequest {
   types?: readonly string[] | undefined;
 }
 
+/** An agent as the registry stores it (SPEC §9); times in epoch ms. */
+export interface AgentRecord {
+  id: string;
+  hostname: string | null;
+  version: string | null;
+  queues: string[];
+  types: string[];
+  concurrency: number | null;
+  lastSeenAt: number;
+  draining: boolean;
+}
+
+export interface QueueCounts {
+  queue: string;
+  pending: number;
+  running: number;
+  /** created_at (epoch ms) of its oldest PENDING command. */
+  oldestPendingAt: number | null;
+}
+
 /** What a claim is restricted to (SPEC §9). */
 export interface Route {
   queues: readonly string[];
@@ -135,6 +155,16 @@ export interface CommandStore {
   promoteDue(): Promise<boolean>;
   /** Where a PENDING command stands; undefined when it is not PENDING (or not there). */
   pendingState(id: string): Promise<PendingState | undefined>;
+  /** Stores what the registry saw of these agents (their drain flag is left as it is). */
+  saveAgents(records: readonly AgentRecord[]): Promise<void>;
+  /** Agents seen at or after `seenSince` (epoch ms). */
+  loadAgents(seenSince: number): Promise<AgentRecord[]>;
+  /** Marks an agent draining; false when no such agent is stored. */
+  drainAgent(id: string): Promise<boolean>;
+  /** RUNNING commands per agent id. */
+  runningByAgent(): Promise<Map<string, number>>;
+  /** PENDING and RUNNING counts per queue that has any. */
+  queueCounts(): Promise<QueueCounts[]>;
   /** The earliest moment something changes by itself: a lease expiry or a backoff ending. */
   nextWakeAt(): Promise<WakeTimes>;
   eventsSince(afterSeq: number, limit: number, filter?: EventFilter): Promise<StoredEvent[]>;
