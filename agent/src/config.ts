@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { AgentId, MAX_LONG_POLL_WAIT_S } from '@agent-executor/common';
+import { AgentId, DEFAULT_QUEUE, MAX_ADVERTISED, MAX_LONG_POLL_WAIT_S, QueueName } from '@agent-executor/common';
 import { z } from 'zod';
 import { DRILL_POINTS, type DrillPoint } from './crash-drill.js';
 import { HttpAllow, type AllowEntry } from './http-allow.js';
@@ -17,6 +17,12 @@ const Env = z.object({
   LONG_POLL_WAIT: int(0, MAX_LONG_POLL_WAIT_S).default(25),
   AGENT_ID: AgentId.optional(),
   CONCURRENCY: int(1, 256).default(1),
+  /** The queues this agent serves (SPEC §9), comma-separated. */
+  AGENT_QUEUES: z
+    .string()
+    .default(DEFAULT_QUEUE)
+    .transform((text) => [...new Set(text.split(',').map((q) => q.trim()).filter(Boolean))])
+    .pipe(z.array(QueueName).min(1, 'name at least one queue').max(MAX_ADVERTISED)),
   IDEMPOTENCY_DB_PATH: z.string().default(DEFAULT_DB_PATH),
   AGENT_TOKEN: z.string().optional(),
   /** Secure by default: anyone who may submit could otherwise read the agents' internal network. */
@@ -46,6 +52,7 @@ export interface AgentConfig {
   longPollWaitS: number;
   agentId: string | undefined;
   concurrency: number;
+  queues: string[];
   dbPath: string;
   agentToken: string | undefined;
   blockPrivate: boolean;
@@ -73,6 +80,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
     longPollWaitS: e.LONG_POLL_WAIT,
     agentId: e.AGENT_ID,
     concurrency: e.CONCURRENCY,
+    queues: e.AGENT_QUEUES,
     dbPath: e.IDEMPOTENCY_DB_PATH,
     agentToken: e.AGENT_TOKEN,
     blockPrivate: e.HTTP_BLOCK_PRIVATE,
