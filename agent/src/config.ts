@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { AgentId, DEFAULT_QUEUE, MAX_ADVERTISED, MAX_LONG_POLL_WAIT_S, QueueName } from '@agent-executor/common';
+import { AgentId, DEFAULT_QUEUE, MAX_ADVERTISED, MAX_LONG_POLL_WAIT_S, QUEUE_PATTERN } from '@agent-executor/common';
 import { z } from 'zod';
 import { DRILL_POINTS, type DrillPoint } from './crash-drill.js';
 import { HttpAllow, type AllowEntry } from './http-allow.js';
@@ -22,7 +22,9 @@ const Env = z.object({
     .string()
     .default(DEFAULT_QUEUE)
     .transform((text) => [...new Set(text.split(',').map((q) => q.trim()).filter(Boolean))])
-    .pipe(z.array(QueueName).min(1, 'name at least one queue').max(MAX_ADVERTISED)),
+    .refine((queues) => queues.length >= 1 && queues.length <= MAX_ADVERTISED, `name 1 to ${MAX_ADVERTISED} queues`)
+    // Checked as a whole, so the message names AGENT_QUEUES and not AGENT_QUEUES.0.
+    .refine((queues) => queues.every((queue) => QUEUE_PATTERN.test(queue)), 'each queue: [a-z0-9][a-z0-9._-]{0,63}'),
   IDEMPOTENCY_DB_PATH: z.string().default(DEFAULT_DB_PATH),
   AGENT_TOKEN: z.string().optional(),
   /** Secure by default: anyone who may submit could otherwise read the agents' internal network. */
