@@ -16,7 +16,7 @@ async function post(url: string, body?: unknown): Promise<Response> {
   });
 }
 const submit = async (url: string, body: unknown) => (await (await post(`${url}/commands`, body)).json()) as Command;
-const agentsOf = async (url: string) => ((await (await fetch(`${url}/agents`)).json()) as { agents: AgentView[] }).agents;
+const agentsOf = async (url: string) => ((await (await fetch(`${url}/agents`)).json()) as AgentView[]);
 
 test('each agent runs only the commands of the queues it serves; GET /agents shows what it advertises', async () => {
   const { server, agent } = stack();

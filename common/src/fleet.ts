@@ -20,7 +20,8 @@ export const AgentView = z.object({
 }).meta({ id: 'AgentView' });
 export type AgentView = z.infer<typeof AgentView>;
 
-export const AgentsResponse = z.object({ agents: z.array(AgentView) }).meta({ id: 'AgentsResponse' });
+/** `GET /agents` answers a bare array, like `GET /commands`. */
+export const AgentsResponse = z.array(AgentView).meta({ id: 'AgentsResponse' });
 export type AgentsResponse = z.infer<typeof AgentsResponse>;
 
 export const AgentIdParams = z.strictObject({ id: AgentId });
@@ -37,5 +38,5 @@ export const QueueView = z.object({
 }).meta({ id: 'QueueView' });
 export type QueueView = z.infer<typeof QueueView>;
 
-export const QueuesResponse = z.object({ queues: z.array(QueueView) }).meta({ id: 'QueuesResponse' });
+export const QueuesResponse = z.array(QueueView).meta({ id: 'QueuesResponse' });
 export type QueuesResponse = z.infer<typeof QueuesResponse>;

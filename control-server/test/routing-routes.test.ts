@@ -14,7 +14,7 @@ const next = async (app: App, query: string) => {
 };
 const waiting = (app: App, n: number) => waitFor(() => app.longPoll.size === n, { what: `${n} waiting polls`, intervalMs: 5 });
 const getCommand = async (app: App, id: string) => (await app.inject({ method: 'GET', url: `/commands/${id}` })).json<Command>();
-const agents = async (app: App) => (await app.inject({ method: 'GET', url: '/agents' })).json<{ agents: AgentView[] }>().agents;
+const agents = async (app: App) => (await app.inject({ method: 'GET', url: '/agents' })).json<AgentView[]>();
 
 describe('routing', () => {
   test('next and next-batch lease only commands of the queues and types the poll names', async () => {
@@ -100,7 +100,7 @@ describe('agents and queues', () => {
     const [alpha, beta] = await agents(app);
     expect(alpha).toMatchObject({ id: 'alpha', hostname: 'h1', version: '1.2.3', queues: ['default', 'gpu'], types: ['DELAY'], concurrency: 4, inFlight: 1, state: 'active' });
     expect(beta).toMatchObject({ id: 'beta', queues: ['gpu'], types: ['DELAY', 'HTTP_GET_JSON'], inFlight: 0, state: 'active' });
-    const queues = (await app.inject({ method: 'GET', url: '/queues' })).json<{ queues: QueueView[] }>().queues;
+    const queues = (await app.inject({ method: 'GET', url: '/queues' })).json<QueueView[]>();
     expect(queues).toEqual([
       { queue: 'default', pending: 0, running: 1, oldestPendingAgeMs: null, agents: ['alpha'] },
       { queue: 'gpu', pending: 0, running: 0, oldestPendingAgeMs: null, agents: ['alpha', 'beta'] },

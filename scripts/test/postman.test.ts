@@ -95,7 +95,7 @@ describe('postman_collection.json run by newman', () => {
     if (withAgent) {
       startAgent({ SERVER_URL: server.url, IDEMPOTENCY_DB_PATH: join(dir.path, 'agent.db'), HTTP_BLOCK_PRIVATE: 'false' });
       // Polling: the server's registry has seen it.
-      await waitFor(async () => ((await (await fetch(`${server.url}/agents`)).json()) as { agents: unknown[] }).agents.length > 0, {
+      await waitFor(async () => ((await (await fetch(`${server.url}/agents`)).json()) as unknown[]).length > 0, {
         what: 'the agent polling',
         timeoutMs: 20_000,
       });

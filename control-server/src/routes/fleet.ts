@@ -29,7 +29,7 @@ export const fleetRoutes: FastifyPluginAsyncZod<FleetRoutesOptions> = async (app
         response: { 200: AgentsResponse, ...errors },
       },
     },
-    async () => ({ agents: await registry.list() }),
+    async () => registry.list(),
   );
 
   app.post(
@@ -66,6 +66,6 @@ export const fleetRoutes: FastifyPluginAsyncZod<FleetRoutesOptions> = async (app
         response: { 200: QueuesResponse, ...errors },
       },
     },
-    async () => ({ queues: await registry.queues() }),
+    async () => registry.queues(),
   );
 };
