@@ -164,7 +164,7 @@ describe('.env.example', () => {
   it('lists every setting of the server (SPEC §3 and ours) and the agent (SPEC §5)', () => {
     const spec = ['PORT', 'HOST', 'CORS_ORIGIN', 'DB_PATH', 'LEASE_MS', 'API_TOKEN', 'AGENT_TOKEN', 'LOG_LEVEL', 'DATABASE_URL'];
     const server = ['SQLITE_SYNCHRONOUS', 'SSE_PING_MS', 'SSE_MAX_QUEUED', 'METRICS_TOKEN', 'SSE_MAX_QUEUED_BYTES', 'RETENTION'];
-    const agent = ['SERVER_URL', 'POLL_INTERVAL', 'LONG_POLL_WAIT', 'AGENT_ID', 'CONCURRENCY', 'IDEMPOTENCY_DB_PATH', 'HTTP_BLOCK_PRIVATE', 'HTTP_ALLOW', 'METRICS_PORT'];
+    const agent = ['SERVER_URL', 'POLL_INTERVAL', 'LONG_POLL_WAIT', 'AGENT_ID', 'CONCURRENCY', 'AGENT_QUEUES', 'IDEMPOTENCY_DB_PATH', 'HTTP_BLOCK_PRIVATE', 'HTTP_ALLOW', 'METRICS_PORT'];
     for (const name of [...spec, ...server, ...agent]) expect(documented, name).toContain(name);
     expect(documented, 'REQUEST_TIMEOUT_MS').toContain('REQUEST_TIMEOUT_MS');
   });
