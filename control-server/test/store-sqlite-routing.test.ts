@@ -5,11 +5,12 @@
  * type) the agent serves, cut at `max`, and the per-key statements search their own indexes.
  */
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import type Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import { SqliteCommandStore } from '../src/store/sqlite.js';
 import { claimStatement } from '../src/store/sqlite-routing.js';
-import { tempDir } from '../../test-support/processes.js';
+import { REPO_ROOT, tempDir } from '../../test-support/processes.js';
 
 let dir: ReturnType<typeof tempDir>;
 let failed = false;
@@ -101,4 +102,74 @@ test('a key at its limit with 3 000 held commands: they stay out of the claim in
   // One finishes: exactly one held command of the key enters the claim index.
   await store.report(flood[0]!.id, { agentId: 'a', leaseId: flood[0]!.leaseId, result: {} });
   expect(inClaimIndex()).toBe(1);
+});
+
+test('4 threads, each its own connection, claim and report keyed commands at once: no key ever over its limit', async () => {
+  const store = openStore();
+  const path = (store as unknown as { db: Database.Database }).db.name;
+  const limits: Record<string, number> = { k1: 1, k2: 2, k3: 3 };
+  const keys = Object.keys(limits);
+  await store.submitBatch(
+    Array.from({ length: 240 }, (_, i) => {
+      const key = keys[i % keys.length]!;
+      return { type: 'DELAY' as const, payload: { ms: 1 }, priority: i % 3, concurrencyKey: key, concurrencyLimit: limits[key]! };
+    }),
+  );
+  // The threads run the built store (dist/), as a second server process would: claim up to 3,
+  // report them on the next turn, until nothing is PENDING or RUNNING.
+  const module = new URL(`file://${join(REPO_ROOT, 'control-server/dist/store/sqlite.js')}`).href;
+  const source = `
+    const { workerData, parentPort } = require('node:worker_threads');
+    (async () => {
+      const { SqliteCommandStore } = await import(workerData.module);
+      const store = new SqliteCommandStore({ path: workerData.path, synchronous: 'NORMAL' });
+      parentPort.postMessage('ready');
+      Atomics.wait(new Int32Array(workerData.go), 0, 0);
+      let claimed = 0;
+      for (;;) {
+        const batch = await store.claimBatch(workerData.agentId, 60000, 3);
+        claimed += batch.length;
+        await new Promise((r) => setImmediate(r));
+        for (const c of batch) await store.report(c.id, { agentId: workerData.agentId, leaseId: c.leaseId, result: {} });
+        const counts = await store.countByStatus();
+        if (counts.PENDING === 0 && counts.RUNNING === 0) break;
+      }
+      await store.close();
+      parentPort.postMessage(claimed);
+    })().catch((err) => { throw err; });`;
+  const go = new SharedArrayBuffer(4);
+  const workers = Array.from({ length: 4 }, (_, i) => new Worker(source, { eval: true, workerData: { module, path, agentId: `agent-${i}`, go } }));
+  const ready: Promise<void>[] = [];
+  const done = workers.map(
+    (worker) =>
+      new Promise<number>((resolve, reject) => {
+        ready.push(new Promise((r) => worker.once('message', () => r())));
+        worker.once('error', reject);
+        worker.on('message', (message: unknown) => typeof message === 'number' && resolve(message));
+      }),
+  );
+  try {
+    await Promise.all(ready);
+    Atomics.store(new Int32Array(go), 0, 1);
+    Atomics.notify(new Int32Array(go), 0);
+    const perThread = await Promise.all(done);
+    expect(perThread.reduce((a, b) => a + b, 0)).toBe(240);
+    expect(perThread.filter((n) => n > 0).length, 'several threads took part').toBeGreaterThan(1);
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+  // Replay the event log in order: the RUNNING commands of each key, at every step.
+  const db = dbOf(store);
+  const running = new Map<string, Set<string>>();
+  let peak = 0;
+  for (const row of db.prepare<[], { command_id: string; data: string }>('SELECT command_id, data FROM events ORDER BY seq').iterate()) {
+    const command = JSON.parse(row.data) as { status: string; concurrencyKey: string };
+    const set = running.get(command.concurrencyKey) ?? new Set<string>();
+    running.set(command.concurrencyKey, set);
+    if (command.status === 'RUNNING') set.add(row.command_id);
+    else set.delete(row.command_id);
+    expect(set.size, `key ${command.concurrencyKey}`).toBeLessThanOrEqual(limits[command.concurrencyKey]!);
+    peak = Math.max(peak, set.size);
+  }
+  expect(peak, 'the keys were used up to their limits').toBe(3);
 });
