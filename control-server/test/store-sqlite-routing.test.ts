@@ -116,7 +116,7 @@ test('4 threads, each its own connection, claim and report keyed commands at onc
     }),
   );
   // The threads run the built store (dist/), as a second server process would: claim up to 3,
-  // report them on the next turn, until nothing is PENDING or RUNNING.
+  // hold them 5 ms, report them, until nothing is PENDING or RUNNING.
   const module = new URL(`file://${join(REPO_ROOT, 'control-server/dist/store/sqlite.js')}`).href;
   const source = `
     const { workerData, parentPort } = require('node:worker_threads');
@@ -129,7 +129,8 @@ test('4 threads, each its own connection, claim and report keyed commands at onc
       for (;;) {
         const batch = await store.claimBatch(workerData.agentId, 60000, 3);
         claimed += batch.length;
-        await new Promise((r) => setImmediate(r));
+        // Hold them a moment, as an agent runs them: the other threads claim meanwhile.
+        await new Promise((r) => setTimeout(r, 5));
         for (const c of batch) await store.report(c.id, { agentId: workerData.agentId, leaseId: c.leaseId, result: {} });
         const counts = await store.countByStatus();
         if (counts.PENDING === 0 && counts.RUNNING === 0) break;
