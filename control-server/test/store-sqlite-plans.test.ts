@@ -57,10 +57,10 @@ function seed(db: Database.Database, n: number, now: number): void {
 describe('statement plans', () => {
   /** What each statement must search. A SCAN of a table would cost in proportion to its size. */
   const expected: Record<string, RegExp[]> = {
-    claim: [/SEARCH commands USING (COVERING )?INDEX commands_claim/],
     expired: [/SEARCH commands USING INDEX commands_lease/],
     nextLeaseExpiry: [/SEARCH commands USING (COVERING )?INDEX commands_lease/],
-    nextAvailable: [/SEARCH commands USING (COVERING )?INDEX commands_claim \(available_at>\?\)/],
+    // The claim and the per-key statements: store-sqlite-routing.test.ts.
+    nextAvailable: [/SEARCH commands USING (COVERING )?INDEX commands_scheduled/],
     lastEventSeq: [/^SEARCH events$/], // max(rowid): the last page of the table b-tree
     eventLogHead: [/^SEARCH events$/],
     firstEventAtOrAfter: [/SEARCH events USING COVERING INDEX events_created \(created_at>\?\)/],

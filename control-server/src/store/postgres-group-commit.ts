@@ -152,6 +152,11 @@ export class PgGroupCommit {
           rows.map((r) => r.timeout_ms),
           rows.map((r) => r.available_at),
           rows.map((r) => r.created_at),
+          rows.map((r) => r.queue),
+          rows.map((r) => r.priority),
+          rows.map((r) => r.run_at),
+          rows.map((r) => r.concurrency_key),
+          rows.map((r) => r.concurrency_limit),
         ],
       });
     };
