@@ -13,17 +13,7 @@ import type { MakeStore } from './store-contract.js';
 const LEASE_MS = 30_000;
 const delay = (extra: Partial<SubmitBody> = {}): SubmitBody => ({ type: 'DELAY', payload: { ms: 1 }, ...extra }) as SubmitBody;
 
-/** What of routing a store implements; the suite defines the tests of what it does. */
-export interface RoutingCapabilities {
-  /** Commands over their key's concurrencyLimit are held (SPEC §9). */
-  concurrencyKeys: boolean;
-}
-
-export function describeRoutingContract(
-  name: string,
-  makeStore: MakeStore,
-  capabilities: RoutingCapabilities = { concurrencyKeys: true },
-): void {
+export function describeRoutingContract(name: string, makeStore: MakeStore): void {
   describe(`CommandStore routing contract: ${name}`, () => {
     let clock: TestClock;
     let store: CommandStore;
@@ -96,83 +86,79 @@ export function describeRoutingContract(
       expect(await claimAll('a')).toEqual([later.id]);
     });
 
-    // Per-key concurrency limits are defined only for stores that enforce them: the PostgreSQL
-    // store stores concurrencyKey/concurrencyLimit but does not hold commands behind them yet.
-    if (capabilities.concurrencyKeys) {
-      test('a key never has more than its limit RUNNING; the rest are held and start as slots free', async () => {
-        const ids: string[] = [];
-        for (let i = 0; i < 5; i++) ids.push((await submit({ concurrencyKey: 'tenant-1', concurrencyLimit: 2 })).id);
-        const other = await submit();
-        const first = await store.claimBatch('a', LEASE_MS, 10);
-        expect(first.map((c) => c.id)).toEqual([ids[0], ids[1], other.id]);
-        expect(await store.pendingState(ids[2]!)).toMatchObject({ state: 'held', running: 2, limit: 2 });
-        await complete(first[0]!);
-        expect(await claimAll('b')).toEqual([ids[2]]);
-        // Cancel of a held command frees nothing; a canceled ready one frees its slot.
-        await store.cancel(ids[4]!);
-        await complete(first[1]!);
-        expect(await store.pendingState(ids[3]!)).toMatchObject({ state: 'ready' });
-        await store.cancel(ids[3]!);
-        expect(await claimAll('b')).toEqual([]);
-        // A later submit raises the key's limit: held commands start at once.
-        const more = [await submit({ concurrencyKey: 'tenant-1', concurrencyLimit: 3 }), await submit({ concurrencyKey: 'tenant-1', concurrencyLimit: 3 })];
-        expect(await claimAll('b')).toEqual([more[0]!.id, more[1]!.id]);
-      });
+    test('a key never has more than its limit RUNNING; the rest are held and start as slots free', async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) ids.push((await submit({ concurrencyKey: 'tenant-1', concurrencyLimit: 2 })).id);
+      const other = await submit();
+      const first = await store.claimBatch('a', LEASE_MS, 10);
+      expect(first.map((c) => c.id)).toEqual([ids[0], ids[1], other.id]);
+      expect(await store.pendingState(ids[2]!)).toMatchObject({ state: 'held', running: 2, limit: 2 });
+      await complete(first[0]!);
+      expect(await claimAll('b')).toEqual([ids[2]]);
+      // Cancel of a held command frees nothing; a canceled ready one frees its slot.
+      await store.cancel(ids[4]!);
+      await complete(first[1]!);
+      expect(await store.pendingState(ids[3]!)).toMatchObject({ state: 'ready' });
+      await store.cancel(ids[3]!);
+      expect(await claimAll('b')).toEqual([]);
+      // A later submit raises the key's limit: held commands start at once.
+      const more = [await submit({ concurrencyKey: 'tenant-1', concurrencyLimit: 3 }), await submit({ concurrencyKey: 'tenant-1', concurrencyLimit: 3 })];
+      expect(await claimAll('b')).toEqual([more[0]!.id, more[1]!.id]);
+    });
 
-      test('an expired lease and a retryable failure give the key slot back', async () => {
-        const a = await submit({ concurrencyKey: 'k', concurrencyLimit: 1 });
-        const b = await submit({ concurrencyKey: 'k', concurrencyLimit: 1 });
-        const [ca] = await store.claimBatch('x', LEASE_MS, 5);
-        expect(ca?.id).toBe(a.id);
-        clock.advance(LEASE_MS + 1);
-        await store.requeueExpired();
-        const [cb] = await store.claimBatch('y', LEASE_MS, 5);
-        expect(cb?.id).toBe(b.id);
-        await store.report(b.id, { agentId: 'y', leaseId: cb!.leaseId, status: 'FAILED', retryable: true, error: 'x' });
-        clock.advance(60_000);
-        expect((await store.claimBatch('z', LEASE_MS, 5)).map((c) => c.id)).toEqual([a.id]);
-      });
+    test('an expired lease and a retryable failure give the key slot back', async () => {
+      const a = await submit({ concurrencyKey: 'k', concurrencyLimit: 1 });
+      const b = await submit({ concurrencyKey: 'k', concurrencyLimit: 1 });
+      const [ca] = await store.claimBatch('x', LEASE_MS, 5);
+      expect(ca?.id).toBe(a.id);
+      clock.advance(LEASE_MS + 1);
+      await store.requeueExpired();
+      const [cb] = await store.claimBatch('y', LEASE_MS, 5);
+      expect(cb?.id).toBe(b.id);
+      await store.report(b.id, { agentId: 'y', leaseId: cb!.leaseId, status: 'FAILED', retryable: true, error: 'x' });
+      clock.advance(60_000);
+      expect((await store.claimBatch('z', LEASE_MS, 5)).map((c) => c.id)).toEqual([a.id]);
+    });
 
-      test('property: random submits, claims by 3 agents, reports, cancels and expiries never exceed a limit', async () => {
-        const random = mulberry32(1313);
-        const pick = <T>(items: readonly T[]) => items[Math.floor(random() * items.length)]!;
-        const limits: Record<string, number> = { k1: 1, k2: 2, k3: 3 };
-        const running = new Map<string, ClaimedCommand>();
-        const check = async () => {
-          const perKey = new Map<string, number>();
-          for (const c of running.values()) {
-            const now = await store.get(c.id);
-            if (now?.status === 'RUNNING' && now.concurrencyKey) perKey.set(now.concurrencyKey, (perKey.get(now.concurrencyKey) ?? 0) + 1);
-          }
-          for (const [key, n] of perKey) expect(n, `${key} over its limit`).toBeLessThanOrEqual(limits[key]!);
-        };
-        for (let step = 0; step < 400; step++) {
-          const r = random();
-          if (r < 0.35) {
-            const key = pick(['k1', 'k2', 'k3', undefined]);
-            await submit(key ? { concurrencyKey: key, concurrencyLimit: limits[key]!, priority: Math.floor(random() * 3) } : {});
-          } else if (r < 0.65) {
-            const agent = pick(['a1', 'a2', 'a3']);
-            const got = await store.claimEach([{ agentId: agent, max: 1 + Math.floor(random() * 3) }, { agentId: `${agent}-b`, max: 2 }], LEASE_MS);
-            for (const c of got.flat()) running.set(c.id, c);
-          } else if (r < 0.9 && running.size > 0) {
-            const c = pick([...running.values()]);
-            running.delete(c.id);
-            const failed = random() < 0.3;
-            await store
-              .report(c.id, { agentId: c.agentId ?? '', leaseId: c.leaseId, ...(failed ? { status: 'FAILED', retryable: true, error: 'e' } : {}) })
-              .catch(() => undefined);
-          } else if (r < 0.95) {
-            clock.advance(Math.floor(random() * 40_000));
-            await store.requeueExpired();
-            await store.promoteDue();
-          } else {
-            const list = await store.list({ status: 'PENDING', limit: 5 });
-            if (list.commands[0]) await store.cancel(list.commands[0].id);
-          }
-          await check();
+    test('property: random submits, claims by 3 agents, reports, cancels and expiries never exceed a limit', async () => {
+      const random = mulberry32(1313);
+      const pick = <T>(items: readonly T[]) => items[Math.floor(random() * items.length)]!;
+      const limits: Record<string, number> = { k1: 1, k2: 2, k3: 3 };
+      const running = new Map<string, ClaimedCommand>();
+      const check = async () => {
+        const perKey = new Map<string, number>();
+        for (const c of running.values()) {
+          const now = await store.get(c.id);
+          if (now?.status === 'RUNNING' && now.concurrencyKey) perKey.set(now.concurrencyKey, (perKey.get(now.concurrencyKey) ?? 0) + 1);
         }
-      });
-    }
+        for (const [key, n] of perKey) expect(n, `${key} over its limit`).toBeLessThanOrEqual(limits[key]!);
+      };
+      for (let step = 0; step < 400; step++) {
+        const r = random();
+        if (r < 0.35) {
+          const key = pick(['k1', 'k2', 'k3', undefined]);
+          await submit(key ? { concurrencyKey: key, concurrencyLimit: limits[key]!, priority: Math.floor(random() * 3) } : {});
+        } else if (r < 0.65) {
+          const agent = pick(['a1', 'a2', 'a3']);
+          const got = await store.claimEach([{ agentId: agent, max: 1 + Math.floor(random() * 3) }, { agentId: `${agent}-b`, max: 2 }], LEASE_MS);
+          for (const c of got.flat()) running.set(c.id, c);
+        } else if (r < 0.9 && running.size > 0) {
+          const c = pick([...running.values()]);
+          running.delete(c.id);
+          const failed = random() < 0.3;
+          await store
+            .report(c.id, { agentId: c.agentId ?? '', leaseId: c.leaseId, ...(failed ? { status: 'FAILED', retryable: true, error: 'e' } : {}) })
+            .catch(() => undefined);
+        } else if (r < 0.95) {
+          clock.advance(Math.floor(random() * 40_000));
+          await store.requeueExpired();
+          await store.promoteDue();
+        } else {
+          const list = await store.list({ status: 'PENDING', limit: 5 });
+          if (list.commands[0]) await store.cancel(list.commands[0].id);
+        }
+        await check();
+      }
+    });
   });
 }

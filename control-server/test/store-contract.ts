@@ -8,7 +8,7 @@ import type { ClaimedCommand, Command, SubmitBody } from '@agent-executor/common
 import type { HttpError } from '../src/errors.js';
 import type { CommandStore, StoredEvent } from '../src/store/store.js';
 import { TestClock } from './helpers.js';
-import { describeRoutingContract, type RoutingCapabilities } from './store-contract-routing.js';
+import { describeRoutingContract } from './store-contract-routing.js';
 
 export interface StoreOptions {
   now: () => number;
@@ -34,12 +34,8 @@ async function rejectsWith(promise: Promise<unknown>, statusCode: number): Promi
   return error?.message ?? '';
 }
 
-export function describeStoreContract(
-  name: string,
-  makeStore: MakeStore,
-  routing: RoutingCapabilities = { concurrencyKeys: true },
-): void {
-  describeRoutingContract(name, makeStore, routing);
+export function describeStoreContract(name: string, makeStore: MakeStore): void {
+  describeRoutingContract(name, makeStore);
   describe(`CommandStore contract: ${name}`, () => {
     let clock: TestClock;
     /** The store's `random`: 0.5 makes the backoff jitter factor exactly 1. */

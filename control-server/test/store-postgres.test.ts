@@ -9,13 +9,9 @@ import { TestClock } from './helpers.js';
 
 const adminUrl = inject('postgresUrl');
 
-// Each test gets its own database: the contract expects an empty store. Routing on PostgreSQL:
-// queues, types, priority and runAt; concurrency keys are stored but not enforced yet.
-describeStoreContract(
-  'PostgreSQL',
-  async ({ now, random }) =>
-    PostgresCommandStore.open({ connectionString: await createDatabase(adminUrl, 'contract'), now, random, poolSize: 4 }),
-  { concurrencyKeys: false },
+// Each test gets its own database: the contract expects an empty store.
+describeStoreContract('PostgreSQL', async ({ now, random }) =>
+  PostgresCommandStore.open({ connectionString: await createDatabase(adminUrl, 'contract'), now, random, poolSize: 4 }),
 );
 
 describe('PostgreSQL store', () => {

@@ -1,7 +1,7 @@
 -- Routing (SPEC §9), as in migrations/sqlite/003_routing.sql where the two agree. The PostgreSQL
 -- store stores every routing field and claims by queue, type, priority and availability
--- (available_at holds runAt); `ready` stays 1 (it keeps no held state: concurrency keys are not
--- enforced on PostgreSQL yet, see README).
+-- (available_at holds runAt). `ready` stays 1: it keeps no held state; the claim itself skips a
+-- key at its limit (postgres-statements.ts), counting the key's RUNNING commands.
 ALTER TABLE commands
   ADD COLUMN queue             text     NOT NULL DEFAULT 'default',
   ADD COLUMN priority          integer  NOT NULL DEFAULT 0,
@@ -18,6 +18,9 @@ ALTER TABLE commands ADD CONSTRAINT commands_type_check CHECK (type ~ '^[A-Z0-9_
 -- The claim: per (queue, type), PENDING commands in claim order.
 CREATE INDEX commands_route ON commands (queue, type, priority DESC, seq) WHERE status = 'PENDING';
 CREATE INDEX commands_queue_seq ON commands (queue, seq);
+-- Per-key concurrency: a key's RUNNING count, and its limit (its newest command's).
+CREATE INDEX commands_key_running ON commands (concurrency_key) WHERE status = 'RUNNING' AND concurrency_key IS NOT NULL;
+CREATE INDEX commands_key_seq ON commands (concurrency_key, seq) WHERE concurrency_key IS NOT NULL;
 -- GET /queues: counts and the oldest PENDING per queue, over active commands only.
 CREATE INDEX commands_active_queue ON commands (status, queue, created_at) WHERE status IN ('PENDING', 'RUNNING');
 

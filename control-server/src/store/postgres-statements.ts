@@ -70,12 +70,25 @@ export const sql = {
   // instead of queueing behind it, and never take the same row.
   claim: statement(
     'claim',
-    `WITH picked AS (
-       SELECT seq, row_number() OVER (ORDER BY priority DESC, seq) AS slot
-       FROM (SELECT seq, priority FROM commands
-             WHERE status = 'PENDING' AND available_at <= $3 AND queue = ANY($4::text[]) AND type = ANY($5::text[])
-             ORDER BY priority DESC, seq LIMIT cardinality($1::text[])
-             FOR UPDATE SKIP LOCKED) AS available),
+    `WITH candidates AS (
+       SELECT seq, priority, concurrency_key,
+              CASE WHEN concurrency_key IS NULL THEN NULL ELSE
+                (SELECT l.concurrency_limit FROM commands l
+                 WHERE l.concurrency_key = c.concurrency_key ORDER BY l.seq DESC LIMIT 1)
+                - (SELECT count(*) FROM commands r
+                   WHERE r.status = 'RUNNING' AND r.concurrency_key = c.concurrency_key) END AS free
+       FROM commands c
+       WHERE status = 'PENDING' AND available_at <= $3 AND queue = ANY($4::text[]) AND type = ANY($5::text[])
+         AND (concurrency_key IS NULL OR $6::boolean)
+       ORDER BY priority DESC, seq LIMIT cardinality($1::text[])
+       FOR UPDATE SKIP LOCKED),
+     allowed AS (
+       SELECT seq, priority, concurrency_key, free,
+              row_number() OVER (PARTITION BY concurrency_key ORDER BY priority DESC, seq) AS nth
+       FROM candidates),
+     picked AS (
+       SELECT seq, row_number() OVER (ORDER BY priority DESC, seq) AS slot FROM allowed
+       WHERE concurrency_key IS NULL OR nth <= free),
      slots AS (SELECT agent_id, slot FROM unnest($1::text[]) WITH ORDINALITY AS s(agent_id, slot))
      UPDATE commands c
      SET status = 'RUNNING', agent_id = slots.agent_id, lease_id = replace(gen_random_uuid()::text, '-', ''),
@@ -83,6 +96,20 @@ export const sql = {
          progress = NULL, report_hash = NULL, updated_at = $3
      FROM picked JOIN slots USING (slot) WHERE c.seq = picked.seq
      RETURNING c.*`,
+  ),
+  /**
+   * Keyed claims of all replicas take turns: a claim counts a key's RUNNING commands, and two
+   * claims counting at once (each blind to the other's uncommitted rows) would both take the last
+   * slot. Taken in its own statement, before the claim, so the claim's snapshot sees every keyed
+   * claim committed before it. A try: a claim never waits on it (no deadlock with the row locks of
+   * the other writes of its batch); one that misses it leaves keyed commands for the next poll.
+   */
+  keyedClaimLock: statement('keyed_claim_lock', 'SELECT pg_try_advisory_xact_lock($1) AS got'),
+  /** A key's RUNNING count and its limit (its newest command's), for waitingFor. */
+  keyState: statement(
+    'key_state',
+    `SELECT (SELECT count(*)::integer FROM commands WHERE status = 'RUNNING' AND concurrency_key = $1) AS running,
+            (SELECT concurrency_limit FROM commands WHERE concurrency_key = $1 ORDER BY seq DESC LIMIT 1) AS "limit"`,
   ),
   // available_at is left alone: the command keeps its place at the head of the queue.
   release: statement(

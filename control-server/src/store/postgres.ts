@@ -75,6 +75,11 @@ const PRUNE_LOCK = 0x61657866;
 /** SQLSTATE disk_full: PostgreSQL could not extend a file (ENOSPC). */
 const DISK_FULL = '53100';
 
+/** The advisory lock keyed claims take turns on (postgres-statements.ts keyedClaimLock). */
+const KEYED_CLAIM_LOCK = 0x61656b79; // "aeky"
+/** How soon polls try again after a claim missed the keyed turn. */
+const KEYED_RETRY_MS = 20;
+
 interface AgentRow {
   id: string;
   hostname: string | null;
@@ -355,9 +360,14 @@ export class PostgresCommandStore implements CommandStore {
     return this.write(async (tx) => {
       const now = this.now();
       const answers: ClaimedCommand[][] = requests.map(() => []);
+      const [lock] = (await tx.query<{ got: boolean }>(sql.keyedClaimLock, [KEYED_CLAIM_LOCK])).rows;
+      const keyed = lock?.got === true;
+      // Another replica's claim holds the turn: keyed commands wait for the next poll, so wake
+      // this replica's polls again shortly (the other claim may leave some).
+      if (!keyed) setTimeout(() => this.announceWork(), KEYED_RETRY_MS).unref();
       for (const { route, indexes } of byRoute.values()) {
         const slots = indexes.flatMap((i) => Array<string>(requests[i]!.max).fill(requests[i]!.agentId));
-        const { rows } = await tx.query(sql.claim, [slots, now + leaseMs, now, route.queues, route.types]);
+        const { rows } = await tx.query(sql.claim, [slots, now + leaseMs, now, route.queues, route.types, keyed]);
         rows.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
         let next = 0;
         for (const i of indexes) {
@@ -503,12 +513,17 @@ export class PostgresCommandStore implements CommandStore {
     return false;
   }
 
-  /** Scheduled or ready: the PostgreSQL store holds no command behind a concurrency key (yet). */
+  /** Scheduled, held (its key has no free slot: the claim passes it over) or ready. */
   async pendingState(id: string): Promise<PendingState | undefined> {
     const [row] = await this.rows(sql.byId, [id]);
     if (!row || row.status !== 'PENDING') return undefined;
     const base = { queue: row.queue, type: row.type };
-    return row.available_at > this.now() ? { ...base, state: 'scheduled', until: row.available_at } : { ...base, state: 'ready' };
+    if (row.available_at > this.now()) return { ...base, state: 'scheduled', until: row.available_at };
+    if (row.concurrency_key === null) return { ...base, state: 'ready' };
+    const [key] = await this.rows<{ running: number; limit: number | null }>(sql.keyState, [row.concurrency_key]);
+    const limit = key?.limit ?? row.concurrency_limit ?? 0;
+    const running = key?.running ?? 0;
+    return running >= limit ? { ...base, state: 'held', running, limit } : { ...base, state: 'ready' };
   }
 
   async saveAgents(records: readonly AgentRecord[]): Promise<void> {
