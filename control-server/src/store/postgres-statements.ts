@@ -105,11 +105,18 @@ export const sql = {
    * the other writes of its batch); one that misses it leaves keyed commands for the next poll.
    */
   keyedClaimLock: statement('keyed_claim_lock', 'SELECT pg_try_advisory_xact_lock($1) AS got'),
-  /** A key's RUNNING count and its limit (its newest command's), for waitingFor. */
+  /**
+   * For waitingFor: a key's RUNNING count, its limit (its newest command's), and how many of its
+   * PENDING commands due at $2 come before the one at priority $3, seq $4 in claim order (they
+   * take the free slots first, as SQLite's ready ones do).
+   */
   keyState: statement(
     'key_state',
     `SELECT (SELECT count(*)::integer FROM commands WHERE status = 'RUNNING' AND concurrency_key = $1) AS running,
-            (SELECT concurrency_limit FROM commands WHERE concurrency_key = $1 ORDER BY seq DESC LIMIT 1) AS "limit"`,
+            (SELECT concurrency_limit FROM commands WHERE concurrency_key = $1 ORDER BY seq DESC LIMIT 1) AS "limit",
+            (SELECT count(*)::integer FROM commands
+             WHERE status = 'PENDING' AND concurrency_key = $1 AND available_at <= $2
+               AND (priority > $3 OR (priority = $3 AND seq < $4))) AS ahead`,
   ),
   // available_at is left alone: the command keeps its place at the head of the queue.
   release: statement(

@@ -513,17 +513,25 @@ export class PostgresCommandStore implements CommandStore {
     return false;
   }
 
-  /** Scheduled, held (its key has no free slot: the claim passes it over) or ready. */
+  /**
+   * Scheduled, held (its key's free slots go to its commands before it in claim order, or it has
+   * none: the claim passes it over) or ready.
+   */
   async pendingState(id: string): Promise<PendingState | undefined> {
     const [row] = await this.rows(sql.byId, [id]);
     if (!row || row.status !== 'PENDING') return undefined;
     const base = { queue: row.queue, type: row.type };
     if (row.available_at > this.now()) return { ...base, state: 'scheduled', until: row.available_at };
     if (row.concurrency_key === null) return { ...base, state: 'ready' };
-    const [key] = await this.rows<{ running: number; limit: number | null }>(sql.keyState, [row.concurrency_key]);
+    const [key] = await this.rows<{ running: number; limit: number | null; ahead: number }>(sql.keyState, [
+      row.concurrency_key,
+      this.now(),
+      row.priority,
+      row.seq,
+    ]);
     const limit = key?.limit ?? row.concurrency_limit ?? 0;
     const running = key?.running ?? 0;
-    return running >= limit ? { ...base, state: 'held', running, limit } : { ...base, state: 'ready' };
+    return running + (key?.ahead ?? 0) >= limit ? { ...base, state: 'held', running, limit } : { ...base, state: 'ready' };
   }
 
   async saveAgents(records: readonly AgentRecord[]): Promise<void> {
