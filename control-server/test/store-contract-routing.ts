@@ -106,6 +106,14 @@ export function describeRoutingContract(name: string, makeStore: MakeStore): voi
       expect(await claimAll('b')).toEqual([more[0]!.id, more[1]!.id]);
     });
 
+    test('a key at its limit does not stand in the way: a lower-priority command behind its backlog is claimed', async () => {
+      const keyed = { concurrencyKey: 'busy', concurrencyLimit: 1, priority: 5 };
+      for (let i = 0; i < 20; i++) await submit(keyed);
+      const behind = await submit();
+      expect(await claimAll('a', undefined, 1)).toHaveLength(1);
+      expect(await claimAll('b', undefined, 1), 'the key is at its limit; the next command goes').toEqual([behind.id]);
+    });
+
     test('an expired lease and a retryable failure give the key slot back', async () => {
       const a = await submit({ concurrencyKey: 'k', concurrencyLimit: 1 });
       const b = await submit({ concurrencyKey: 'k', concurrencyLimit: 1 });

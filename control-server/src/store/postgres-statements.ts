@@ -79,7 +79,11 @@ export const sql = {
                    WHERE r.status = 'RUNNING' AND r.concurrency_key = c.concurrency_key) END AS free
        FROM commands c
        WHERE status = 'PENDING' AND available_at <= $3 AND queue = ANY($4::text[]) AND type = ANY($5::text[])
-         AND (concurrency_key IS NULL OR $6::boolean)
+         -- A key at its limit is passed over here, so its backlog never fills the window.
+         AND (concurrency_key IS NULL OR ($6::boolean AND
+              (SELECT l.concurrency_limit FROM commands l
+               WHERE l.concurrency_key = c.concurrency_key ORDER BY l.seq DESC LIMIT 1)
+              > (SELECT count(*) FROM commands r WHERE r.status = 'RUNNING' AND r.concurrency_key = c.concurrency_key)))
        ORDER BY priority DESC, seq LIMIT cardinality($1::text[])
        FOR UPDATE SKIP LOCKED),
      allowed AS (
