@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { AgentId, MAX_LONG_POLL_WAIT_S } from '@agent-executor/common';
+import { AgentId, DEFAULT_QUEUE, MAX_ADVERTISED, MAX_LONG_POLL_WAIT_S, QUEUE_PATTERN } from '@agent-executor/common';
 import { z } from 'zod';
 import { DRILL_POINTS, type DrillPoint } from './crash-drill.js';
 import { HttpAllow, type AllowEntry } from './http-allow.js';
@@ -41,6 +41,14 @@ const Env = z.object({
   LONG_POLL_WAIT: int(0, MAX_LONG_POLL_WAIT_S).default(25),
   AGENT_ID: AgentId.optional(),
   CONCURRENCY: int(1, 256).default(1),
+  /** The queues this agent serves (SPEC §9), comma-separated. */
+  AGENT_QUEUES: z
+    .string()
+    .default(DEFAULT_QUEUE)
+    .transform((text) => [...new Set(text.split(',').map((q) => q.trim()).filter(Boolean))])
+    .refine((queues) => queues.length >= 1 && queues.length <= MAX_ADVERTISED, `name 1 to ${MAX_ADVERTISED} queues`)
+    // Checked as a whole, so the message names AGENT_QUEUES and not AGENT_QUEUES.0.
+    .refine((queues) => queues.every((queue) => QUEUE_PATTERN.test(queue)), 'each queue: [a-z0-9][a-z0-9._-]{0,63}'),
   IDEMPOTENCY_DB_PATH: z.string().default(DEFAULT_DB_PATH),
   AGENT_TOKEN: z.string().optional(),
   /** Secure by default: anyone who may submit could otherwise read the agents' internal network. */
@@ -71,6 +79,7 @@ export interface AgentConfig {
   longPollWaitS: number;
   agentId: string | undefined;
   concurrency: number;
+  queues: string[];
   dbPath: string;
   agentToken: string | undefined;
   blockPrivate: boolean;
@@ -98,6 +107,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
     longPollWaitS: e.LONG_POLL_WAIT,
     agentId: e.AGENT_ID,
     concurrency: e.CONCURRENCY,
+    queues: e.AGENT_QUEUES,
     dbPath: e.IDEMPOTENCY_DB_PATH,
     agentToken: e.AGENT_TOKEN,
     blockPrivate: e.HTTP_BLOCK_PRIVATE,

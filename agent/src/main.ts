@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { ConfigError, loadConfig, type AgentConfig } from './config.js';
@@ -13,6 +15,8 @@ import { OUTBOX_PRUNE_EVERY_MS, OUTBOX_RETENTION_MS, OutboxPruner } from './outb
 import { ServerClient } from './server-client.js';
 import { SsrfGuard } from './ssrf-guard.js';
 import { Worker } from './worker.js';
+
+const AGENT_VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 function fail(message: string): never {
   console.error(`agent: ${message}`);
@@ -67,12 +71,23 @@ const agentId = agentIdentity(db, config.agentId);
 const log = pino({ level: config.logLevel, base: { agentId }, timestamp: pino.stdTimeFunctions.isoTime });
 const metrics = new AgentMetrics(() => outbox.countUnreported());
 const pruner = new OutboxPruner({ outbox, retentionMs: OUTBOX_RETENTION_MS, everyMs: OUTBOX_PRUNE_EVERY_MS, log });
-const client = new ServerClient({ serverUrls: config.serverUrls, agentId, token: config.agentToken, log, metrics });
-const worker = new Worker({
+const runners = executors({ guard: new SsrfGuard({ blockPrivate: config.blockPrivate, allow: config.httpAllow }) });
+const client = new ServerClient({
+  serverUrls: config.serverUrls,
+  agentId,
+  token: config.agentToken,
+  log,
+  metrics,
+  // Every poll says what this agent serves: its queues, and the types it has an executor for.
+  route: { queues: config.queues, types: Object.keys(runners) },
+  details: { hostname: hostname(), version: AGENT_VERSION, concurrency: config.concurrency },
+  onDrain: () => worker.drainRequested(),
+});
+const worker: Worker = new Worker({
   client,
   outbox,
   commits,
-  executors: executors({ guard: new SsrfGuard({ blockPrivate: config.blockPrivate, allow: config.httpAllow }) }),
+  executors: runners,
   agentId,
   concurrency: config.concurrency,
   longPollWaitS: config.longPollWaitS,

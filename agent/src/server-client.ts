@@ -1,4 +1,5 @@
 import {
+  AGENT_DRAIN_HEADER,
   BatchClaimResponse,
   BatchResultResponse,
   ClaimedCommand,
@@ -27,6 +28,12 @@ export interface ServerClientOptions {
   log: Logger;
   /** Counts report retries. */
   metrics?: AgentMetrics;
+  /** What every poll advertises (SPEC §9): the queues served and the types this agent can run. */
+  route?: { queues: readonly string[]; types: readonly string[] };
+  /** Shown in the server's GET /agents. */
+  details?: { hostname?: string; version?: string; concurrency?: number };
+  /** The server answered with `Agent-Drain: true`: stop claiming, finish, exit. */
+  onDrain?: () => void;
 }
 
 export type ReportAnswer =
@@ -95,7 +102,7 @@ export class ServerClient {
 
   /** Leases the next command, holding the poll open up to `waitS` seconds; undefined means no work. */
   async next(waitS: number, signal: AbortSignal): Promise<ClaimedCommand | undefined> {
-    const query = new URLSearchParams({ agentId: this.options.agentId, wait: String(waitS) });
+    const query = this.pollQuery({ agentId: this.options.agentId, wait: String(waitS) });
     return this.retrying('poll', signal, async () => {
       this.options.log.debug({ waitS }, 'polling for work');
       // The server answers within waitS; a poll open much longer than that is a dead connection.
@@ -117,7 +124,7 @@ export class ServerClient {
       return command ? [command] : [];
     }
     const { agentId } = this.options;
-    const query = new URLSearchParams({ agentId, max: String(Math.min(max, MAX_BATCH_CLAIM)), wait: String(waitS) });
+    const query = this.pollQuery({ agentId, max: String(Math.min(max, MAX_BATCH_CLAIM)), wait: String(waitS) });
     const commands = await this.retrying('poll', signal, async () => {
       this.options.log.debug({ waitS, max }, 'polling for work');
       const path = `/commands/next-batch?${query}`;
@@ -231,6 +238,20 @@ export class ServerClient {
    * next one in turn (at once: a long-poll cut by a dying server is re-polled on the next without a
    * pause). Throws the last failure when every server failed it; a 429 or a 4xx is not a failover.
    */
+  /** A poll's query: its own parameters and what the agent advertises. */
+  private pollQuery(params: Record<string, string>): URLSearchParams {
+    const { route, details } = this.options;
+    const query = new URLSearchParams(params);
+    if (route) {
+      query.set('queues', route.queues.join(','));
+      query.set('types', route.types.join(','));
+    }
+    if (details?.hostname) query.set('hostname', details.hostname);
+    if (details?.version) query.set('version', details.version);
+    if (details?.concurrency) query.set('concurrency', String(details.concurrency));
+    return query;
+  }
+
   private async call(
     method: Dispatcher.HttpMethod,
     path: string,
@@ -276,6 +297,7 @@ export class ServerClient {
       bodyTimeout: timeoutMs,
     });
     const text = await response.body.text();
+    if (response.headers[AGENT_DRAIN_HEADER] === 'true') this.options.onDrain?.();
     if (response.statusCode >= 500 || response.statusCode === 429) {
       const message = `server answered ${response.statusCode} to request ${requestId}: ${text.slice(0, 200)}`;
       throw new ServerUnavailable(response.statusCode, message);

@@ -27,6 +27,8 @@ export interface WorkerOptions {
   metrics?: AgentMetrics;
 }
 
+/** A drain the server asked for waits for the running commands (a timer's longest delay, ~24.8 days). */
+const NO_DRAIN_LIMIT_MS = 2 ** 31 - 1;
 /** After the drain time, aborted attempts get this long to report before the agent gives up on them. */
 const REPORT_GRACE_MS = 2_000;
 
@@ -78,6 +80,16 @@ export class Worker {
   stop(drainMs: number): Promise<void> {
     this.stopped ??= this.drain(drainMs);
     return this.stopped;
+  }
+
+  /**
+   * The server drains this agent (POST /agents/:id/drain): it claims nothing more, lets every
+   * running command finish however long it takes, reports, and `run()` resolves (exit 0).
+   */
+  drainRequested(): void {
+    if (this.stopping) return;
+    this.log.info(`drained by the server: claiming nothing more; ${this.running} running command(s) finish first`);
+    void this.stop(NO_DRAIN_LIMIT_MS);
   }
 
   private async live(): Promise<void> {

@@ -198,6 +198,7 @@ describe('an attempt', () => {
       updatedAt: now,
       startedAt: now,
       finishedAt: null,
+      queue: 'default', priority: 0, runAt: null, concurrencyKey: null, concurrencyLimit: null,
     };
   };
   const options = { client, agentId: 'a', executors: executors({ guard: new SsrfGuard({ blockPrivate: false }) }), shutdown: new AbortController().signal, log };

@@ -29,6 +29,7 @@ function claimed(startedAt: number, leaseMs: number): ClaimedCommand {
     updatedAt: iso(startedAt),
     startedAt: iso(startedAt),
     finishedAt: null,
+    queue: 'default', priority: 0, runAt: null, concurrencyKey: null, concurrencyLimit: null,
   };
 }
 

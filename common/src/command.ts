@@ -43,6 +43,34 @@ export type Progress = z.infer<typeof Progress>;
 
 const isoTime = z.iso.datetime();
 
+// Routing and flow control (SPEC §9).
+export const DEFAULT_QUEUE = 'default';
+export const QUEUE_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+export const QueueName = z
+  .string()
+  .regex(QUEUE_PATTERN, 'a queue name: 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit')
+  .meta({ id: 'QueueName' });
+export const MIN_PRIORITY = -100;
+export const MAX_PRIORITY = 100;
+export const MAX_CONCURRENCY_KEY_LENGTH = 128;
+export const MAX_CONCURRENCY_LIMIT = 1000;
+/** `runAt` may be at most this far ahead. */
+export const MAX_RUN_AT_AHEAD_MS = 366 * 24 * 60 * 60 * 1000;
+
+/**
+ * Why a PENDING command has not started (SPEC §9), computed when `GET /commands/:id` asks:
+ * `schedule` (its runAt or retry backoff is ahead: `until`), `concurrency` (its key has `limit`
+ * RUNNING or about to start: `running`), `agent` (no live agent serves its queue and type),
+ * `capacity` (some do, but they are busy).
+ */
+export const WaitingFor = z.object({
+  reason: z.enum(['agent', 'concurrency', 'schedule', 'capacity']),
+  until: isoTime.optional(),
+  running: z.int().optional(),
+  limit: z.int().optional(),
+}).meta({ id: 'WaitingFor' });
+export type WaitingFor = z.infer<typeof WaitingFor>;
+
 /** A command as every client sees it. The lease id is never part of it (see ClaimedCommand). */
 export const Command = z.object({
   id: z.string(),
@@ -64,6 +92,14 @@ export const Command = z.object({
   updatedAt: isoTime,
   startedAt: isoTime.nullable(),
   finishedAt: isoTime.nullable(),
+  queue: z.string(),
+  priority: z.int(),
+  /** The start time asked at submit, if any (availableAt says when it may next be claimed). */
+  runAt: isoTime.nullable(),
+  concurrencyKey: z.string().nullable(),
+  concurrencyLimit: z.int().nullable(),
+  /** Only in `GET /commands/:id` of a PENDING command. */
+  waitingFor: WaitingFor.optional(),
 }).meta({ id: 'Command' });
 export type Command = z.infer<typeof Command>;
 

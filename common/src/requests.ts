@@ -6,7 +6,13 @@ import {
   CommandType,
   DelayPayload,
   HttpGetJsonPayload,
+  MAX_CONCURRENCY_KEY_LENGTH,
+  MAX_CONCURRENCY_LIMIT,
   MAX_DELAY_MS,
+  MAX_PRIORITY,
+  MAX_RUN_AT_AHEAD_MS,
+  MIN_PRIORITY,
+  QueueName,
   Progress,
   SubmittedCommand,
 } from './command.js';
@@ -19,17 +25,38 @@ export const MAX_LONG_POLL_WAIT_S = 60;
 const maxAttempts = z.int().min(1).max(20).optional();
 const timeoutMs = z.int().min(1).max(MAX_DELAY_MS).optional();
 
+/** Routing and flow control (SPEC §9): the same optional fields on every command type. */
+const routing = {
+  queue: QueueName.optional(),
+  priority: z.int().min(MIN_PRIORITY).max(MAX_PRIORITY).optional(),
+  runAt: z.iso.datetime({ offset: true }).optional(),
+  concurrencyKey: z.string().min(1).max(MAX_CONCURRENCY_KEY_LENGTH).optional(),
+  concurrencyLimit: z.int().min(1).max(MAX_CONCURRENCY_LIMIT).optional(),
+};
+
 export const SubmitBody = z
   .discriminatedUnion('type', [
-    z.strictObject({ type: z.literal('DELAY'), payload: DelayPayload, maxAttempts, timeoutMs }),
+    z.strictObject({ type: z.literal('DELAY'), payload: DelayPayload, maxAttempts, timeoutMs, ...routing }),
     z.strictObject({
       type: z.literal('HTTP_GET_JSON'),
       payload: HttpGetJsonPayload,
       maxAttempts,
       timeoutMs,
+      ...routing,
     }),
   ])
   .superRefine((body, ctx) => {
+    // Both or neither: a key without a limit would mean nothing, a limit without a key neither.
+    if ((body.concurrencyKey === undefined) !== (body.concurrencyLimit === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [body.concurrencyKey === undefined ? 'concurrencyKey' : 'concurrencyLimit'],
+        message: 'concurrencyKey and concurrencyLimit go together: give both or neither',
+      });
+    }
+    if (body.runAt !== undefined && Date.parse(body.runAt) > Date.now() + MAX_RUN_AT_AHEAD_MS) {
+      ctx.addIssue({ code: 'custom', path: ['runAt'], message: 'must be at most one year ahead' });
+    }
     if (body.type === 'DELAY' && body.timeoutMs !== undefined && body.payload.ms >= body.timeoutMs) {
       ctx.addIssue({
         code: 'custom',
@@ -72,9 +99,30 @@ export const HeartbeatResponse = z.object({
 }).meta({ id: 'HeartbeatResponse' });
 export type HeartbeatResponse = z.infer<typeof HeartbeatResponse>;
 
+/** A command type as an agent names it: a newer agent may advertise types this server does not know. */
+export const TYPE_NAME_PATTERN = /^[A-Z][A-Z0-9_]{0,63}$/;
+/** 16 queues × 16 types: the claim merges one index range per pair (SQLite allows 500 per statement). */
+export const MAX_ADVERTISED = 16;
+
+/** `a,b,c` → a list of unique items, each checked by `item`. */
+const commaList = (item: z.ZodString, what: string) =>
+  z
+    .string()
+    .max(2048)
+    .transform((text) => [...new Set(text.split(',').map((part) => part.trim()).filter(Boolean))])
+    .pipe(z.array(item).min(1, `at least one ${what}`).max(MAX_ADVERTISED));
+
 export const NextQuery = z.strictObject({
   agentId: AgentId,
   wait: z.coerce.number().int().min(0).max(MAX_LONG_POLL_WAIT_S).optional(),
+  /** The queues this agent serves; `default` when absent. */
+  queues: commaList(QueueName, 'queue').optional(),
+  /** The command types this agent can run; every type this server knows when absent. */
+  types: commaList(z.string().regex(TYPE_NAME_PATTERN, 'a command type: A-Z 0-9 _'), 'type').optional(),
+  /** Shown in GET /agents. */
+  hostname: z.string().max(255).optional(),
+  version: z.string().max(64).optional(),
+  concurrency: z.coerce.number().int().min(1).max(10_000).optional(),
 });
 export type NextQuery = z.infer<typeof NextQuery>;
 
@@ -82,6 +130,7 @@ export const ListQuery = z.strictObject({
   status: CommandStatus.optional(),
   type: CommandType.optional(),
   agentId: AgentId.optional(),
+  queue: QueueName.optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   cursor: z.string().max(64).optional(),
 });

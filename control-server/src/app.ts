@@ -1,6 +1,7 @@
 import cors from '@fastify/cors';
 import { fastifySSE } from '@fastify/sse';
-import { MAX_BODY_BYTES } from '@agent-executor/common';
+import { MAX_BODY_BYTES, MAX_LONG_POLL_WAIT_S } from '@agent-executor/common';
+import { AgentRegistry } from './agent-registry.js';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Clock } from './clock.js';
@@ -21,6 +22,7 @@ import { agentRoutes } from './routes/agent.js';
 import { bulkRoutes } from './routes/bulk.js';
 import { commandRoutes } from './routes/commands.js';
 import { eventRoutes } from './routes/events.js';
+import { fleetRoutes } from './routes/fleet.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { SseHub } from './sse/hub.js';
@@ -96,6 +98,12 @@ export async function buildApp(config: ServerConfig, store: CommandStore, option
     log: app.log,
     ...(options.clock ? { clock: options.clock } : {}),
   });
+  // Gone: missed three chances to poll or heartbeat (the longest poll, or a lease).
+  const registry = new AgentRegistry(store, {
+    goneAfterMs: 3 * Math.max(MAX_LONG_POLL_WAIT_S * 1000, config.leaseMs),
+    ...(options.clock ? { now: () => options.clock!.wall() } : {}),
+    onError: (err) => app.log.error({ err }, 'the agent registry could not be saved'),
+  });
   const retention = new Retention(store, { retentionMs: config.retentionMs, log: app.log });
 
   await app.register(fastifySSE, { heartbeatInterval: 0 });
@@ -116,14 +124,16 @@ export async function buildApp(config: ServerConfig, store: CommandStore, option
     maxQueued: config.sseMaxQueued,
     maxQueuedBytes: config.sseMaxQueuedBytes,
   });
-  await app.register(commandRoutes, { store, apiToken: config.apiToken });
+  await app.register(commandRoutes, { store, registry, apiToken: config.apiToken });
   await app.register(bulkRoutes, { store, apiToken: config.apiToken });
   await serveDashboard(app, options.dashboardDir);
-  await app.register(agentRoutes, { store, longPoll, leaseMs: config.leaseMs, agentToken: config.agentToken });
+  await app.register(agentRoutes, { store, registry, longPoll, leaseMs: config.leaseMs, agentToken: config.agentToken });
+  await app.register(fleetRoutes, { registry, longPoll, apiToken: config.apiToken });
 
   app.addHook('onReady', async () => {
     reaper.start();
     retention.start();
+    registry.start();
   });
   // Before the server stops accepting: answer waiting polls (204) so close does not wait for them.
   app.addHook('preClose', async () => {
@@ -134,6 +144,7 @@ export async function buildApp(config: ServerConfig, store: CommandStore, option
     store.events.off('available', dispatch);
     await reaper.stop();
     await retention.stop();
+    await registry.stop();
   });
 
   return Object.assign(app, { longPoll, sseHub }) as unknown as App;

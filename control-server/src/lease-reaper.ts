@@ -84,6 +84,8 @@ export class LeaseReaper {
   private async reapAndRearm(): Promise<void> {
     try {
       this.noticeClockJump();
+      // runAt and backoffs that have come: their commands become claimable (a bounded batch each).
+      while (await this.store.promoteDue());
       if (this.clock.wall() >= this.graceUntil) {
         const changed = await this.store.requeueExpired();
         for (const command of changed) {

@@ -1,11 +1,14 @@
 import type { ServerResponse } from 'node:http';
 import { setImmediate as setImmediatePromise } from 'node:timers/promises';
 import type { ClaimedCommand } from '@agent-executor/common';
-import type { ClaimRequest } from './store/store.js';
+import type { ClaimRequest, Route } from './store/store.js';
 
 interface Waiter {
   agentId: string;
   max: number;
+  route: Route;
+  /** The route as one string: waiters with the same one compete for the same commands. */
+  shape: string;
   response: ServerResponse;
   /** Answered (work, timeout, hang-up or shutdown) and out of the queue. */
   settled: boolean;
@@ -59,7 +62,14 @@ export class LongPoll {
    * has signalled work since, that claim saw everything and the poll just waits; otherwise (or
    * without `since`) it claims again at once, for work that arrived in between.
    */
-  wait(agentId: string, max: number, ms: number, response: ServerResponse, since?: number): Promise<ClaimedCommand[]> {
+  wait(
+    agentId: string,
+    max: number,
+    route: Route,
+    ms: number,
+    response: ServerResponse,
+    since?: number,
+  ): Promise<ClaimedCommand[]> {
     if (this.closed) return Promise.resolve([]);
     return new Promise((resolve) => {
       const settle = (commands: ClaimedCommand[]) => {
@@ -69,7 +79,8 @@ export class LongPoll {
         this.waiters.delete(waiter);
         resolve(commands);
       };
-      const waiter: Waiter = { agentId, max, response, settled: false, settle };
+      const shape = `${[...route.queues].sort().join(',')}|${[...route.types].sort().join(',')}`;
+      const waiter: Waiter = { agentId, max, route, shape, response, settled: false, settle };
       // A client that hangs up (an agent killed while it waits) leaves the queue at once.
       const onClose = () => settle([]);
       const timer = setTimeout(() => settle([]), ms);
@@ -100,28 +111,36 @@ export class LongPoll {
   }
 
   private async handOut(): Promise<void> {
+    // Routes (queues × types) that found less than a poll asked for in this pass: the polls that
+    // wait behind with the same route would find nothing, but polls of other routes may.
+    const exhausted = new Set<string>();
     for (;;) {
-      const waiters = this.liveHead();
+      const waiters = this.liveHead(exhausted);
       if (waiters.length === 0) return;
-      const answers = await this.options.claim(waiters.map(({ agentId, max }) => ({ agentId, max })));
+      const answers = await this.options.claim(
+        waiters.map(({ agentId, max, route }) => ({ agentId, max, queues: route.queues, types: route.types })),
+      );
       // One turn of the event loop first, so hang-ups that arrived while the claim committed are
       // seen (a poll that left gets nothing and its commands go back) before anything is written.
       await setImmediatePromise();
       await Promise.all(answers.map((commands, i) => this.deliver(waiters[i]!, commands)));
-      // Only when every poll asked got all it wanted can work be left for the ones after them.
-      const allFilled = answers.length === waiters.length && answers.every((c, i) => c.length === waiters[i]!.max);
-      if (!allFilled) return;
+      waiters.forEach((waiter, i) => {
+        if ((answers[i]?.length ?? 0) < waiter.max) exhausted.add(waiter.shape);
+      });
     }
   }
 
-  /** The oldest waiting polls whose clients are still there; the others are dropped on the way. */
-  private liveHead(): Waiter[] {
+  /**
+   * The oldest waiting polls whose clients are still there and whose route may still find work;
+   * the gone ones are dropped on the way.
+   */
+  private liveHead(exhausted: ReadonlySet<string>): Waiter[] {
     const live: Waiter[] = [];
     for (const waiter of this.waiters) {
       if (live.length === WAITERS_PER_CLAIM) break;
       // Settling removes it from the set; the iteration goes on with the next one.
       if (isGone(waiter.response)) waiter.settle([]);
-      else live.push(waiter);
+      else if (!exhausted.has(waiter.shape)) live.push(waiter);
     }
     return live;
   }
@@ -135,6 +154,11 @@ export class LongPoll {
       return;
     }
     waiter.settle(commands);
+  }
+
+  /** Answers the waiting polls of `agentId` at once with no work (it is being drained). */
+  release(agentId: string): void {
+    for (const waiter of [...this.waiters]) if (waiter.agentId === agentId) waiter.settle([]);
   }
 
   /** Answers every waiting poll with "no work" (204); later waits answer at once. */

@@ -83,7 +83,16 @@ const cases: Record<string, Case> = {
   'submit with a numeric type': submit({ type: 7, payload: { ms: 1 } }, /type/),
   'submit without a payload': submit({ type: 'DELAY' }, /payload/),
   'submit with a non-object payload': submit(delay(5), /payload/),
-  'submit with an unknown top-level field': submit(delay({ ms: 1 }, { priority: 9 }), /Unrecognized key.*priority/),
+  'submit with an unknown top-level field': submit(delay({ ms: 1 }, { urgency: 9 }), /Unrecognized key.*urgency/),
+  // Routing fields (SPEC §9)
+  'submit with an upper-case queue': submit(delay({ ms: 1 }, { queue: 'GPU' }), /queue: a queue name/),
+  'submit with a 65-character queue': submit(delay({ ms: 1 }, { queue: 'q'.repeat(65) }), /queue/),
+  'submit with priority 101': submit(delay({ ms: 1 }, { priority: 101 }), /priority: .*<=100/),
+  'submit with priority 1.5': submit(delay({ ms: 1 }, { priority: 1.5 }), /priority: .*int/),
+  'submit with runAt two years ahead': submit(delay({ ms: 1 }, { runAt: new Date(Date.now() + 2 * 366 * 86_400_000).toISOString() }), /runAt: must be at most one year ahead/),
+  'submit with runAt not a time': submit(delay({ ms: 1 }, { runAt: 'tomorrow' }), /runAt/),
+  'submit with a concurrencyKey and no limit': submit(delay({ ms: 1 }, { concurrencyKey: 'k' }), /concurrencyLimit: concurrencyKey and concurrencyLimit go together/),
+  'submit with a concurrencyLimit of 0': submit(delay({ ms: 1 }, { concurrencyKey: 'k', concurrencyLimit: 0 }), /concurrencyLimit: .*>=1/),
   'submit with a __proto__ field': submit('{"type":"DELAY","payload":{"ms":1},"__proto__":{"admin":true}}', /__proto__/, 400, json),
   // DELAY payload
   'DELAY without ms': submit(delay({}), /payload\.ms/),

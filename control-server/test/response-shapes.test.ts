@@ -82,6 +82,15 @@ test('every JSON answer matches the schema its route declares for its status, wi
   const pending = (await call('POST', '/commands', delay(1000))).json<{ id: string }>();
   await call('POST', `/commands/${pending.id}/cancel`);
   await call('POST', `/commands/${pending.id}/cancel`); // 409
+  // Routing (SPEC §9): a PENDING command with waitingFor, the fleet's routes.
+  const keyed = { concurrencyKey: 'shape-key', concurrencyLimit: 1, queue: 'shapes', priority: 3 };
+  await call('POST', '/commands', delay(1, keyed));
+  const held = (await call('POST', '/commands', delay(1, keyed))).json<{ id: string }>();
+  await call('GET', `/commands/${held.id}`);
+  await call('GET', '/agents');
+  await call('GET', '/queues');
+  await call('POST', '/agents/shape-agent/drain');
+  await call('POST', '/agents/nobody/drain'); // 404
 
   const problems = checked.filter((c) => c.problem !== undefined);
   expect(problems, JSON.stringify(problems, null, 2)).toEqual([]);
@@ -106,6 +115,10 @@ test('every JSON answer matches the schema its route declares for its status, wi
     'PUT /commands/results 200',
     'POST /commands/:id/cancel 200',
     'POST /commands/:id/cancel 409',
+    'GET /agents 200',
+    'GET /queues 200',
+    'POST /agents/:id/drain 200',
+    'POST /agents/:id/drain 404',
   ]) {
     expect(seen, `${expected} was answered and checked`).toContain(expected);
   }

@@ -54,7 +54,8 @@ describe('POST /commands', () => {
     expect(body).toMatchObject({ type: 'DELAY', payload: { ms: 3000 }, status: 'PENDING', attempts: 0, maxAttempts: 3, timeoutMs: 33_000 });
     expect(res.headers.location).toBe(`/commands/${body.id}`);
     const { commandId: _, ...command } = body;
-    expect(await getCommand(app, body.id)).toEqual(command);
+    // GET adds why a PENDING command waits (SPEC §9): no agent has polled this server yet.
+    expect(await getCommand(app, body.id)).toEqual({ ...command, waitingFor: { reason: 'agent' } });
   });
 
   test('an HTTP_GET_JSON command with maxAttempts and timeoutMs', async () => {

@@ -197,3 +197,44 @@ describe('PostgreSQL store: several replicas on one database', () => {
     expect(ear.heard.map((e) => e.seq)).toEqual([1, 2, 3]);
   });
 });
+
+describe('per-key concurrency across replicas', () => {
+  test('3 replicas claiming and completing keyed commands at once never run a key over its limit (event log replay)', async () => {
+    const { stores } = await replicas(3);
+    const limits: Record<string, number> = { k1: 1, k2: 2 };
+    const keyed = (key: string): SubmitBody => ({ ...delay(), concurrencyKey: key, concurrencyLimit: limits[key]! }) as SubmitBody;
+    const total = 60;
+    await stores[0]!.submitBatch(Array.from({ length: total }, (_, i) => keyed(i % 3 === 0 ? 'k1' : 'k2')));
+    let done = 0;
+    const worker = async (store: PostgresCommandStore, agentId: string) => {
+      for (let spins = 0; done < total && spins < 2_000; spins++) {
+        const claimed = await store.claimBatch(agentId, 30_000, 3);
+        // Held a moment, so claims of the other replicas run while these are RUNNING.
+        await new Promise((resolve) => setTimeout(resolve, claimed.length > 0 ? 2 : 5));
+        for (const c of claimed) {
+          await store.report(c.id, { agentId, leaseId: c.leaseId, result: {} });
+          done++;
+        }
+      }
+    };
+    await Promise.all(stores.flatMap((store, i) => [worker(store, `r${i}-a`), worker(store, `r${i}-b`)]));
+    expect(done).toBe(total);
+    // Event ids are in commit order: replaying them gives every moment's RUNNING set.
+    const running = new Map<string, string>();
+    const peak: Record<string, number> = { k1: 0, k2: 0 };
+    for (let after = 0; ; ) {
+      const events = await stores[1]!.eventsSince(after, 1000);
+      if (events.length === 0) break;
+      for (const { command } of events) {
+        if (command.status === 'RUNNING') running.set(command.id, command.concurrencyKey ?? '');
+        else running.delete(command.id);
+        for (const key of Object.keys(peak)) {
+          const n = [...running.values()].filter((k) => k === key).length;
+          peak[key] = Math.max(peak[key]!, n);
+        }
+      }
+      after = events.at(-1)!.seq;
+    }
+    expect(peak).toEqual({ k1: 1, k2: 2 });
+  });
+});

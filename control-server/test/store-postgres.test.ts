@@ -89,7 +89,7 @@ describe('PostgreSQL store', () => {
     await db.connect();
     clients.push(db);
     const { rows } = await db.query('SELECT name FROM schema_migrations ORDER BY name');
-    expect(rows.map((r: { name: string }) => r.name)).toEqual(['001_commands.sql', '002_flat_cost.sql']);
+    expect(rows.map((r: { name: string }) => r.name)).toEqual(['001_commands.sql', '002_flat_cost.sql', '003_routing.sql']);
     await stores[0]!.submit({ type: 'DELAY', payload: { ms: 1 } });
     expect((await stores[3]!.countByStatus()).PENDING).toBe(1);
   });

@@ -1,4 +1,4 @@
-import type { Command } from '@agent-executor/common';
+import type { Command, WaitingFor } from '@agent-executor/common';
 
 const SUMMARY_CHARS = 80;
 
@@ -20,13 +20,36 @@ export function formatChange(eventId: string, kind: string, command: Command): s
   if (command.progress && (kind === 'progress' || command.status === 'RUNNING')) {
     parts.push(`progress ${Math.round(command.progress.percent)}%${command.progress.message ? ` ${short(command.progress.message)}` : ''}`);
   }
+  if (command.queue !== undefined && command.queue !== 'default') parts.push(`queue ${command.queue}`);
+  if (command.priority) parts.push(`priority ${command.priority}`);
   if (command.status === 'RUNNING' && command.cancelRequested) parts.push('cancel requested');
-  if (command.status === 'PENDING' && command.availableAt > command.updatedAt) parts.push(`retry at ${command.availableAt}`);
+  if (command.status === 'PENDING' && command.availableAt > command.updatedAt) {
+    parts.push(`${command.attempts === 0 ? 'starts at' : 'retry at'} ${command.availableAt}`);
+  }
+  if (command.waitingFor) parts.push(formatWaitingFor(command.waitingFor));
   if (command.result !== null && command.result !== undefined && command.status !== 'RUNNING') {
     parts.push(`result ${summary(command.result)}`);
   }
   if (command.error !== null) parts.push(`error ${short(command.error)}`);
   return parts.join('  ');
+}
+
+/**
+ * Why a PENDING command waits (SPEC §9): `waiting for an agent serving its queue and type`,
+ * `waiting for concurrency key slot (2/2 running)`, `waiting for its start time 2030-…`,
+ * `waiting for a free agent`.
+ */
+export function formatWaitingFor(waiting: WaitingFor): string {
+  switch (waiting.reason) {
+    case 'agent':
+      return 'waiting for an agent serving its queue and type';
+    case 'concurrency':
+      return `waiting for a slot of its concurrency key (${waiting.running ?? '?'}/${waiting.limit ?? '?'} running)`;
+    case 'schedule':
+      return `waiting for its start time ${waiting.until ?? ''}`.trimEnd();
+    case 'capacity':
+      return 'waiting for a free agent';
+  }
 }
 
 /** JSON, cut to one short line. */

@@ -15,7 +15,7 @@
 import { parseArgs } from 'node:util';
 import { EventSource } from 'eventsource';
 import { CommandStatus, isTerminal, type Command } from '@agent-executor/common';
-import { formatChange } from './watch-format.js';
+import { formatChange, formatWaitingFor } from './watch-format.js';
 
 const USAGE = `usage: npm run watch -- [commandId] [--url URL] [--token TOKEN] [--status STATUS] [--since EVENT_ID]
   commandId       follow one command and exit when it ends (0 COMPLETED, 1 FAILED)
@@ -71,6 +71,20 @@ function streamUrl({ url, commandId, status, since }: Options): string {
   return `${url}${path}${query.size > 0 ? `?${query}` : ''}`;
 }
 
+/** Prints why the followed command waits, if it still does; a failed lookup prints nothing. */
+async function printWaitingFor({ url, commandId, token }: Options): Promise<void> {
+  try {
+    const res = await fetch(`${url}/commands/${encodeURIComponent(commandId ?? '')}`, {
+      headers: token === undefined ? {} : { Authorization: `Bearer ${token}` },
+    });
+    if (!res.ok) return;
+    const command = (await res.json()) as Command;
+    if (command.status === 'PENDING' && command.waitingFor) console.log(`  ${formatWaitingFor(command.waitingFor)}`);
+  } catch {
+    // The stream reports connection trouble; this line is only a hint.
+  }
+}
+
 /** Why the server refused the stream, in words an operator can act on. */
 function refusal(code: number | undefined, options: Options): string {
   if (code === 401) return `the server wants a token: pass --token or set API_TOKEN`;
@@ -100,6 +114,8 @@ function watch(options: Options): void {
     if (options.status === undefined || command.status === options.status) {
       console.log(formatChange(event.lastEventId, kind, command));
     }
+    // Following one command that waits: say why (SPEC §9), asked of the server once per change.
+    if (options.commandId !== undefined && command.status === 'PENDING') void printWaitingFor(options);
     if (options.commandId !== undefined && kind === 'status' && isTerminal(command.status)) {
       finish(command.status === 'COMPLETED' ? 0 : 1);
     }

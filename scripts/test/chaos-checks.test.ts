@@ -215,4 +215,24 @@ describe('chaos checks', () => {
     const e = run((e) => (e.events.get('id-3') as EventRecord[]).pop());
     expect(checks(e)).toEqual(['event-log:-:k-3']);
   });
+
+  it('a concurrency key with more RUNNING than its limit at any point of the log is flagged (SPEC §9)', () => {
+    // Two commands of key t (limit 1), claimed one after the other: fine while the first has
+    // finished before the second starts, a violation when both run at once.
+    const keyed = (id: string, seqs: [number, number, number]): EventRecord[] => [
+      { seq: seqs[0], transition: 'submit', status: 'PENDING', agentId: null, attempts: 0, error: null, at: T0, concurrencyKey: 't', concurrencyLimit: 1 },
+      { seq: seqs[1], transition: 'claim', status: 'RUNNING', agentId: 'agent-1', attempts: 1, error: null, at: T0, concurrencyKey: 't', concurrencyLimit: 1 },
+      { seq: seqs[2], transition: 'report', status: 'COMPLETED', agentId: 'agent-1', attempts: 1, error: null, at: T0, concurrencyKey: 't', concurrencyLimit: 1 },
+    ];
+    const inTurn = run((e) => {
+      e.events.set('id-0', keyed('id-0', [1, 3, 4]));
+      e.events.set('id-1', keyed('id-1', [2, 5, 6]));
+    });
+    expect(checks(inTurn)).toEqual([]);
+    const together = run((e) => {
+      e.events.set('id-0', keyed('id-0', [1, 3, 5]));
+      e.events.set('id-1', keyed('id-1', [2, 4, 6]));
+    });
+    expect(checks(together)).toEqual(['concurrency-limit:-:k-1']);
+  });
 });

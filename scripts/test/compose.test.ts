@@ -244,7 +244,7 @@ describe('.env.example', () => {
       'REQUEST_TIMEOUT_MS',
       'PG_POOL_SIZE',
     ];
-    const agent = ['SERVER_URL', 'POLL_INTERVAL', 'LONG_POLL_WAIT', 'AGENT_ID', 'CONCURRENCY', 'IDEMPOTENCY_DB_PATH', 'HTTP_BLOCK_PRIVATE', 'HTTP_ALLOW', 'METRICS_PORT'];
+    const agent = ['SERVER_URL', 'POLL_INTERVAL', 'LONG_POLL_WAIT', 'AGENT_ID', 'CONCURRENCY', 'AGENT_QUEUES', 'IDEMPOTENCY_DB_PATH', 'HTTP_BLOCK_PRIVATE', 'HTTP_ALLOW', 'METRICS_PORT'];
     for (const name of [...spec, ...server, ...agent]) expect(documented, name).toContain(name);
   });
 

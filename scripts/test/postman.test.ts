@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import newman, { type NewmanRunSummary } from 'newman';
 import { afterEach, describe, expect, it } from 'vitest';
-import { killAll, REPO_ROOT, startServer, tempDir } from '../../test-support/processes.js';
+import { killAll, REPO_ROOT, startAgent, startServer, tempDir, waitFor } from '../../test-support/processes.js';
 
 const COLLECTION_PATH = join(REPO_ROOT, 'postman_collection.json');
 
@@ -70,8 +70,15 @@ describe('postman_collection.json run by newman', () => {
     expect(defined.assertions).toBeGreaterThanOrEqual(defined.requests);
   });
 
-  const cases: Array<{ name: string; serverEnv: Record<string, string>; tokens: Array<{ key: string; value: string }> }> = [
+  const cases: Array<{
+    name: string;
+    serverEnv: Record<string, string>;
+    tokens: Array<{ key: string; value: string }>;
+    /** A real agent polls the server meanwhile, as after `npm start` (SPEC §9: it serves `default` only). */
+    withAgent?: boolean;
+  }> = [
     { name: 'auth off', serverEnv: {}, tokens: [] },
+    { name: 'auth off, a real agent connected', serverEnv: {}, tokens: [], withAgent: true },
     {
       name: 'auth on (API_TOKEN and AGENT_TOKEN)',
       serverEnv: { API_TOKEN: 'postman-api-token-0123456789', AGENT_TOKEN: 'postman-agent-token-0123456789' },
@@ -82,9 +89,17 @@ describe('postman_collection.json run by newman', () => {
     },
   ];
 
-  it.each(cases)('passes every assertion against a fresh server, $name', async ({ serverEnv, tokens }) => {
+  it.each(cases)('passes every assertion against a fresh server, $name', async ({ serverEnv, tokens, withAgent }) => {
     dir = tempDir('postman');
     const server = await startServer({ DB_PATH: join(dir.path, 'commands.db'), ...serverEnv });
+    if (withAgent) {
+      startAgent({ SERVER_URL: server.url, IDEMPOTENCY_DB_PATH: join(dir.path, 'agent.db'), HTTP_BLOCK_PRIVATE: 'false' });
+      // Polling: the server's registry has seen it.
+      await waitFor(async () => ((await (await fetch(`${server.url}/agents`)).json()) as unknown[]).length > 0, {
+        what: 'the agent polling',
+        timeoutMs: 20_000,
+      });
+    }
 
     const summary = await runNewman(collection, [{ key: 'baseUrl', value: server.url }, ...tokens]);
 

@@ -15,7 +15,7 @@ import {
   tempDir,
   type RunningProcess,
 } from '../../test-support/processes.js';
-import { formatChange } from '../src/watch-format.js';
+import { formatChange, formatWaitingFor } from '../src/watch-format.js';
 
 const WATCH_MAIN = join(REPO_ROOT, 'scripts/dist/watch.js');
 const TOKEN = 'watch-test-token-0123456789';
@@ -232,6 +232,7 @@ test('formatChange: one line with time, id, type, status, attempts and what the 
     agentId: null, attempts: 1, maxAttempts: 3, timeoutMs: 30_000, leaseExpiresAt: null,
     availableAt: '2030-01-01T00:00:02.000Z', cancelRequested: false, progress: null,
     createdAt: '2030-01-01T00:00:00.000Z', updatedAt: '2030-01-01T00:00:01.000Z', startedAt: null, finishedAt: null,
+    queue: 'default', priority: 0, runAt: null, concurrencyKey: null, concurrencyLimit: null,
   };
   expect(formatChange('7', 'status', { ...base, error: 'status 503' })).toBe(
     '2030-01-01T00:00:01.000Z  #7  c1  HTTP_GET_JSON  PENDING    attempt 1/3  retry at 2030-01-01T00:00:02.000Z  error status 503',
@@ -243,4 +244,15 @@ test('formatChange: one line with time, id, type, status, attempts and what the 
   expect(formatChange('8', 'status', { ...base, status: 'RUNNING', cancelRequested: true, progress: { percent: 12.4 } })).toMatch(
     /RUNNING {4}attempt 1\/3 {2}progress 12% {2}cancel requested$/,
   );
+  // Routing (SPEC §9): a queue other than default, a priority, a scheduled start, why it waits.
+  const routed = { ...base, attempts: 0, queue: 'gpu', priority: 5, runAt: base.availableAt };
+  expect(formatChange('10', 'status', routed)).toBe(
+    '2030-01-01T00:00:01.000Z  #10  c1  HTTP_GET_JSON  PENDING    attempt 0/3  queue gpu  priority 5  starts at 2030-01-01T00:00:02.000Z',
+  );
+  expect(formatChange('11', 'status', { ...routed, waitingFor: { reason: 'concurrency', running: 2, limit: 2 } })).toMatch(
+    /waiting for a slot of its concurrency key \(2\/2 running\)$/,
+  );
+  expect(formatWaitingFor({ reason: 'agent' })).toBe('waiting for an agent serving its queue and type');
+  expect(formatWaitingFor({ reason: 'capacity' })).toBe('waiting for a free agent');
+  expect(formatWaitingFor({ reason: 'schedule', until: '2030-01-01T00:00:02.000Z' })).toBe('waiting for its start time 2030-01-01T00:00:02.000Z');
 });

@@ -1,9 +1,12 @@
 import {
+  AGENT_DRAIN_HEADER,
   BatchClaimResponse,
   BatchResultBody,
   BatchResultResponse,
   ClaimedCommand,
   CommandIdParams,
+  CommandType,
+  DEFAULT_QUEUE,
   ErrorResponse,
   HeartbeatBody,
   HeartbeatResponse,
@@ -23,10 +26,12 @@ import { requireBearer } from '../auth.js';
 import { BadRequest, HttpError, PayloadTooLarge } from '../errors.js';
 import type { LongPoll } from '../long-poll.js';
 import { AGENT_SECURITY, type HeaderDoc } from '../openapi.js';
-import type { CommandStore } from '../store/store.js';
+import type { AgentInfo, AgentRegistry } from '../agent-registry.js';
+import type { CommandStore, Route } from '../store/store.js';
 
 export interface AgentRoutesOptions {
   store: CommandStore;
+  registry: AgentRegistry;
   longPoll: LongPoll;
   leaseMs: number;
   agentToken: string | undefined;
@@ -36,22 +41,29 @@ const errors = { 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 409
 const noWork = z.null().describe('no work');
 const WAIT_APPLIED: Record<string, HeaderDoc> = {
   'Preference-Applied': { description: '`wait=N` when the poll honoured `Prefer: wait=N` and waited', type: 'string' },
+  'Agent-Drain': { description: '`true`: this agent is being drained; it claims nothing more, finishes, reports and exits', type: 'string' },
 };
 
 /** Agent routes: poll (long-poll), report, heartbeat. Guarded by AGENT_TOKEN when it is set. */
 export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app, options) => {
-  const { store, longPoll, leaseMs } = options;
+  const { store, longPoll, leaseMs, registry } = options;
   app.addHook('onRequest', requireBearer(options.agentToken));
 
   /** Claims at once, or waits when asked to; an empty array means "no work". */
-  async function poll(request: FastifyRequest, reply: FastifyReply, agentId: string, max: number, wait?: number) {
+  async function poll(request: FastifyRequest, reply: FastifyReply, query: NextQuery, max: number) {
+    const { agentId, wait } = query;
+    const route: Route = { queues: query.queues ?? [DEFAULT_QUEUE], types: query.types ?? CommandType.options };
+    registry.polled(agentId, { ...route, hostname: query.hostname, version: query.version, concurrency: query.concurrency } as AgentInfo);
+    // A draining agent claims nothing more: it hears so at once and finishes what it runs.
+    if (registry.isDraining(agentId)) return drainAnswer(reply);
     const mark = longPoll.mark;
-    const claimed = await store.claimBatch(agentId, leaseMs, max);
+    const claimed = await store.claimBatch(agentId, leaseMs, max, route);
     if (claimed.length > 0) return claimed;
     const waitS = wait ?? preferredWait(headerValue(request.headers.prefer));
     if (!waitS) return [];
     void reply.header('Preference-Applied', `wait=${waitS}`);
-    return longPoll.wait(agentId, max, waitS * 1000, reply.raw, mark);
+    const commands = await longPoll.wait(agentId, max, route, waitS * 1000, reply.raw, mark);
+    return commands.length === 0 && registry.isDraining(agentId) ? drainAnswer(reply) : commands;
   }
 
   app.get(
@@ -69,7 +81,7 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
       },
     },
     async (request, reply) => {
-      const [command] = await poll(request, reply, request.query.agentId, 1, request.query.wait);
+      const [command] = await poll(request, reply, request.query, 1);
       return command ?? reply.code(204).send(null);
     },
   );
@@ -89,8 +101,7 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
       },
     },
     async (request, reply) => {
-      const { agentId, max, wait } = request.query;
-      const commands = await poll(request, reply, agentId, max, wait);
+      const commands = await poll(request, reply, request.query, request.query.max);
       return commands.length > 0 ? { commands } : reply.code(204).send(null);
     },
   );
@@ -154,11 +165,21 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
         params: CommandIdParams,
         body: HeartbeatBody,
         response: { 200: HeartbeatResponse, ...errors },
+        responseHeaders: { 200: { 'Agent-Drain': WAIT_APPLIED['Agent-Drain']! } },
       },
     },
-    async (request) => store.heartbeat(request.params.id, request.body, leaseMs),
+    async (request, reply) => {
+      registry.heartbeat(request.body.agentId);
+      if (registry.isDraining(request.body.agentId)) void reply.header(AGENT_DRAIN_HEADER, 'true');
+      return store.heartbeat(request.params.id, request.body, leaseMs);
+    },
   );
 };
+
+function drainAnswer(reply: FastifyReply): ClaimedCommand[] {
+  void reply.header(AGENT_DRAIN_HEADER, 'true');
+  return [];
+}
 
 function checkResultSize(result: unknown): void {
   if (result === undefined) return;

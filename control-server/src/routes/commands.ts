@@ -8,12 +8,14 @@ import {
   MAX_IDEMPOTENCY_KEY_LENGTH,
   SubmitBody,
   SubmittedCommand,
+  type WaitingFor,
 } from '@agent-executor/common';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { requireBearer } from '../auth.js';
 import { NotFound } from '../errors.js';
 import { CLIENT_SECURITY, type HeaderDoc } from '../openapi.js';
+import type { AgentRegistry } from '../agent-registry.js';
 import type { CommandStore } from '../store/store.js';
 import { decodeCursor, encodeCursor, nextLink } from './paging.js';
 
@@ -34,10 +36,11 @@ const NEXT_PAGE: HeaderDoc = {
 const errors = { 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse };
 
 /** Client routes: submit, read, cancel, retry. Guarded by API_TOKEN when it is set. */
-export const commandRoutes: FastifyPluginAsyncZod<{ store: CommandStore; apiToken: string | undefined }> = async (
-  app,
-  { store, apiToken },
-) => {
+export const commandRoutes: FastifyPluginAsyncZod<{
+  store: CommandStore;
+  registry: AgentRegistry;
+  apiToken: string | undefined;
+}> = async (app, { store, registry, apiToken }) => {
   app.addHook('onRequest', requireBearer(apiToken));
 
   app.post(
@@ -107,7 +110,7 @@ export const commandRoutes: FastifyPluginAsyncZod<{ store: CommandStore; apiToke
     '/commands/:id',
     {
       schema: {
-        summary: 'One command: status and result',
+        summary: 'One command: status and result; a PENDING one says what it is waiting for (waitingFor)',
         operationId: 'getCommand',
         tags: ['commands'],
         security: CLIENT_SECURITY,
@@ -118,7 +121,9 @@ export const commandRoutes: FastifyPluginAsyncZod<{ store: CommandStore; apiToke
     async (request) => {
       const command = await store.get(request.params.id);
       if (!command) throw new NotFound(`command ${request.params.id} not found`);
-      return command;
+      if (command.status !== 'PENDING') return command;
+      const waitingFor = await waitingForOf(store, registry, command.id);
+      return waitingFor ? { ...command, waitingFor } : command;
     },
   );
 
@@ -152,3 +157,16 @@ export const commandRoutes: FastifyPluginAsyncZod<{ store: CommandStore; apiToke
     async (request) => store.retry(request.params.id),
   );
 };
+
+/**
+ * Why a PENDING command has not started (SPEC §9): its own state from the store (one row and, for
+ * a held command, its key's running count through an index), and the registry's memory of who
+ * serves its queue and type. Undefined when it stopped being PENDING meanwhile.
+ */
+async function waitingForOf(store: CommandStore, registry: AgentRegistry, id: string): Promise<WaitingFor | undefined> {
+  const pending = await store.pendingState(id);
+  if (!pending) return undefined;
+  if (pending.state === 'scheduled') return { reason: 'schedule', until: new Date(pending.until).toISOString() };
+  if (pending.state === 'held') return { reason: 'concurrency', running: pending.running, limit: pending.limit };
+  return { reason: registry.servers(pending.queue, pending.type) > 0 ? 'capacity' : 'agent' };
+}

@@ -25,6 +25,13 @@ export interface CommandRow {
   idempotency_key: string | null;
   request_hash: string | null;
   report_hash: string | null;
+  queue: string;
+  priority: number;
+  run_at: number | null;
+  concurrency_key: string | null;
+  concurrency_limit: number | null;
+  /** For a PENDING row: 0 scheduled, 1 ready, 2 held (migration 003). */
+  ready: 0 | 1 | 2;
 }
 
 let lastMs = Number.NaN;
@@ -63,6 +70,11 @@ export function rowToCommand(row: CommandRow): Command {
     updatedAt: iso(row.updated_at),
     startedAt: isoOrNull(row.started_at),
     finishedAt: isoOrNull(row.finished_at),
+    queue: row.queue,
+    priority: row.priority,
+    runAt: isoOrNull(row.run_at),
+    concurrencyKey: row.concurrency_key,
+    concurrencyLimit: row.concurrency_limit,
   };
 }
 

@@ -152,6 +152,11 @@ export class PgGroupCommit {
           rows.map((r) => r.timeout_ms),
           rows.map((r) => r.available_at),
           rows.map((r) => r.created_at),
+          rows.map((r) => r.queue),
+          rows.map((r) => r.priority),
+          rows.map((r) => r.run_at),
+          rows.map((r) => r.concurrency_key),
+          rows.map((r) => r.concurrency_limit),
         ],
       });
     };
@@ -168,7 +173,10 @@ export class PgGroupCommit {
         log: (transition, row, from) => {
           counts.move(from, row.status);
           const event = buildEvent(transition, row, this.options.now());
-          if (isAvailable(row, event.createdAt)) available = true;
+          // A keyed command leaving RUNNING frees a slot of its key: a passed-over one may start.
+          if (isAvailable(row, event.createdAt) || (from === 'RUNNING' && row.status !== 'RUNNING' && row.concurrency_key !== null)) {
+            available = true;
+          }
           events.push(event);
           return event.command;
         },

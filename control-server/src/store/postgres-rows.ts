@@ -27,6 +27,11 @@ export function insertValues(row: CommandRow): unknown[] {
     row.created_at,
     row.idempotency_key,
     row.request_hash,
+    row.queue,
+    row.priority,
+    row.run_at,
+    row.concurrency_key,
+    row.concurrency_limit,
   ];
 }
 

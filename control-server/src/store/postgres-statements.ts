@@ -14,15 +14,36 @@ const statement = (name: string, text: string): Statement => ({ name: `ae_${name
 /** The channel of LISTEN/NOTIFY: one notification per committed write that logged events. */
 export const CHANNEL = 'agent_executor';
 
-const COMMAND_COLUMNS = 'id, type, payload, status, attempts, max_attempts, timeout_ms, available_at, created_at, updated_at, idempotency_key, request_hash';
+const COMMAND_COLUMNS =
+  'id, type, payload, status, attempts, max_attempts, timeout_ms, available_at, created_at, updated_at, idempotency_key, request_hash, ' +
+  'queue, priority, run_at, concurrency_key, concurrency_limit';
 
 export const sql = {
+  upsertAgent: statement(
+    'upsert_agent',
+    `INSERT INTO agents (id, hostname, version, queues, types, concurrency, last_seen_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)
+     ON CONFLICT (id) DO UPDATE SET hostname = excluded.hostname, version = excluded.version,
+       queues = excluded.queues, types = excluded.types, concurrency = excluded.concurrency,
+       last_seen_at = greatest(agents.last_seen_at, excluded.last_seen_at)`,
+  ),
+  agentsSeenSince: statement('agents_seen_since', 'SELECT * FROM agents WHERE last_seen_at >= $1 ORDER BY id'),
+  drainAgent: statement('drain_agent', 'UPDATE agents SET draining = 1 WHERE id = $1'),
+  runningByAgent: statement(
+    'running_by_agent',
+    `SELECT agent_id, count(*)::integer AS n FROM commands WHERE status = 'RUNNING' GROUP BY agent_id`,
+  ),
+  queueCounts: statement(
+    'queue_counts',
+    `SELECT queue, status, count(*)::integer AS n, min(created_at) AS oldest FROM commands
+     WHERE status IN ('PENDING', 'RUNNING') GROUP BY status, queue`,
+  ),
   // ON CONFLICT DO NOTHING: a submit racing another with the same key (on any replica) waits for
   // it, then inserts nothing; the caller then reads the command the other one stored.
   insert: statement(
     'insert',
     `INSERT INTO commands (${COMMAND_COLUMNS})
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15, $16)
      ON CONFLICT (idempotency_key) DO NOTHING
      RETURNING seq`,
   ),
@@ -32,27 +53,46 @@ export const sql = {
     'insert_many',
     `INSERT INTO commands (${COMMAND_COLUMNS})
      SELECT r.id, r.type, r.payload, 'PENDING', 0, r.max_attempts, r.timeout_ms, r.available_at, r.created_at,
-            r.created_at, NULL, NULL
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::integer[], $6::bigint[], $7::bigint[])
-          WITH ORDINALITY AS r(id, type, payload, max_attempts, timeout_ms, available_at, created_at, ord)
+            r.created_at, NULL, NULL, r.queue, r.priority, r.run_at, r.concurrency_key, r.concurrency_limit
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::integer[], $6::bigint[], $7::bigint[],
+                 $8::text[], $9::integer[], $10::bigint[], $11::text[], $12::integer[])
+          WITH ORDINALITY AS r(id, type, payload, max_attempts, timeout_ms, available_at, created_at,
+                               queue, priority, run_at, concurrency_key, concurrency_limit, ord)
      ORDER BY r.ord`,
   ),
   byId: statement('by_id', 'SELECT * FROM commands WHERE id = $1'),
   /** The current row, locked until the transaction ends: what report/cancel/retry decide from. */
   byIdForUpdate: statement('by_id_for_update', 'SELECT * FROM commands WHERE id = $1 FOR UPDATE'),
   byIdempotencyKey: statement('by_idempotency_key', 'SELECT * FROM commands WHERE idempotency_key = $1'),
-  // One statement picks and leases, for several agents at once: $1 holds one agent id per command
-  // wanted, in the order of the requests; the n-th command in claim order goes to the n-th slot.
+  // One statement picks and leases, for several agents of one route ($4 queues × $5 types) at
+  // once, highest priority first: $1 holds one agent id per command wanted, in the order of the requests; the n-th command in claim order goes to the n-th slot.
   // SKIP LOCKED: claims on other connections and replicas pass over rows another claim holds
   // instead of queueing behind it, and never take the same row.
   claim: statement(
     'claim',
-    `WITH picked AS (
-       SELECT seq, row_number() OVER (ORDER BY available_at, seq) AS slot
-       FROM (SELECT seq, available_at FROM commands
-             WHERE status = 'PENDING' AND available_at <= $3
-             ORDER BY available_at, seq LIMIT cardinality($1::text[])
-             FOR UPDATE SKIP LOCKED) AS available),
+    `WITH candidates AS (
+       SELECT seq, priority, concurrency_key,
+              CASE WHEN concurrency_key IS NULL THEN NULL ELSE
+                (SELECT l.concurrency_limit FROM commands l
+                 WHERE l.concurrency_key = c.concurrency_key ORDER BY l.seq DESC LIMIT 1)
+                - (SELECT count(*) FROM commands r
+                   WHERE r.status = 'RUNNING' AND r.concurrency_key = c.concurrency_key) END AS free
+       FROM commands c
+       WHERE status = 'PENDING' AND available_at <= $3 AND queue = ANY($4::text[]) AND type = ANY($5::text[])
+         -- A key at its limit is passed over here, so its backlog never fills the window.
+         AND (concurrency_key IS NULL OR ($6::boolean AND
+              (SELECT l.concurrency_limit FROM commands l
+               WHERE l.concurrency_key = c.concurrency_key ORDER BY l.seq DESC LIMIT 1)
+              > (SELECT count(*) FROM commands r WHERE r.status = 'RUNNING' AND r.concurrency_key = c.concurrency_key)))
+       ORDER BY priority DESC, seq LIMIT cardinality($1::text[])
+       FOR UPDATE SKIP LOCKED),
+     allowed AS (
+       SELECT seq, priority, concurrency_key, free,
+              row_number() OVER (PARTITION BY concurrency_key ORDER BY priority DESC, seq) AS nth
+       FROM candidates),
+     picked AS (
+       SELECT seq, row_number() OVER (ORDER BY priority DESC, seq) AS slot FROM allowed
+       WHERE concurrency_key IS NULL OR nth <= free),
      slots AS (SELECT agent_id, slot FROM unnest($1::text[]) WITH ORDINALITY AS s(agent_id, slot))
      UPDATE commands c
      SET status = 'RUNNING', agent_id = slots.agent_id, lease_id = replace(gen_random_uuid()::text, '-', ''),
@@ -60,6 +100,27 @@ export const sql = {
          progress = NULL, report_hash = NULL, updated_at = $3
      FROM picked JOIN slots USING (slot) WHERE c.seq = picked.seq
      RETURNING c.*`,
+  ),
+  /**
+   * Keyed claims of all replicas take turns: a claim counts a key's RUNNING commands, and two
+   * claims counting at once (each blind to the other's uncommitted rows) would both take the last
+   * slot. Taken in its own statement, before the claim, so the claim's snapshot sees every keyed
+   * claim committed before it. A try: a claim never waits on it (no deadlock with the row locks of
+   * the other writes of its batch); one that misses it leaves keyed commands for the next poll.
+   */
+  keyedClaimLock: statement('keyed_claim_lock', 'SELECT pg_try_advisory_xact_lock($1) AS got'),
+  /**
+   * For waitingFor: a key's RUNNING count, its limit (its newest command's), and how many of its
+   * PENDING commands due at $2 come before the one at priority $3, seq $4 in claim order (they
+   * take the free slots first, as SQLite's ready ones do).
+   */
+  keyState: statement(
+    'key_state',
+    `SELECT (SELECT count(*)::integer FROM commands WHERE status = 'RUNNING' AND concurrency_key = $1) AS running,
+            (SELECT concurrency_limit FROM commands WHERE concurrency_key = $1 ORDER BY seq DESC LIMIT 1) AS "limit",
+            (SELECT count(*)::integer FROM commands
+             WHERE status = 'PENDING' AND concurrency_key = $1 AND available_at <= $2
+               AND (priority > $3 OR (priority = $3 AND seq < $4))) AS ahead`,
   ),
   // available_at is left alone: the command keeps its place at the head of the queue.
   release: statement(

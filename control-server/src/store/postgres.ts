@@ -20,7 +20,9 @@ import { PgGroupCommit, type Committed, type Tx, type Write } from './postgres-g
 import { PgListener } from './postgres-listener.js';
 import { insertValues, pgTypes, reportValues, type Notice } from './postgres-rows.js';
 import { sql } from './postgres-statements.js';
+import { routeKey, routeOf } from './claim-route.js';
 import type {
+  AgentRecord,
   BulkBatch,
   BulkFilter,
   BulkStep,
@@ -29,7 +31,10 @@ import type {
   EventFilter,
   ListFilter,
   ListPage,
+  PendingState,
+  QueueCounts,
   ReportOutcome,
+  Route,
   StoredEvent,
   StoreEvents,
   SubmitOutcome,
@@ -69,6 +74,22 @@ const PROBE_BYTES = 16_384;
 const PRUNE_LOCK = 0x61657866;
 /** SQLSTATE disk_full: PostgreSQL could not extend a file (ENOSPC). */
 const DISK_FULL = '53100';
+
+/** The advisory lock keyed claims take turns on (postgres-statements.ts keyedClaimLock). */
+const KEYED_CLAIM_LOCK = 0x61656b79; // "aeky"
+/** How soon polls try again after a claim missed the keyed turn. */
+const KEYED_RETRY_MS = 20;
+
+interface AgentRow {
+  id: string;
+  hostname: string | null;
+  version: string | null;
+  queues: string;
+  types: string;
+  concurrency: number | null;
+  last_seen_at: number;
+  draining: number;
+}
 
 interface PendingClaim extends ClaimRequest {
   resolve: (commands: ClaimedCommand[]) => void;
@@ -306,7 +327,7 @@ export class PostgresCommandStore implements CommandStore {
    * Claims asked for in the same turn of the event loop (agents polling at once) are served by one
    * claimEach, so they cost one statement together instead of one each.
    */
-  claimBatch(agentId: string, leaseMs: number, max: number): Promise<ClaimedCommand[]> {
+  claimBatch(agentId: string, leaseMs: number, max: number, route?: Partial<Route>): Promise<ClaimedCommand[]> {
     return new Promise((resolve, reject) => {
       let queue = this.pendingClaims.get(leaseMs);
       if (!queue) {
@@ -321,23 +342,41 @@ export class PostgresCommandStore implements CommandStore {
           );
         });
       }
-      queue.push({ agentId, max, resolve, reject });
+      queue.push({ agentId, max, queues: route?.queues, types: route?.types, resolve, reject });
     });
   }
 
   async claimEach(requests: readonly ClaimRequest[], leaseMs: number): Promise<ClaimedCommand[][]> {
+    // Requests of one route share one statement (an idle fleet's agents mostly serve the same
+    // route); each route is claimed in the order its first request came.
+    const byRoute = new Map<string, { route: Route; indexes: number[] }>();
+    requests.forEach((request, i) => {
+      const route = routeOf(request);
+      const key = routeKey(route);
+      const group = byRoute.get(key) ?? { route, indexes: [] };
+      group.indexes.push(i);
+      byRoute.set(key, group);
+    });
     return this.write(async (tx) => {
       const now = this.now();
-      const slots = requests.flatMap(({ agentId, max }) => Array<string>(max).fill(agentId));
-      const { rows } = await tx.query(sql.claim, [slots, now + leaseMs, now]);
-      rows.sort((a, b) => a.available_at - b.available_at || a.seq - b.seq);
-      const answers: ClaimedCommand[][] = [];
-      let next = 0;
-      for (const { max } of requests) {
-        const mine = rows.slice(next, next + max);
-        next += mine.length;
-        answers.push(mine.map((row) => withLease(tx.log('claim', row, 'PENDING'), row)));
-        if (mine.length < max) break; // nothing left for the requests after this one
+      const answers: ClaimedCommand[][] = requests.map(() => []);
+      const [lock] = (await tx.query<{ got: boolean }>(sql.keyedClaimLock, [KEYED_CLAIM_LOCK])).rows;
+      const keyed = lock?.got === true;
+      // Another replica's claim holds the turn: keyed commands wait for the next poll, so wake
+      // this replica's polls again shortly (the other claim may leave some).
+      if (!keyed) setTimeout(() => this.announceWork(), KEYED_RETRY_MS).unref();
+      for (const { route, indexes } of byRoute.values()) {
+        const slots = indexes.flatMap((i) => Array<string>(requests[i]!.max).fill(requests[i]!.agentId));
+        const { rows } = await tx.query(sql.claim, [slots, now + leaseMs, now, route.queues, route.types, keyed]);
+        rows.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
+        let next = 0;
+        for (const i of indexes) {
+          const { max } = requests[i]!;
+          const mine = rows.slice(next, next + max);
+          next += mine.length;
+          answers[i] = mine.map((row) => withLease(tx.log('claim', row, 'PENDING'), row));
+          if (mine.length < max) break; // nothing left for the requests of this route after this one
+        }
       }
       return answers;
     });
@@ -467,6 +506,86 @@ export class PostgresCommandStore implements CommandStore {
       }
       return changed;
     });
+  }
+
+  /** Nothing to promote: runAt and backoffs are kept in available_at, which the claim reads. */
+  async promoteDue(): Promise<boolean> {
+    return false;
+  }
+
+  /**
+   * Scheduled, held (its key's free slots go to its commands before it in claim order, or it has
+   * none: the claim passes it over) or ready.
+   */
+  async pendingState(id: string): Promise<PendingState | undefined> {
+    const [row] = await this.rows(sql.byId, [id]);
+    if (!row || row.status !== 'PENDING') return undefined;
+    const base = { queue: row.queue, type: row.type };
+    if (row.available_at > this.now()) return { ...base, state: 'scheduled', until: row.available_at };
+    if (row.concurrency_key === null) return { ...base, state: 'ready' };
+    const [key] = await this.rows<{ running: number; limit: number | null; ahead: number }>(sql.keyState, [
+      row.concurrency_key,
+      this.now(),
+      row.priority,
+      row.seq,
+    ]);
+    const limit = key?.limit ?? row.concurrency_limit ?? 0;
+    const running = key?.running ?? 0;
+    return running + (key?.ahead ?? 0) >= limit ? { ...base, state: 'held', running, limit } : { ...base, state: 'ready' };
+  }
+
+  async saveAgents(records: readonly AgentRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    await this.write(async (tx) => {
+      for (const r of records) {
+        await tx.query(sql.upsertAgent, [
+          r.id,
+          r.hostname,
+          r.version,
+          JSON.stringify(r.queues),
+          JSON.stringify(r.types),
+          r.concurrency,
+          r.lastSeenAt,
+        ]);
+      }
+    });
+  }
+
+  async loadAgents(seenSince: number): Promise<AgentRecord[]> {
+    const rows = await this.rows<AgentRow>(sql.agentsSeenSince, [seenSince]);
+    return rows.map((row) => ({
+      id: row.id,
+      hostname: row.hostname,
+      version: row.version,
+      queues: JSON.parse(row.queues) as string[],
+      types: JSON.parse(row.types) as string[],
+      concurrency: row.concurrency,
+      lastSeenAt: row.last_seen_at,
+      draining: row.draining === 1,
+    }));
+  }
+
+  async drainAgent(id: string): Promise<boolean> {
+    return this.write(async (tx) => ((await tx.query(sql.drainAgent, [id])).rowCount ?? 0) === 1);
+  }
+
+  async runningByAgent(): Promise<Map<string, number>> {
+    const rows = await this.rows<{ agent_id: string; n: number }>(sql.runningByAgent, []);
+    return new Map(rows.map((row) => [row.agent_id, row.n]));
+  }
+
+  async queueCounts(): Promise<QueueCounts[]> {
+    const rows = await this.rows<{ queue: string; status: 'PENDING' | 'RUNNING'; n: number; oldest: number }>(sql.queueCounts, []);
+    const byQueue = new Map<string, QueueCounts>();
+    for (const row of rows) {
+      const counts = byQueue.get(row.queue) ?? { queue: row.queue, pending: 0, running: 0, oldestPendingAt: null };
+      if (row.status === 'PENDING') {
+        counts.pending = row.n;
+        counts.oldestPendingAt = row.oldest;
+      } else counts.running = row.n;
+      byQueue.set(row.queue, counts);
+    }
+    return [...byQueue.values()];
   }
 
   async nextWakeAt(): Promise<WakeTimes> {

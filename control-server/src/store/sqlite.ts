@@ -16,7 +16,7 @@ import { GroupCommit } from '@agent-executor/common/group-commit';
 import { migrateSqlite } from './migrate-sqlite.js';
 import { prepareStatements, type Statements } from './sqlite-statements.js';
 import { rowToCommand, withLease, type CommandRow } from './command-rows.js';
-import { buildEvent, DEFAULT_EVENT_RETENTION, isAvailable, PRUNE_BATCH, pruneEnd, toStoredEvent } from './event-log.js';
+import { buildEvent, DEFAULT_EVENT_RETENTION, PRUNE_BATCH, pruneEnd, toStoredEvent } from './event-log.js';
 import { emitToEach } from './listeners.js';
 import { StatusCounts } from './status-counts.js';
 import {
@@ -28,7 +28,11 @@ import {
   reportedRow,
   reportHash,
 } from './transitions.js';
+import { routeKey, routeOf } from './claim-route.js';
+import { SqliteAgents } from './sqlite-agents.js';
+import { claimStatement, HELD, KeySlots, READY, routeParams, SCHEDULED } from './sqlite-routing.js';
 import type {
+  AgentRecord,
   BulkBatch,
   BulkFilter,
   BulkStep,
@@ -37,7 +41,10 @@ import type {
   EventFilter,
   ListFilter,
   ListPage,
+  PendingState,
+  QueueCounts,
   ReportOutcome,
+  Route,
   StoredEvent,
   StoreEvents,
   SubmitOutcome,
@@ -90,6 +97,8 @@ export class SqliteCommandStore implements CommandStore {
   /** Set by a write of the open transaction that left a command PENDING and available. */
   private workStaged = false;
   private readonly commits: GroupCommit;
+  private readonly keys: KeySlots;
+  private readonly agents: SqliteAgents;
 
   constructor(options: SqliteStoreOptions) {
     this.now = options.now ?? Date.now;
@@ -110,6 +119,8 @@ export class SqliteCommandStore implements CommandStore {
     this.emitter.setMaxListeners(0);
     this.events = this.emitter as StoreEvents;
     this.stmt = prepareStatements(this.db);
+    this.keys = new KeySlots(this.db);
+    this.agents = new SqliteAgents(this.db);
     // Commands written by plain SQL while the server was down (a seeded or repaired file) are
     // counted too: one count by status at start, through the status index (~40 ms per million).
     this.db.transaction(() => this.stmt.recount.run()).immediate();
@@ -143,7 +154,8 @@ export class SqliteCommandStore implements CommandStore {
       const log = (transition: Transition, row: CommandRow, from: CommandStatus | null): Command => {
         counts.move(from, row.status);
         const { commandId, ...event } = buildEvent(transition, row, this.now());
-        if (isAvailable(row, event.createdAt)) this.workStaged = true;
+        // Claimable means ready: a held or scheduled PENDING command wakes no poll.
+        if (row.status === 'PENDING' && row.ready === READY) this.workStaged = true;
         const seq = Number(
           this.stmt.insertEvent.run(commandId, event.kind, transition, event.data, event.createdAt).lastInsertRowid,
         );
@@ -206,7 +218,13 @@ export class SqliteCommandStore implements CommandStore {
   }
 
   private insertCommand(body: SubmitBody, idempotencyKey: string | null, requestHash: string | null): CommandRow {
-    const row = newCommandRow(body, this.now(), idempotencyKey, requestHash);
+    const now = this.now();
+    const row = newCommandRow(body, now, idempotencyKey, requestHash);
+    const key = row.concurrency_key;
+    if (key !== null && row.concurrency_limit !== null && this.keys.limit(key, row.concurrency_limit) > 0) {
+      this.workStaged = true;
+    }
+    row.ready = this.keys.readiness(key, row.available_at, now);
     row.seq = Number(this.stmt.insert.run(row).lastInsertRowid);
     return row;
   }
@@ -254,6 +272,7 @@ export class SqliteCommandStore implements CommandStore {
     if (filter.status !== undefined) where.push('status = @status');
     if (filter.type !== undefined) where.push('type = @type');
     if (filter.agentId !== undefined) where.push('agent_id = @agentId');
+    if (filter.queue !== undefined) where.push('queue = @queue');
     if (filter.beforeSeq !== undefined) where.push('seq < @beforeSeq');
     const sql = `SELECT * FROM commands ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
       ORDER BY seq DESC LIMIT @limit`;
@@ -261,6 +280,7 @@ export class SqliteCommandStore implements CommandStore {
       status: filter.status,
       type: filter.type,
       agentId: filter.agentId,
+      queue: filter.queue,
       beforeSeq: filter.beforeSeq,
       limit: filter.limit + 1,
     }) as CommandRow[];
@@ -272,12 +292,12 @@ export class SqliteCommandStore implements CommandStore {
     };
   }
 
-  async claim(agentId: string, leaseMs: number): Promise<ClaimedCommand | undefined> {
-    return (await this.claimBatch(agentId, leaseMs, 1))[0];
+  async claim(agentId: string, leaseMs: number, route?: Partial<Route>): Promise<ClaimedCommand | undefined> {
+    return (await this.claimBatch(agentId, leaseMs, 1, route))[0];
   }
 
-  async claimBatch(agentId: string, leaseMs: number, max: number): Promise<ClaimedCommand[]> {
-    return (await this.claimEach([{ agentId, max }], leaseMs))[0] ?? [];
+  async claimBatch(agentId: string, leaseMs: number, max: number, route?: Partial<Route>): Promise<ClaimedCommand[]> {
+    return (await this.claimEach([{ agentId, max, ...route }], leaseMs))[0] ?? [];
   }
 
   async claimEach(requests: readonly ClaimRequest[], leaseMs: number): Promise<ClaimedCommand[][]> {
@@ -288,16 +308,35 @@ export class SqliteCommandStore implements CommandStore {
     if (this.commits.idle && this.stmt.claimable.get(this.now()) === undefined) return requests.map(() => []);
     return this.write((log) => {
       const now = this.now();
+      // Due scheduled commands join the claim index first, so a claim never misses one whose time
+      // has come before the reaper's timer fired: an empty index range when none is due.
+      if (this.keys.promoteDue(now).ready > 0) this.workStaged = true;
       const answers: ClaimedCommand[][] = [];
-      for (const { agentId, max } of requests) {
+      // Routes that found less than they asked for: the requests after with the same route would
+      // find nothing either.
+      const exhausted = new Set<string>();
+      for (const request of requests) {
+        const route = routeOf(request);
+        const shape = routeKey(route);
+        if (exhausted.has(shape)) {
+          answers.push([]);
+          continue;
+        }
+        const { agentId, max } = request;
         // Each row gets its own random lease id (128 bits from SQLite's randomblob).
-        const rows = this.stmt.claim.all({ agentId, leaseExpiresAt: now + leaseMs, now, max }) as CommandRow[];
+        const rows = claimStatement(this.db, route).all({
+          agentId,
+          leaseExpiresAt: now + leaseMs,
+          now,
+          max,
+          ...routeParams(route),
+        }) as CommandRow[];
         answers.push(
           rows
-            .sort((a, b) => a.available_at - b.available_at || a.seq - b.seq)
+            .sort((a, b) => b.priority - a.priority || a.seq - b.seq)
             .map((row) => withLease(log('claim', row, 'PENDING'), row)),
         );
-        if (rows.length < max) break; // nothing left for the requests after this one
+        if (rows.length < max) exhausted.add(shape);
       }
       return answers;
     });
@@ -316,8 +355,12 @@ export class SqliteCommandStore implements CommandStore {
       const current = this.row(id);
       if (current.report_hash === hash) return { command: rowToCommand(current), replayed: true };
       if (!holdsLease(current, body)) throw new Conflict(reportConflictMessage(current, body.agentId));
-      const row = reportedRow(current, body, hash, this.now(), this.random);
+      const now = this.now();
+      const row = reportedRow(current, body, hash, now, this.random);
       const leaseId = body.leaseId ?? current.lease_id;
+      // It leaves RUNNING: its key's slot goes to the next held command (a retry waits its backoff).
+      if (holdsSlot(current) && this.keys.release(current.concurrency_key) > 0) this.workStaged = true;
+      if (row.status === 'PENDING') row.ready = this.readinessAfterRelease(current, row.available_at, now);
       const { changes } = this.stmt.report.run({ ...row, agentId: body.agentId, leaseId });
       if (changes !== 1) throw new Conflict(reportConflictMessage(current, body.agentId));
       return { command: log('report', row, current.status), replayed: false };
@@ -356,6 +399,10 @@ export class SqliteCommandStore implements CommandStore {
         | CommandRow
         | undefined;
       if (!row) throw new Conflict(`command ${id} is already ${current.status}`);
+      // A ready command held one of its key's slots: it goes to the next held one.
+      if (current.status === 'PENDING' && holdsSlot(current) && this.keys.release(current.concurrency_key) > 0) {
+        this.workStaged = true;
+      }
       return log('cancel', row, current.status);
     });
   }
@@ -363,23 +410,34 @@ export class SqliteCommandStore implements CommandStore {
   async retry(id: string): Promise<Command> {
     return this.write((log) => {
       const current = this.row(id);
-      const row = this.stmt.retry.get({ id, now: this.now() }) as CommandRow | undefined;
+      const now = this.now();
+      if (current.status !== 'FAILED') {
+        throw new Conflict(`only a FAILED command can be retried; command ${id} is ${current.status}`);
+      }
+      const ready = this.keys.readiness(current.concurrency_key, now, now);
+      const row = this.stmt.retry.get({ id, now, ready }) as CommandRow | undefined;
       if (!row) throw new Conflict(`only a FAILED command can be retried; command ${id} is ${current.status}`);
       return log('retry', row, 'FAILED');
     });
   }
 
   async retryFailed(filter: BulkFilter, batch: BulkBatch): Promise<BulkStep> {
-    return this.bulk('FAILED', filter, batch, (log, seq) => {
-      const row = this.stmt.retryBySeq.get({ seq, now: this.now() }) as CommandRow | undefined;
+    return this.bulk('FAILED', filter, batch, (log, { seq, concurrency_key }) => {
+      const now = this.now();
+      // Like a single retry: it takes a slot of its key, or waits held.
+      const ready = this.keys.readiness(concurrency_key, now, now);
+      const row = this.stmt.retryBySeq.get({ seq, now, ready }) as CommandRow | undefined;
       return row && log('retry', row, 'FAILED');
     });
   }
 
   async cancelPending(filter: BulkFilter, batch: BulkBatch): Promise<BulkStep> {
-    return this.bulk('PENDING', filter, batch, (log, seq) => {
-      const row = this.stmt.cancelPendingBySeq.get({ seq, now: this.now() }) as CommandRow | undefined;
-      return row && log('cancel', row, 'PENDING');
+    return this.bulk('PENDING', filter, batch, (log, current) => {
+      const row = this.stmt.cancelPendingBySeq.get({ seq: current.seq, now: this.now() }) as CommandRow | undefined;
+      if (!row) return undefined;
+      // A ready command held one of its key's slots: it goes to the next held one.
+      if (current.ready === READY && this.keys.release(current.concurrency_key) > 0) this.workStaged = true;
+      return log('cancel', row, 'PENDING');
     });
   }
 
@@ -395,7 +453,7 @@ export class SqliteCommandStore implements CommandStore {
     status: CommandStatus,
     filter: BulkFilter,
     batch: BulkBatch,
-    change: (log: Log, seq: number) => Command | undefined,
+    change: (log: Log, row: BulkRow) => Command | undefined,
   ): Promise<BulkStep> {
     const where = ['status = @status', 'seq > @afterSeq', 'seq <= @upToSeq'];
     if (filter.type !== undefined) where.push('type = @type');
@@ -403,13 +461,13 @@ export class SqliteCommandStore implements CommandStore {
     if (filter.createdBefore !== undefined) where.push('created_at < @createdBefore');
     // Through commands_status_seq: a range of (status, seq), in order.
     const statement = this.cachedStatement(
-      `SELECT seq FROM commands INDEXED BY commands_status_seq WHERE ${where.join(' AND ')} ORDER BY seq LIMIT @max`,
+      `SELECT seq, concurrency_key, ready FROM commands INDEXED BY commands_status_seq WHERE ${where.join(' AND ')} ORDER BY seq LIMIT @max`,
     );
     return this.write((log) => {
-      const seqs = (statement.all({ status, ...batch, ...filter }) as { seq: number }[]).map((r) => r.seq);
+      const rows = statement.all({ status, ...batch, ...filter }) as BulkRow[];
       let changed = 0;
-      for (const seq of seqs) if (change(log, seq)) changed++;
-      return { changed, ...(seqs.length > 0 ? { lastSeq: seqs.at(-1)! } : {}) };
+      for (const row of rows) if (change(log, row)) changed++;
+      return { changed, ...(rows.length > 0 ? { lastSeq: rows.at(-1)!.seq } : {}) };
     });
   }
 
@@ -428,7 +486,10 @@ export class SqliteCommandStore implements CommandStore {
       const changed: Command[] = [];
       for (const expired of this.stmt.expired.all(now)) {
         const outcome = expiryOutcome(expired, now, this.random);
-        const row = this.stmt.expire.get({ id: expired.id, leaseId: expired.lease_id, ...outcome, now }) as
+        if (this.keys.release(expired.concurrency_key) > 0) this.workStaged = true;
+        const ready =
+          outcome.status === 'PENDING' ? this.readinessAfterRelease(expired, outcome.availableAt, now) : expired.ready;
+        const row = this.stmt.expire.get({ id: expired.id, leaseId: expired.lease_id, ...outcome, ready, now }) as
           | CommandRow
           | undefined;
         if (!row) continue;
@@ -440,11 +501,59 @@ export class SqliteCommandStore implements CommandStore {
 
   async nextWakeAt(): Promise<WakeTimes> {
     const leaseExpiresAt = this.stmt.nextLeaseExpiry.get()?.at ?? null;
-    const availableAt = this.stmt.nextAvailable.get(this.now())?.at ?? null;
+    const availableAt = this.stmt.nextAvailable.get()?.at ?? null;
     return {
       ...(leaseExpiresAt === null ? {} : { leaseExpiresAt }),
       ...(availableAt === null ? {} : { availableAt }),
     };
+  }
+
+  async promoteDue(): Promise<boolean> {
+    return this.write(() => {
+      const { ready, more } = this.keys.promoteDue(this.now());
+      if (ready > 0) this.workStaged = true;
+      return more;
+    });
+  }
+
+  async pendingState(id: string): Promise<PendingState | undefined> {
+    const row = this.stmt.byId.get(id);
+    if (!row || row.status !== 'PENDING') return undefined;
+    const base = { queue: row.queue, type: row.type };
+    if (row.ready === SCHEDULED && row.available_at > this.now()) {
+      return { ...base, state: 'scheduled', until: row.available_at };
+    }
+    if (row.ready !== HELD || row.concurrency_key === null) return { ...base, state: 'ready' };
+    const key = this.keys.state(row.concurrency_key);
+    return { ...base, state: 'held', running: key?.running ?? 0, limit: key?.limit ?? row.concurrency_limit ?? 0 };
+  }
+
+  async saveAgents(records: readonly AgentRecord[]): Promise<void> {
+    if (records.length > 0) await this.write(() => this.agents.save(records));
+  }
+
+  async loadAgents(seenSince: number): Promise<AgentRecord[]> {
+    return this.agents.load(seenSince);
+  }
+
+  async drainAgent(id: string): Promise<boolean> {
+    return this.write(() => this.agents.setDraining(id));
+  }
+
+  async runningByAgent(): Promise<Map<string, number>> {
+    return this.agents.runningByAgent();
+  }
+
+  async queueCounts(): Promise<QueueCounts[]> {
+    return this.agents.queueCounts();
+  }
+
+  /**
+   * A command going back to PENDING from RUNNING (a retryable failure, an expired lease): with
+   * a backoff ahead it is scheduled; due already, it takes a slot of its key like a new submit.
+   */
+  private readinessAfterRelease(current: CommandRow, availableAt: number, now: number): CommandRow['ready'] {
+    return this.keys.readiness(current.concurrency_key, availableAt, now);
   }
 
   async eventsSince(afterSeq: number, limit: number, filter: EventFilter = {}): Promise<StoredEvent[]> {
@@ -511,3 +620,12 @@ export class SqliteCommandStore implements CommandStore {
 }
 
 type Log = (transition: Transition, row: CommandRow, from: CommandStatus | null) => Command;
+
+/** What a bulk action reads of each command it selects (the routing state it must keep right). */
+type BulkRow = Pick<CommandRow, 'seq' | 'concurrency_key' | 'ready'>;
+
+/** RUNNING and ready commands count against their key's limit (see KeySlots). */
+function holdsSlot(row: CommandRow): boolean {
+  return row.status === 'RUNNING' || (row.status === 'PENDING' && row.ready === READY);
+}
+

@@ -34,6 +34,7 @@ export interface ListFilter {
   status?: CommandStatus | undefined;
   type?: CommandType | undefined;
   agentId?: string | undefined;
+  queue?: string | undefined;
   limit: number;
   /** Only commands older than this sequence number (exclusive); opaque to clients. */
   beforeSeq?: number | undefined;
@@ -80,7 +81,44 @@ export interface ReportOutcome {
 export interface ClaimRequest {
   agentId: string;
   max: number;
+  /** The queues the agent serves; default: `default`. */
+  queues?: readonly string[] | undefined;
+  /** The command types the agent can run; default: every built-in type. */
+  types?: readonly string[] | undefined;
 }
+
+/** An agent as the registry stores it (SPEC §9); times in epoch ms. */
+export interface AgentRecord {
+  id: string;
+  hostname: string | null;
+  version: string | null;
+  queues: string[];
+  types: string[];
+  concurrency: number | null;
+  lastSeenAt: number;
+  draining: boolean;
+}
+
+export interface QueueCounts {
+  queue: string;
+  pending: number;
+  running: number;
+  /** created_at (epoch ms) of its oldest PENDING command. */
+  oldestPendingAt: number | null;
+}
+
+/** What a claim is restricted to (SPEC §9). */
+export interface Route {
+  queues: readonly string[];
+  types: readonly string[];
+}
+
+/** Where a PENDING command stands, for `waitingFor` (the server adds what the agents serve). */
+export type PendingState = { queue: string; type: string } & (
+  | { state: 'scheduled'; until: number }
+  | { state: 'held'; running: number; limit: number }
+  | { state: 'ready' }
+);
 
 export interface EventFilter {
   commandId?: string | undefined;
@@ -115,14 +153,16 @@ export interface CommandStore {
   submitBatch(bodies: SubmitBody[]): Promise<Command[]>;
   get(id: string): Promise<Command | undefined>;
   list(filter: ListFilter): Promise<ListPage>;
-  /** Leases the oldest available PENDING command to `agentId`, or answers undefined. */
-  claim(agentId: string, leaseMs: number): Promise<ClaimedCommand | undefined>;
-  /** Leases up to `max` of the oldest available PENDING commands to `agentId` in one statement. */
-  claimBatch(agentId: string, leaseMs: number, max: number): Promise<ClaimedCommand[]>;
   /**
-   * Claims for several agents in one transaction, in order: answer i is for request i. Stops at
-   * the first request that got fewer than its `max` (the queue is empty), so the answer may be
-   * shorter than `requests`.
+   * Leases the first command `agentId` may start: of its route's queues and types, available,
+   * its key below its limit; highest priority first, then oldest. Undefined when there is none.
+   */
+  claim(agentId: string, leaseMs: number, route?: Partial<Route>): Promise<ClaimedCommand | undefined>;
+  /** Leases up to `max` such commands to `agentId` in one statement. */
+  claimBatch(agentId: string, leaseMs: number, max: number, route?: Partial<Route>): Promise<ClaimedCommand[]>;
+  /**
+   * Claims for several agents in one transaction, in order: answer i is for request i (possibly
+   * empty). A request whose route an earlier request exhausted is answered empty without a claim.
    */
   claimEach(requests: readonly ClaimRequest[], leaseMs: number): Promise<ClaimedCommand[][]>;
   /** Undoes a claim whose answer could not be delivered (the polling agent had gone away). */
@@ -139,6 +179,24 @@ export interface CommandStore {
   lastCommandSeq(): Promise<number>;
   /** Requeues (or fails, when attempts are spent) every RUNNING command whose lease ran out. */
   requeueExpired(): Promise<Command[]>;
+  /**
+   * Scheduled commands (runAt, backoff) that are due become claimable (or wait for their key's
+   * slot), and 'available' is emitted when some did. Answers true when more are due than one
+   * pass handles: call it again.
+   */
+  promoteDue(): Promise<boolean>;
+  /** Where a PENDING command stands; undefined when it is not PENDING (or not there). */
+  pendingState(id: string): Promise<PendingState | undefined>;
+  /** Stores what the registry saw of these agents (their drain flag is left as it is). */
+  saveAgents(records: readonly AgentRecord[]): Promise<void>;
+  /** Agents seen at or after `seenSince` (epoch ms). */
+  loadAgents(seenSince: number): Promise<AgentRecord[]>;
+  /** Marks an agent draining; false when no such agent is stored. */
+  drainAgent(id: string): Promise<boolean>;
+  /** RUNNING commands per agent id. */
+  runningByAgent(): Promise<Map<string, number>>;
+  /** PENDING and RUNNING counts per queue that has any. */
+  queueCounts(): Promise<QueueCounts[]>;
   /** The earliest moment something changes by itself: a lease expiry or a backoff ending. */
   nextWakeAt(): Promise<WakeTimes>;
   eventsSince(afterSeq: number, limit: number, filter?: EventFilter): Promise<StoredEvent[]>;

@@ -9,6 +9,7 @@ import {
   DEFAULT_HTTP_TIMEOUT_MS,
   DEFAULT_MAX_ATTEMPTS,
   DELAY_TIMEOUT_MARGIN_MS,
+  DEFAULT_QUEUE,
   type CommandStatus,
   type ResultBody,
   type SubmitBody,
@@ -16,8 +17,13 @@ import {
 import { retryBackoffMs } from './backoff.js';
 import type { CommandRow } from './command-rows.js';
 
-/** The row a submit stores; `seq` is 0 until the database hands one out. */
+/**
+ * The row a submit stores; `seq` is 0 until the database hands one out. `ready` is READY (1) or,
+ * with a `runAt` ahead, SCHEDULED (0); a store that enforces concurrency keys decides HELD itself.
+ */
 export function newCommandRow(body: SubmitBody, now: number, idempotencyKey: string | null, requestHash: string | null): CommandRow {
+  const runAt = body.runAt === undefined ? null : Date.parse(body.runAt);
+  const availableAt = runAt === null ? now : Math.max(now, runAt);
   return {
     seq: 0,
     // Time-ordered (UUIDv7): new ids land at the end of the id indexes of both tables instead of
@@ -34,7 +40,7 @@ export function newCommandRow(body: SubmitBody, now: number, idempotencyKey: str
     attempts: 0,
     max_attempts: body.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
     timeout_ms: body.timeoutMs ?? defaultTimeoutMs(body),
-    available_at: now,
+    available_at: availableAt,
     cancel_requested: 0,
     progress: null,
     created_at: now,
@@ -44,6 +50,12 @@ export function newCommandRow(body: SubmitBody, now: number, idempotencyKey: str
     idempotency_key: idempotencyKey,
     request_hash: requestHash,
     report_hash: null,
+    queue: body.queue ?? DEFAULT_QUEUE,
+    priority: body.priority ?? 0,
+    run_at: runAt,
+    concurrency_key: body.concurrencyKey ?? null,
+    concurrency_limit: body.concurrencyLimit ?? null,
+    ready: availableAt > now ? 0 : 1,
   };
 }
 

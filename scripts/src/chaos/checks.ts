@@ -31,6 +31,7 @@ export type CheckName =
   | 'lost-report'
   | 'lease-lost'
   | 'event-log'
+  | 'concurrency-limit'
   | 'unexpected-exit';
 
 export interface Violation {
@@ -223,6 +224,12 @@ export function judge(e: Evidence): Verdict {
     else if (!last || last.status !== c.status) flag('event-log', null, { key: c.key, id: c.id }, `its last logged event says ${last?.status}, the command is ${c.status}`);
   }
 
+  // SPEC §9: replaying the whole log in order, no key ever had more than its limit RUNNING.
+  const overLimit = keysOverLimit(e.events);
+  for (const o of overLimit) {
+    flag('concurrency-limit', null, { key: byId.get(o.commandId)?.key, id: o.commandId }, `key ${o.key} had ${o.running} commands RUNNING at event #${o.seq}, over its limit ${o.limit}`);
+  }
+
   for (const d of e.agentDeaths.filter((x) => x.by === 'exit')) flag('unexpected-exit', null, {}, `${d.agent} (life ${d.life}) ended by itself: ${d.how}`);
   for (const d of e.serverDeaths.filter((x) => x.by === 'exit')) flag('unexpected-exit', null, {}, `the server ended by itself: ${d.how}`);
 
@@ -328,4 +335,27 @@ export function storyOf(e: Evidence, v: Violation): CommandStory | undefined {
     witness: key === null ? undefined : e.witness.get(key),
     deaths,
   };
+}
+
+/**
+ * Replays every logged event in seq order, keeping each command's status, and answers the first
+ * moment each concurrency key had more RUNNING than its limit (the limit its events carry).
+ */
+export function keysOverLimit(events: Map<string, EventRecord[]>): Array<{ key: string; running: number; limit: number; seq: number; commandId: string }> {
+  const all: Array<EventRecord & { commandId: string }> = [];
+  for (const [commandId, list] of events) for (const ev of list) all.push({ ...ev, commandId });
+  all.sort((a, b) => a.seq - b.seq);
+  const running = new Map<string, Set<string>>();
+  const flagged = new Map<string, { key: string; running: number; limit: number; seq: number; commandId: string }>();
+  for (const ev of all) {
+    if (!ev.concurrencyKey || ev.concurrencyLimit == null) continue;
+    const set = running.get(ev.concurrencyKey) ?? new Set<string>();
+    running.set(ev.concurrencyKey, set);
+    if (ev.status === 'RUNNING') set.add(ev.commandId);
+    else set.delete(ev.commandId);
+    if (set.size > ev.concurrencyLimit && !flagged.has(ev.concurrencyKey)) {
+      flagged.set(ev.concurrencyKey, { key: ev.concurrencyKey, running: set.size, limit: ev.concurrencyLimit, seq: ev.seq, commandId: ev.commandId });
+    }
+  }
+  return [...flagged.values()];
 }

@@ -44,6 +44,9 @@ export interface EventRecord {
   attempts: number;
   error: string | null;
   at: number;
+  /** The command's concurrency key and limit (SPEC §9), null for an unkeyed one. */
+  concurrencyKey?: string | null;
+  concurrencyLimit?: number | null;
 }
 
 export interface OutboxRow {
@@ -187,9 +190,26 @@ export function readServerDb(path: string): { commands: CommandRecord[]; events:
       }));
     const events = new Map<string, EventRecord[]>();
     for (const r of db.prepare<[], EventDbRow>('SELECT seq, command_id, transition, data, created_at FROM events ORDER BY seq').iterate()) {
-      const c = JSON.parse(r.data) as { status: Status; agentId: string | null; attempts: number; error: string | null };
+      const c = JSON.parse(r.data) as {
+        status: Status;
+        agentId: string | null;
+        attempts: number;
+        error: string | null;
+        concurrencyKey?: string | null;
+        concurrencyLimit?: number | null;
+      };
       const list = events.get(r.command_id) ?? [];
-      list.push({ seq: r.seq, transition: r.transition, status: c.status, agentId: c.agentId, attempts: c.attempts, error: c.error, at: r.created_at });
+      list.push({
+        seq: r.seq,
+        transition: r.transition,
+        status: c.status,
+        agentId: c.agentId,
+        attempts: c.attempts,
+        error: c.error,
+        at: r.created_at,
+        concurrencyKey: c.concurrencyKey ?? null,
+        concurrencyLimit: c.concurrencyLimit ?? null,
+      });
       events.set(r.command_id, list);
     }
     return { commands, events };

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AgentDeath, LeaseLoss, ServerDeath } from './evidence.js';
 import { readOutbox } from './evidence.js';
-import { agentLifeSeed } from './plan.js';
+import { agentLifeSeed, CHAOS_QUEUES } from './plan.js';
 import { spawnNode, type Child } from './processes.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -145,6 +145,7 @@ export class AgentUnderTest {
         AGENT_ID: this.id,
         IDEMPOTENCY_DB_PATH: this.dbPath,
         CONCURRENCY: String(concurrency),
+        AGENT_QUEUES: CHAOS_QUEUES.join(','),
         LONG_POLL_WAIT: '10',
         DRAIN_MS: '2000',
         HTTP_ALLOW: this.options.httpAllow,

@@ -14,7 +14,22 @@ export interface PlannedCommand {
   type: 'HTTP_GET_JSON' | 'DELAY';
   /** DELAY only. */
   delayMs: number;
+  /** Routing (SPEC §9): both queues are served by every agent of the fleet. */
+  queue: string;
+  priority: number;
+  /** A third of the commands share one of a few keys, each with its limit. */
+  concurrencyKey?: string;
+  concurrencyLimit?: number;
 }
+
+/** The queues the drill submits to; the fleet's agents serve them all (AGENT_QUEUES). */
+export const CHAOS_QUEUES = ['default', 'chaos'] as const;
+/** Concurrency keys and their limits: small, so the fleet keeps hitting them. */
+const CHAOS_KEYS = [
+  { key: 'tenant-a', limit: 1 },
+  { key: 'tenant-b', limit: 2 },
+  { key: 'tenant-c', limit: 3 },
+] as const;
 
 export interface PlannedKill {
   /** Position in the schedule, from 1. */
@@ -39,14 +54,20 @@ const LAST_KILL_AT = 0.9;
 
 export function makePlan(o: ChaosOptions): Plan {
   const random = mulberry32(derive(o.seed, 'plan'));
+  // Its own stream, so a seed still gives the types, delays and kills it gave before routing.
+  const routing = mulberry32(derive(o.seed, 'routing'));
   const commands: PlannedCommand[] = [];
   for (let index = 0; index < o.commands; index++) {
     const http = random() < o.httpShare;
+    const keyed = routing() < 1 / 3 ? CHAOS_KEYS[intBetween(routing, 0, CHAOS_KEYS.length - 1)] : undefined;
     commands.push({
       index,
       key: `chaos-${o.seed}-${index}`,
       type: http ? 'HTTP_GET_JSON' : 'DELAY',
       delayMs: http ? 0 : intBetween(random, 0, o.delayMaxMs),
+      queue: CHAOS_QUEUES[intBetween(routing, 0, CHAOS_QUEUES.length - 1)]!,
+      priority: intBetween(routing, -2, 2),
+      ...(keyed ? { concurrencyKey: keyed.key, concurrencyLimit: keyed.limit } : {}),
     });
   }
   const kills: Omit<PlannedKill, 'n'>[] = [];

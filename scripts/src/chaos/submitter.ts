@@ -55,6 +55,9 @@ export class Submitter {
       type: p.type,
       payload: p.type === 'DELAY' ? { ms: p.delayMs } : { url: this.options.urlFor(p.key) },
       maxAttempts: this.options.maxAttempts,
+      queue: p.queue,
+      priority: p.priority,
+      ...(p.concurrencyKey === undefined ? {} : { concurrencyKey: p.concurrencyKey, concurrencyLimit: p.concurrencyLimit }),
     });
     for (let retry = 0; Date.now() < this.options.deadline && !this.options.stopped(); retry++) {
       record.tries++;

@@ -15,7 +15,15 @@ const EVENT_TAIL = 100_000;
 const ROWS_PER_TRANSACTION = 100_000;
 
 /** `ms` is wall time; `cpuMs` this process's CPU time (the wall time stretches on a shared machine). */
-export function seedCommands(dbPath: string, n: number, pending = 0): { ids: string[]; ms: number; cpuMs: number } {
+/** Seeded commands held behind concurrency keys at their limit (SPEC §9), per key. */
+const HELD_PER_KEY = 100;
+
+/**
+ * `heldShare` (0…1) of the `n` commands are seeded PENDING behind concurrency keys at their limit
+ * (`HELD_PER_KEY` per key, so 10 000 keys at 1 M) instead of finished: a claim must pass them
+ * without reading them.
+ */
+export function seedCommands(dbPath: string, n: number, pending = 0, heldShare = 0): { ids: string[]; ms: number; cpuMs: number } {
   const started = performance.now();
   const cpuStarted = process.cpuUsage();
   const db = new Database(dbPath);
@@ -29,6 +37,12 @@ export function seedCommands(dbPath: string, n: number, pending = 0): { ids: str
   const insertPending = db.prepare(`INSERT INTO commands
     (id, type, payload, status, max_attempts, timeout_ms, available_at, created_at, updated_at)
     VALUES (?, 'DELAY', '{"ms":0}', 'PENDING', 3, 30000, ?, ?, ?)`);
+  // Held (ready = 2, migration 003): their key's one slot is taken, so none of them may start.
+  const insertHeld = db.prepare(`INSERT INTO commands
+    (id, type, payload, status, max_attempts, timeout_ms, available_at, created_at, updated_at, concurrency_key, concurrency_limit, ready)
+    VALUES (?, 'DELAY', '{"ms":0}', 'PENDING', 3, 30000, ?, ?, ?, ?, 1, 2)`);
+  const insertKey = db.prepare('INSERT OR IGNORE INTO concurrency_keys (key, lim, active) VALUES (?, 1, 1)');
+  const held = Math.floor(n * heldShare);
   const insertEvent = db.prepare(`INSERT INTO events (command_id, kind, transition, data, created_at)
     VALUES (?, 'status', 'report', ?, ?)`);
   const base = Date.now() - 3_600_000 - n * 10;
@@ -46,6 +60,13 @@ export function seedCommands(dbPath: string, n: number, pending = 0): { ids: str
   const insertRows = db.transaction((from: number, to: number) => {
     for (let i = from; i < to; i++) {
       const id = randomUUID();
+      if (i < held) {
+        const key = `held-key-${Math.floor(i / HELD_PER_KEY)}`;
+        insertHeld.run(id, base + i * 10, base + i * 10, base + i * 10, key);
+        if (i % HELD_PER_KEY === 0) insertKey.run(key);
+        if (i % sampleEvery === 0) ids.push(id);
+        continue;
+      }
       const http = i % 10 === 9;
       const failed = i % 20 === 19;
       const created = base + i * 10;

@@ -56,7 +56,7 @@ async function measureSize(o: Options, stored: number, template: string): Promis
   const dbPath = `${dir.path}/commands.db`;
   try {
     copyFileSync(template, dbPath);
-    const seeded = seedCommands(dbPath, stored, o.num('pending'));
+    const seeded = seedCommands(dbPath, stored, o.num('pending'), o.num('held-share'));
     const dbMiB = statSync(dbPath).size / 2 ** 20;
     console.log(`  ${stored.toLocaleString('en-US')} stored: seeded in ${(seeded.ms / 1000).toFixed(1)} s (${(seeded.cpuMs / 1000).toFixed(1)} s of CPU), database ${dbMiB.toFixed(0)} MiB`);
     const server = await startServer({ dbPath });
@@ -132,6 +132,11 @@ export const growth: Scenario = {
     warmup: { type: 'string', default: '100', description: 'untimed iterations first' },
     'list-limit': { type: 'string', default: '100', description: 'limit of the timed lists' },
     pending: { type: 'string', default: '100', description: 'PENDING backlog seeded after the finished commands (claims take from it)' },
+    'held-share': {
+      type: 'string',
+      default: '0',
+      description: 'share (0…1) of each size seeded PENDING behind concurrency keys at their limit (100 per key) instead of finished',
+    },
   },
   async run(o): Promise<RunResult> {
     const results: SizeResult[] = [];
@@ -146,7 +151,8 @@ export const growth: Scenario = {
     for (const r of results) {
       const size = r.stored;
       const backlog = o.num('pending');
-      const at = `${size.toLocaleString('en-US')} stored${backlog > 0 ? ` + ${backlog.toLocaleString('en-US')} pending` : ''}`;
+      const held = o.num('held-share') > 0 ? ` (${Math.round(o.num('held-share') * 100)} % held behind keys)` : '';
+      const at = `${size.toLocaleString('en-US')} stored${held}${backlog > 0 ? ` + ${backlog.toLocaleString('en-US')} pending` : ''}`;
       figures.push(
         { name: `${at}: claim p50`, value: r.claim.p50, unit: 'ms' },
         { name: `${at}: claim p99`, value: r.claim.p99, unit: 'ms' },

@@ -1,0 +1,143 @@
+import type Database from 'better-sqlite3';
+import type { Route } from './store.js';
+
+/** `ready` of a PENDING row (migration 003): where it stands on its way to the claim index. */
+export const SCHEDULED = 0;
+export const READY = 1;
+export const HELD = 2;
+export type Readiness = typeof SCHEDULED | typeof READY | typeof HELD;
+
+
+/** At most this many scheduled commands promoted per pass; a full pass leaves the reaper due again. */
+const PROMOTE_BATCH = 1_000;
+
+/**
+ * Per-key concurrency (SPEC §9), kept in `concurrency_keys` by the transitions of each write, in
+ * its own transaction. `active` counts a key's commands RUNNING or ready; a command of the key
+ * becomes ready only by taking a slot while active < lim. A claim moves ready → RUNNING and
+ * leaves `active` alone, so it never reads this table: the limit is enforced before a command
+ * enters the claim index, and a key at its limit keeps its backlog held, out of the claim's way.
+ */
+export class KeySlots {
+  private readonly setLimit: Database.Statement;
+  private readonly take: Database.Statement;
+  private readonly give: Database.Statement;
+  private readonly promoteHeld: Database.Statement<{ key: string }, { seq: number }>;
+  private readonly addActive: Database.Statement;
+  private readonly dueUnkeyed: Database.Statement;
+  private readonly dueKeyed: Database.Statement<[number, number], { key: string }>;
+  private readonly runningOf: Database.Statement<[string], { n: number }>;
+  private readonly keyOf: Database.Statement<[string], { lim: number; active: number }>;
+
+  constructor(db: Database.Database) {
+    this.setLimit = db.prepare(`INSERT INTO concurrency_keys (key, lim, active) VALUES (?, ?, 0)
+      ON CONFLICT (key) DO UPDATE SET lim = excluded.lim WHERE lim != excluded.lim`);
+    this.take = db.prepare('UPDATE concurrency_keys SET active = active + 1 WHERE key = ? AND active < lim');
+    this.give = db.prepare('UPDATE concurrency_keys SET active = active - 1 WHERE key = ? AND active > 0');
+    // The key's held commands in claim order, as many as it has free slots: one index range.
+    this.promoteHeld = db.prepare(`UPDATE commands SET ready = ${READY}
+      WHERE seq IN (SELECT seq FROM commands INDEXED BY commands_held
+                    WHERE status = 'PENDING' AND ready = ${HELD} AND concurrency_key = @key
+                    ORDER BY priority DESC, seq
+                    LIMIT max(0, (SELECT lim - active FROM concurrency_keys WHERE key = @key)))
+      RETURNING seq`);
+    this.addActive = db.prepare('UPDATE concurrency_keys SET active = active + ? WHERE key = ?');
+    this.dueUnkeyed = db.prepare(`UPDATE commands SET ready = ${READY}
+      WHERE seq IN (SELECT seq FROM commands INDEXED BY commands_scheduled
+                    WHERE status = 'PENDING' AND ready = ${SCHEDULED} AND available_at <= ?
+                      AND concurrency_key IS NULL LIMIT ?)`);
+    // Due keyed commands join their key's held ones, then each key promotes as many as it may.
+    this.dueKeyed = db.prepare<[number, number], { key: string }>(`UPDATE commands SET ready = ${HELD}
+      WHERE seq IN (SELECT seq FROM commands INDEXED BY commands_scheduled
+                    WHERE status = 'PENDING' AND ready = ${SCHEDULED} AND available_at <= ?
+                      AND concurrency_key IS NOT NULL LIMIT ?)
+      RETURNING concurrency_key AS key`);
+    this.runningOf = db.prepare<[string], { n: number }>(
+      `SELECT count(*) AS n FROM commands INDEXED BY commands_key_running WHERE status = 'RUNNING' AND concurrency_key = ?`,
+    );
+    this.keyOf = db.prepare<[string], { lim: number; active: number }>('SELECT lim, active FROM concurrency_keys WHERE key = ?');
+  }
+
+  /** A submit gives the key its limit (the most recent submit's wins); a raised limit frees slots. */
+  limit(key: string, lim: number): number {
+    return this.setLimit.run(key, lim).changes > 0 ? this.promote(key) : 0;
+  }
+
+  /**
+   * Where a command that is PENDING from now on stands: scheduled while `availableAt` is ahead,
+   * else ready (taking one of its key's slots) or held when the key has none free.
+   */
+  readiness(key: string | null, availableAt: number, now: number): Readiness {
+    if (availableAt > now) return SCHEDULED;
+    if (key === null) return READY;
+    return this.take.run(key).changes === 1 ? READY : HELD;
+  }
+
+  /** A command of `key` left RUNNING or ready: its slot goes to the key's next held command. */
+  release(key: string | null): number {
+    if (key === null) return 0;
+    this.give.run(key);
+    return this.promote(key);
+  }
+
+  /** Promotes held commands of `key` into its free slots; answers how many became ready. */
+  promote(key: string): number {
+    const promoted = this.promoteHeld.all({ key }).length;
+    if (promoted > 0) this.addActive.run(promoted, key);
+    return promoted;
+  }
+
+  /** Scheduled commands whose time has come become ready (or held); answers how many became ready. */
+  promoteDue(now: number): { ready: number; more: boolean } {
+    const unkeyed = this.dueUnkeyed.run(now, PROMOTE_BATCH).changes;
+    const keyed = this.dueKeyed.all(now, PROMOTE_BATCH).map((row) => row.key);
+    let ready = unkeyed;
+    for (const key of new Set(keyed)) ready += this.promote(key);
+    return { ready, more: unkeyed >= PROMOTE_BATCH || keyed.length >= PROMOTE_BATCH };
+  }
+
+  /** The key's RUNNING count and limit, for waitingFor. */
+  state(key: string): { running: number; limit: number } | undefined {
+    const row = this.keyOf.get(key);
+    return row && { running: this.runningOf.get(key)?.n ?? 0, limit: row.lim };
+  }
+}
+
+const claimStatements = new WeakMap<Database.Database, Map<string, Database.Statement>>();
+
+/**
+ * The claim for an agent serving `queues` × `types`: one range of commands_ready per pair, each
+ * already in claim order and cut at `max`, merged and cut again — O(pairs × max) whatever the
+ * backlog, and one UPDATE, so no other claim can take the same row in between.
+ */
+export function claimStatement(db: Database.Database, route: Route): Database.Statement {
+  const shape = `${route.queues.length}x${route.types.length}`;
+  let cache = claimStatements.get(db);
+  if (!cache) claimStatements.set(db, (cache = new Map()));
+  let statement = cache.get(shape);
+  if (statement) return statement;
+  const ranges: string[] = [];
+  for (let q = 0; q < route.queues.length; q++) {
+    for (let t = 0; t < route.types.length; t++) {
+      ranges.push(`SELECT * FROM (SELECT seq, priority FROM commands INDEXED BY commands_ready
+        WHERE status = 'PENDING' AND ready = ${READY} AND queue = @q${q} AND type = @t${t}
+        ORDER BY priority DESC, seq LIMIT @max)`);
+    }
+  }
+  statement = db.prepare(`UPDATE commands
+      SET status = 'RUNNING', agent_id = @agentId, lease_id = lower(hex(randomblob(16))), lease_expires_at = @leaseExpiresAt,
+          attempts = attempts + 1, started_at = @now, finished_at = NULL, progress = NULL,
+          report_hash = NULL, updated_at = @now
+      WHERE seq IN (SELECT seq FROM (${ranges.join('\n UNION ALL ')}) ORDER BY priority DESC, seq LIMIT @max)
+      RETURNING *`);
+  cache.set(shape, statement);
+  return statement;
+}
+
+/** The claim's named parameters for `route`. */
+export function routeParams(route: Route): Record<string, string> {
+  const params: Record<string, string> = {};
+  route.queues.forEach((queue, i) => (params[`q${i}`] = queue));
+  route.types.forEach((type, i) => (params[`t${i}`] = type));
+  return params;
+}
