@@ -1,6 +1,7 @@
 import { get } from '../api.js';
 import { h } from '../dom.js';
 import { count, duration } from '../format.js';
+import type { QueueView } from '@agent-executor/common';
 import type { Page } from '../main.js';
 import { listOf, unavailable } from './unavailable.js';
 
@@ -25,32 +26,33 @@ export const queuesPage: Page = (main) => {
   return () => clearTimeout(timer);
 };
 
-/**
- * The queues as a table, column by column as the server names them (the routing branch's field
- * names are not fixed yet): a name, counts, an age in ms, a list of agents.
- */
+/** The queues as a table (`QueueView` of SPEC §9): name, counts, the oldest PENDING's age, agents. */
 export function queuesTable(queues: Record<string, unknown>[]): HTMLElement {
   if (queues.length === 0) return h('p', { class: 'note' }, 'No queue has commands.');
-  const keys = [...new Set(queues.flatMap((q) => Object.keys(q)))];
+  const views = queues as unknown as QueueView[];
+  const th = (text: string, numeric = false) => h('th', { scope: 'col', class: numeric ? 'num' : '' }, text);
   return h(
     'div',
     { class: 'scroll-x' },
     h(
       'table',
       null,
-      h('thead', null, h('tr', null, ...keys.map((k) => h('th', { scope: 'col' }, label(k))))),
-      h('tbody', null, ...queues.map((q) => h('tr', null, ...keys.map((k) => h('td', { class: typeof q[k] === 'number' ? 'num' : '' }, cell(k, q[k])))))),
+      h('thead', null, h('tr', null, th('Queue'), th('Pending', true), th('Running', true), th('Oldest pending', true), th('Agents serving it'))),
+      h(
+        'tbody',
+        null,
+        ...views.map((q) =>
+          h(
+            'tr',
+            null,
+            h('td', null, q.queue),
+            h('td', { class: 'num' }, count(q.pending)),
+            h('td', { class: 'num' }, count(q.running)),
+            h('td', { class: 'num' }, q.oldestPendingAgeMs === null ? '—' : duration(q.oldestPendingAgeMs)),
+            h('td', null, q.agents.join(', ') || 'none'),
+          ),
+        ),
+      ),
     ),
   );
-}
-
-function label(key: string): string {
-  return key.replace(/([a-z])([A-Z])/g, '$1 $2').replace(/^./, (c) => c.toUpperCase());
-}
-
-function cell(key: string, value: unknown): string {
-  if (value === null || value === undefined) return '—';
-  if (Array.isArray(value)) return value.map((v) => (typeof v === 'object' && v ? String((v as { id?: unknown }).id ?? JSON.stringify(v)) : String(v))).join(', ') || '—';
-  if (typeof value === 'number') return /ms$/i.test(key) ? duration(value) : /age|seconds|s$/i.test(key) && /age/i.test(key) ? `${count(value)} s` : count(value);
-  return String(value);
 }
