@@ -104,35 +104,4 @@ describe('group commit', () => {
     const results = await Promise.allSettled(pending);
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
   });
-  it('with afterCommit (a sync off the event loop), answers each batch only once its sync is done, in commit order', async () => {
-    db.exec('CREATE TABLE log (n INTEGER)');
-    const insert = db.prepare('INSERT INTO log (n) VALUES (?)');
-    const syncs: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
-    const commits = new GroupCommit(db, {
-      afterCommit: () => new Promise<void>((resolve, reject) => syncs.push({ resolve, reject })),
-    });
-    const answered: string[] = [];
-    const first = commits.run(() => insert.run(1).changes).then(() => answered.push('first'));
-    await new Promise((r) => setImmediate(r));
-    const second = commits.run(() => insert.run(2).changes).then(() => answered.push('second'));
-    await new Promise((r) => setImmediate(r));
-    // Both batches are committed (visible to this connection) but neither is answered: no sync has finished.
-    expect(db.prepare('SELECT count(*) AS n FROM log').get()).toEqual({ n: 2 });
-    expect(syncs).toHaveLength(2);
-    expect(answered).toEqual([]);
-    // The later sync finishing first does not answer the later batch before the earlier one.
-    syncs[1]?.resolve();
-    await new Promise((r) => setImmediate(r));
-    expect(answered).toEqual([]);
-    syncs[0]?.resolve();
-    await Promise.all([first, second]);
-    expect(answered).toEqual(['first', 'second']);
-
-    // A sync that fails fails its batch: the caller is never told "stored".
-    const third = commits.run(() => insert.run(3).changes);
-    await new Promise((r) => setImmediate(r));
-    syncs[2]?.reject(new Error('EIO'));
-    await expect(third).rejects.toThrow('EIO');
-    await commits.settled();
-  });
 });

@@ -32,14 +32,13 @@ type Result = { ok: true; value: unknown } | { ok: false; error: unknown };
 export class GroupCommit {
   private queue: Queued[] = [];
   private scheduled: NodeJS.Immediate | undefined;
-  private lastSettled: Promise<void> = Promise.resolve();
   /** Made once: building a better-sqlite3 transaction function costs more than running it. */
   private readonly commit: TransactionFn<[Queued[]], Result[]>;
   private readonly savepoint: TransactionFn<[() => unknown], unknown>;
 
   constructor(
     private readonly db: TransactionalDatabase,
-    private readonly options: { beforeCommit?: () => void; afterCommit?: () => Promise<void> } = {},
+    private readonly options: { beforeCommit?: () => void } = {},
   ) {
     // Nested inside `commit`, better-sqlite3 runs this as a SAVEPOINT.
     this.savepoint = db.transaction((write: () => unknown) => write());
@@ -94,22 +93,10 @@ export class GroupCommit {
       for (const { reject } of batch) reject(error);
       return;
     }
-    const settle = () =>
-      batch.forEach(({ resolve, reject }, i) => {
-        const result = results[i];
-        if (result?.ok) resolve(result.value);
-        else reject(result?.error);
-      });
-    if (!this.options.afterCommit) return settle();
-    // Batches are answered in commit order even when a later sync finishes first.
-    const sync = this.options.afterCommit();
-    this.lastSettled = Promise.all([this.lastSettled, sync]).then(settle, (error: unknown) => {
-      for (const { reject } of batch) reject(error);
+    batch.forEach(({ resolve, reject }, i) => {
+      const result = results[i];
+      if (result?.ok) resolve(result.value);
+      else reject(result?.error);
     });
-  }
-
-  /** Resolves once every commit's afterCommit has finished and its writes are answered. */
-  async settled(): Promise<void> {
-    await this.lastSettled;
   }
 }

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { fdatasync, mkdirSync, openSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type {
@@ -99,8 +99,7 @@ export class SqliteCommandStore implements CommandStore {
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
     this.db = new Database(options.path);
     this.db.pragma('journal_mode = WAL');
-    const offLoop = process.env.P99_SYNC_OFF_LOOP === '1' && (options.synchronous ?? 'FULL') === 'FULL' && options.path !== ':memory:';
-    this.db.pragma(`synchronous = ${offLoop ? 'NORMAL' : options.synchronous ?? 'FULL'}`);
+    this.db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
     this.db.pragma('busy_timeout = 5000');
     this.db.pragma('foreign_keys = ON');
     // RETURNING and `IN (SELECT …)` build small temporary tables on every transition; in a temp
@@ -114,11 +113,7 @@ export class SqliteCommandStore implements CommandStore {
     // Commands written by plain SQL while the server was down (a seeded or repaired file) are
     // counted too: one count by status at start, through the status index (~40 ms per million).
     this.db.transaction(() => this.stmt.recount.run()).immediate();
-    const walFd = offLoop ? openSync(`${options.path}-wal`, 'r') : undefined;
-    this.commits = new GroupCommit(this.db, {
-      beforeCommit: () => this.announceWork(),
-      ...(walFd === undefined ? {} : { afterCommit: () => new Promise<void>((res, rej) => fdatasync(walFd, (e) => (e ? rej(e) : res()))) }),
-    });
+    this.commits = new GroupCommit(this.db, { beforeCommit: () => this.announceWork() });
   }
 
   /**
@@ -511,7 +506,6 @@ export class SqliteCommandStore implements CommandStore {
   async close(): Promise<void> {
     if (!this.db.open) return;
     this.commits.flush();
-    await this.commits.settled();
     this.db.close();
   }
 }
