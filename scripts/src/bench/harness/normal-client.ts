@@ -9,6 +9,8 @@ import { sleep } from './processes.js';
 
 export class NormalClient {
   readonly latencies: number[] = [];
+  /** The same latencies by method: a POST waits for its commit's fsync, a GET for nothing but the loop. */
+  readonly byMethod: { GET: number[]; POST: number[] } = { GET: [], POST: [] };
   timeouts = 0;
   errors: string[] = [];
   posted = 0;
@@ -36,6 +38,7 @@ export class NormalClient {
       });
       const text = await res.body.text();
       this.latencies.push(performance.now() - t0);
+      this.byMethod[method].push(performance.now() - t0);
       if (res.statusCode >= 300) this.errors.push(`${method} ${path}: ${res.statusCode} ${text.slice(0, 200)}`);
       return text;
     } catch (err) {
@@ -43,6 +46,7 @@ export class NormalClient {
         this.timeouts++;
         // A time-out counts as the time-out at the tail of the distribution.
         this.latencies.push(this.timeoutMs);
+        this.byMethod[method].push(this.timeoutMs);
       } else {
         this.errors.push(`${method} ${path}: ${(err as Error).message}`);
       }

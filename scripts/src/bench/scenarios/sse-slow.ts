@@ -26,6 +26,7 @@ const MB = 1e6;
 /** What the normal client measured, inline or from its worker. */
 interface ClientOutcome {
   latencies: number[];
+  byMethod: { GET: number[]; POST: number[] };
   posted: number;
   timeouts: number;
   errors: string[];
@@ -171,6 +172,9 @@ export const sseSlow: Scenario = {
       const verdict = (ok: boolean) => (ok ? 'PASS' : 'FAIL');
       console.log(`  ${verdict(peakMB < 300)} server peak RSS ${peakMB.toFixed(0)} MB (goal < 300 MB)`);
       console.log(`  ${verdict(latency.p99 < 100)} normal client p99 ${latency.p99.toFixed(1)} ms (goal < 100 ms), ${client.timeouts} time-out(s)`);
+      const get = distribution(client.byMethod.GET);
+      const post = distribution(client.byMethod.POST);
+      console.log(`  normal client by request: POST /commands p50 ${post.p50.toFixed(1)} / p99 ${post.p99.toFixed(1)} ms (waits for its commit's fsync), GET /commands/:id p50 ${get.p50.toFixed(1)} / p99 ${get.p99.toFixed(1)} ms`);
       if (client.loopDelay) console.log(`  the normal client's own event-loop delay: p99 ${client.loopDelay.p99.toFixed(1)} ms, max ${client.loopDelay.max.toFixed(1)} ms (${inline ? 'inline' : 'own process'})`);
       console.log(`  burst of ${commands} commands (${3 * commands} events) took ${burstSeconds.toFixed(1)} s; ${sockets.closed} of ${clients} slow clients closed by the server`);
       const figures: Figure[] = [
@@ -182,6 +186,8 @@ export const sseSlow: Scenario = {
         { name: 'normal client p50', value: latency.p50, unit: 'ms' },
         { name: 'normal client p99', value: latency.p99, unit: 'ms', goal: { op: '<=', value: 100 } },
         { name: 'normal client max', value: latency.max, unit: 'ms' },
+        { name: 'normal client POST p99', value: post.p99, unit: 'ms' },
+        { name: 'normal client GET p99', value: get.p99, unit: 'ms' },
         { name: 'normal client time-outs', value: client.timeouts, unit: 'requests', goal: { op: '<=', value: 0 } },
         { name: 'slow clients closed by the server', value: sockets.closed, unit: 'clients' },
       ];

@@ -31,6 +31,7 @@ process.on('message', (message: { type: string }) => {
         toBench({
           type: 'stopped',
           latencies: client.latencies,
+          byMethod: client.byMethod,
           posted: client.posted,
           timeouts: client.timeouts,
           errors: client.errors.slice(0, 20),
