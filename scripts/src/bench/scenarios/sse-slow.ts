@@ -5,6 +5,11 @@
  * burst's duration and the normal client's latency and time-outs. With --result-kib the commands
  * are HTTP_GET_JSON against a local target answering that much JSON, so every report event is large.
  * The goals are those of issue 10: RSS under 300 MB, the normal client's p99 under 100 ms.
+ *
+ * The normal client runs in a process of its own (workers/normal-client.ts), so the bench's own
+ * event loop (submitter, completion stream) is not in its figure; it reports its own event-loop
+ * delay, and its POST (waits for a commit's fsync) and GET (waits only for the server's event
+ * loop) latencies apart. `--normal-client=inline` measures from the bench's process, as before.
  */
 import { startFleet } from '../harness/fleet.js';
 import { metric } from '../harness/http.js';
