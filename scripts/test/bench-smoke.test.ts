@@ -224,9 +224,14 @@ describe('benchmark scenarios (tiny sizes)', { timeout: 90_000 }, () => {
       completed: number;
       failed: number;
       targetHits: number;
-      normalClient: { requests: number; posted: number; timeouts: number; errors: string[] };
+      normalClient: { where: string; requests: number; posted: number; timeouts: number; errors: string[]; loopDelay?: { p99: number; max: number } };
       slowClients: { open: number; closed: number };
     };
+    // The normal client ran in a process of its own and said how late its own event loop was.
+    expect(d.normalClient.where).toBe('process');
+    expect(d.normalClient.loopDelay?.max).toBeGreaterThan(0);
+    expect(figure(r, 'normal client POST p99')).toBeGreaterThan(0);
+    expect(figure(r, 'normal client GET p99')).toBeGreaterThan(0);
     // Every command of the burst fetched the local target (agents may reach 127.0.0.1 here).
     expect(d.targetHits).toBeGreaterThanOrEqual(300);
     expect(d.failed).toBe(0);

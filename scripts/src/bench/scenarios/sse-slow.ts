@@ -5,86 +5,37 @@
  * burst's duration and the normal client's latency and time-outs. With --result-kib the commands
  * are HTTP_GET_JSON against a local target answering that much JSON, so every report event is large.
  * The goals are those of issue 10: RSS under 300 MB, the normal client's p99 under 100 ms.
+ *
+ * The normal client runs in a process of its own (workers/normal-client.ts), so the bench's own
+ * event loop (submitter, completion stream) is not in its figure; it reports its own event-loop
+ * delay, and its POST (waits for a commit's fsync) and GET (waits only for the server's event
+ * loop) latencies apart. `--normal-client=inline` measures from the bench's process, as before.
  */
-import { Pool } from 'undici';
 import { startFleet } from '../harness/fleet.js';
 import { metric } from '../harness/http.js';
 import { JsonTarget } from '../harness/json-target.js';
 import { rssKiB } from '../harness/proc-stats.js';
 import type { Figure, RunResult } from '../harness/report.js';
-import { sleep, tempDir } from '../harness/processes.js';
+import { tempDir } from '../harness/processes.js';
+import { NormalClient } from '../harness/normal-client.js';
+import { profileDirFor, readProfile } from '../harness/cpu-profile.js';
 import { requireOpenFiles, type Options, type Scenario } from '../harness/scenario.js';
 import { startServer, waitForWaitingPolls } from '../harness/server.js';
 import { CompletionWatcher } from '../harness/sse-reader.js';
 import { distribution } from '../harness/stats.js';
 import { submitAll } from '../harness/submitter.js';
-import { startWorker } from '../harness/workers.js';
+import { startWorker, type Worker } from '../harness/workers.js';
 
 const MB = 1e6;
 
-/** Ordinary requests at a modest pace (POST /commands, then GET of it), each timed or timed out. */
-class NormalClient {
-  readonly latencies: number[] = [];
-  timeouts = 0;
-  errors: string[] = [];
-  posted = 0;
-  private stopped = false;
-  private running: Promise<void> | undefined;
-  private readonly pool: Pool;
-
-  constructor(
-    url: string,
-    private readonly timeoutMs: number,
-    private readonly gapMs: number,
-  ) {
-    this.pool = new Pool(url, { connections: 2, pipelining: 1, keepAliveTimeout: 60_000 });
-  }
-
-  private async timed(method: 'GET' | 'POST', path: string, body?: string): Promise<string | undefined> {
-    const t0 = performance.now();
-    try {
-      const res = await this.pool.request({
-        method,
-        path,
-        headers: body ? { 'content-type': 'application/json' } : {},
-        body: body ?? null,
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
-      const text = await res.body.text();
-      this.latencies.push(performance.now() - t0);
-      if (res.statusCode >= 300) this.errors.push(`${method} ${path}: ${res.statusCode} ${text.slice(0, 200)}`);
-      return text;
-    } catch (err) {
-      if ((err as Error).name === 'TimeoutError' || (err as Error).name === 'AbortError') {
-        this.timeouts++;
-        // A time-out counts as the time-out at the tail of the distribution.
-        this.latencies.push(this.timeoutMs);
-      } else {
-        this.errors.push(`${method} ${path}: ${(err as Error).message}`);
-      }
-      return undefined;
-    }
-  }
-
-  start(canPost: () => boolean): void {
-    this.running = (async () => {
-      while (!this.stopped) {
-        if (canPost()) {
-          this.posted++;
-          const text = await this.timed('POST', '/commands', '{"type":"DELAY","payload":{"ms":0}}');
-          const id = text ? (JSON.parse(text) as { id?: string }).id : undefined;
-          if (id) await this.timed('GET', `/commands/${id}`);
-        }
-        await sleep(this.gapMs);
-      }
-    })();
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.running;
-    await this.pool.destroy();
-  }
+/** What the normal client measured, inline or from its worker. */
+interface ClientOutcome {
+  latencies: number[];
+  byMethod: { GET: number[]; POST: number[] };
+  posted: number;
+  timeouts: number;
+  errors: string[];
+  loopDelay: { p99: number; max: number } | undefined;
 }
 
 export const sseSlow: Scenario = {
@@ -100,9 +51,11 @@ export const sseSlow: Scenario = {
     'client-timeout-ms': { type: 'string', default: '5000', description: "the normal client's time-out per request" },
     'client-gap-ms': { type: 'string', default: '20', description: "pause between the normal client's request pairs" },
     'max-seconds': { type: 'string', default: '600', description: 'give up when the burst takes longer' },
+    'normal-client': { type: 'string', default: 'process', description: "process: the normal client runs in a process of its own (its latency is the server's); inline: in the bench's process, as before (its latency then includes the bench's own event loop, busy with the submitter and the completion stream)" },
+    'cpu-prof': { type: 'boolean', default: false, description: 'profile the server (node --cpu-prof, set-up included) and summarise it' },
     'max-rss-mb': { type: 'string', default: '4000', description: "stop when the server's RSS passes this (large results × many slow clients can take all memory)" },
   },
-  async run(o: Options): Promise<RunResult> {
+  async run(o: Options, context): Promise<RunResult> {
     const clients = o.num('clients');
     const commands = o.num('commands');
     const resultKiB = o.num('result-kib');
@@ -110,13 +63,18 @@ export const sseSlow: Scenario = {
     const dir = tempDir('sse-slow');
     const target = resultKiB > 0 ? new JsonTarget(resultKiB * 1024) : undefined;
     await target?.start();
-    const server = await startServer({ dbPath: `${dir.path}/commands.db` });
+    const inline = o.str('normal-client') === 'inline';
+    if (!inline && o.str('normal-client') !== 'process') throw new Error(`--normal-client: process or inline, not ${o.str('normal-client')}`);
+    const profileDir = o.bool('cpu-prof') ? profileDirFor(context.outDir, 'sse-slow') : undefined;
+    const server = await startServer({ dbPath: `${dir.path}/commands.db`, ...(profileDir ? { cpuProfDir: profileDir } : {}) });
     const pid = server.proc.pid;
     let fleet;
     let worker;
     let watcher;
     let normal: NormalClient | undefined;
+    let normalWorker: Worker | undefined;
     let sampler: ReturnType<typeof setInterval> | undefined;
+    let result: RunResult;
     try {
       fleet = await startFleet({
         kind: 'process',
@@ -154,9 +112,17 @@ export const sseSlow: Scenario = {
         }
       }, 200);
       let burstDone = false;
-      const client = new NormalClient(server.url, o.num('client-timeout-ms'), o.num('client-gap-ms'));
-      normal = client;
-      client.start(() => !burstDone);
+      const timeoutMs = o.num('client-timeout-ms');
+      const gapMs = o.num('client-gap-ms');
+      if (inline) {
+        normal = new NormalClient(server.url, timeoutMs, gapMs);
+        normal.start(() => !burstDone);
+      } else {
+        normalWorker = startWorker('normal-client', [`--url=${server.url}`, `--timeout-ms=${timeoutMs}`, `--gap-ms=${gapMs}`]);
+        await normalWorker.next('ready', 30_000);
+        normalWorker.send({ type: 'start' });
+        await normalWorker.next('started', 30_000);
+      }
       const body = target
         ? { type: 'HTTP_GET_JSON', payload: { url: target.url } }
         : { type: 'DELAY', payload: { ms: 0 } };
@@ -172,20 +138,35 @@ export const sseSlow: Scenario = {
           if (!w.isOpen()) reject(new Error('the server closed the stream the bench counts completions on'));
         }, 500);
       });
-      try {
-        await Promise.race([
-          w.until(() => w.completed + w.failed >= commands + client.posted, `${commands} commands to finish`, o.num('max-seconds') * 1000),
+      const finished = (n: () => number) =>
+        Promise.race([
+          w.until(() => w.completed + w.failed >= n(), `${commands} commands to finish`, o.num('max-seconds') * 1000),
           serverDied,
           streamClosed,
           rssOverCap,
         ]);
+      let client: ClientOutcome;
+      try {
+        if (normal) {
+          const inlineClient = normal;
+          await finished(() => commands + inlineClient.posted);
+          burstDone = true;
+          await inlineClient.stop();
+          normal = undefined;
+          client = { ...inlineClient, loopDelay: undefined };
+        } else {
+          // The worker's posts are counted when it stops: stop it once the burst's count is reached,
+          // then wait for its last commands too.
+          await finished(() => commands);
+          burstDone = true;
+          normalWorker?.send({ type: 'stop' });
+          client = (await normalWorker?.next<ClientOutcome & { type: string }>('stopped', 60_000)) as ClientOutcome;
+          await finished(() => commands + client.posted);
+        }
       } finally {
         clearInterval(streamCheck);
       }
-      burstDone = true;
       const burstSeconds = (w.lastAt - submitted.startedAt) / 1000;
-      await client.stop();
-      normal = undefined;
       clearInterval(sampler);
       sampler = undefined;
       const rssAfter = rssKiB(pid);
@@ -196,6 +177,10 @@ export const sseSlow: Scenario = {
       const verdict = (ok: boolean) => (ok ? 'PASS' : 'FAIL');
       console.log(`  ${verdict(peakMB < 300)} server peak RSS ${peakMB.toFixed(0)} MB (goal < 300 MB)`);
       console.log(`  ${verdict(latency.p99 < 100)} normal client p99 ${latency.p99.toFixed(1)} ms (goal < 100 ms), ${client.timeouts} time-out(s)`);
+      const get = distribution(client.byMethod.GET);
+      const post = distribution(client.byMethod.POST);
+      console.log(`  normal client by request: POST /commands p50 ${post.p50.toFixed(1)} / p99 ${post.p99.toFixed(1)} ms (waits for its commit's fsync), GET /commands/:id p50 ${get.p50.toFixed(1)} / p99 ${get.p99.toFixed(1)} ms`);
+      if (client.loopDelay) console.log(`  the normal client's own event-loop delay: p99 ${client.loopDelay.p99.toFixed(1)} ms, max ${client.loopDelay.max.toFixed(1)} ms (${inline ? 'inline' : 'own process'})`);
       console.log(`  burst of ${commands} commands (${3 * commands} events) took ${burstSeconds.toFixed(1)} s; ${sockets.closed} of ${clients} slow clients closed by the server`);
       const figures: Figure[] = [
         { name: 'server RSS before clients', value: (rssBefore * 1024) / MB, unit: 'MB' },
@@ -206,10 +191,12 @@ export const sseSlow: Scenario = {
         { name: 'normal client p50', value: latency.p50, unit: 'ms' },
         { name: 'normal client p99', value: latency.p99, unit: 'ms', goal: { op: '<=', value: 100 } },
         { name: 'normal client max', value: latency.max, unit: 'ms' },
+        { name: 'normal client POST p99', value: post.p99, unit: 'ms' },
+        { name: 'normal client GET p99', value: get.p99, unit: 'ms' },
         { name: 'normal client time-outs', value: client.timeouts, unit: 'requests', goal: { op: '<=', value: 0 } },
         { name: 'slow clients closed by the server', value: sockets.closed, unit: 'clients' },
       ];
-      return {
+      result = {
         figures,
         details: {
           clients,
@@ -219,13 +206,14 @@ export const sseSlow: Scenario = {
           targetHits: target?.hits ?? 0,
           completed: w.completed,
           failed: w.failed,
-          normalClient: { requests: client.latencies.length, posted: client.posted, timeouts: client.timeouts, errors: client.errors.slice(0, 20), latency },
+          normalClient: { where: inline ? 'inline' : 'process', requests: client.latencies.length, posted: client.posted, timeouts: client.timeouts, errors: client.errors.slice(0, 20), latency, loopDelay: client.loopDelay },
           slowClients: sockets,
         },
       };
     } finally {
       if (sampler) clearInterval(sampler);
       await normal?.stop();
+      await normalWorker?.proc.kill();
       watcher?.close();
       await worker?.proc.kill();
       await fleet?.stop();
@@ -233,5 +221,7 @@ export const sseSlow: Scenario = {
       await target?.close();
       dir.remove();
     }
+    if (profileDir) result.details = { ...result.details, profile: readProfile(profileDir) };
+    return result;
   },
 };
