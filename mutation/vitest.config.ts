@@ -1,0 +1,9 @@
+/** The root vitest config, narrowed to the test files of the file being mutated (MUTATE_TESTS). */
+import { existsSync } from 'node:fs';
+import root from '../vitest.config.js';
+
+const tests = (process.env.MUTATE_TESTS ?? '').split(',').filter((file) => file && existsSync(file));
+if (tests.length === 0) throw new Error('MUTATE_TESTS names no existing test file');
+
+// Replaced, not merged: mergeConfig would append to the root's include (the whole suite).
+export default { ...root, test: { ...root.test, include: tests, maxWorkers: 1 } };
