@@ -23,7 +23,7 @@ export const targets = {
   },
   'lease-reaper': {
     mutate: ['control-server/src/lease-reaper.ts'],
-    tests: ['control-server/test/lease-reaper.test.ts', 'control-server/test/clock-jump.test.ts'],
+    tests: ['control-server/test/lease-reaper.test.ts', 'control-server/test/clock-jump.test.ts', 'control-server/test/routes.test.ts'],
   },
   sse: {
     mutate: ['control-server/src/sse/session.ts', 'control-server/src/sse/hub.ts', 'control-server/src/sse/frame.ts'],
