@@ -6,4 +6,6 @@ const tests = (process.env.MUTATE_TESTS ?? '').split(',').filter((file) => file 
 if (tests.length === 0) throw new Error('MUTATE_TESTS names no existing test file');
 
 // Replaced, not merged: mergeConfig would append to the root's include (the whole suite).
-export default { ...root, test: { ...root.test, include: tests, maxWorkers: 1 } };
+// `isolate: false`: the test worker keeps its imported modules from one mutant to the next (Stryker
+// switches mutants at run time), instead of importing fastify, zod and SQLite again for each.
+export default { ...root, test: { ...root.test, include: tests, maxWorkers: 1, isolate: false } };

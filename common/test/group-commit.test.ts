@@ -3,10 +3,14 @@
  * promise settles, and what a failure undoes. (The outbox's own use of it is in agent/test.)
  *
  * Mutants `npm run mutate group-commit` leaves alive, and why they are equivalent:
- * - `this.scheduled ??= setImmediate(...)` → `=`: a second setImmediate in the same turn finds the
- *   queue already flushed and returns at `batch.length === 0`; the same commits happen.
  * - `if (batch.length === 0) return` removed: an empty batch commits an empty transaction, which
  *   nobody can observe.
+ * - `result?.ok` / `result?.error` → `result.ok` / `result.error`: `commit` answers one result per
+ *   queued write, so `result` is never undefined.
+ *
+ * Rejections are checked with `reason()`, not `rejects.toThrow(text)`: vitest 4 passes
+ * `rejects.toThrow('x')` for a promise rejected with `undefined`, which hid a mutant that
+ * rejected the failed write with no error at all.
  */
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -17,6 +21,14 @@ import { tempDir } from '../../test-support/processes.js';
 let dir: ReturnType<typeof tempDir>;
 let db: Database.Database;
 let reader: Database.Database;
+
+/** The rejection reason of `promise` (fails the test if it resolves). */
+async function reason(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    (value) => expect.fail(`resolved with ${JSON.stringify(value)}`),
+    (error: unknown) => error,
+  );
+}
 
 const rows = () => (reader.prepare('SELECT v FROM t ORDER BY v').all() as { v: string }[]).map((r) => r.v);
 const insert = (v: string) => () => db.prepare('INSERT INTO t (v) VALUES (?)').run(v).changes;
@@ -71,7 +83,7 @@ describe('GroupCommit', () => {
       throw new Error('conflict');
     });
     const c = commits.run(insert('c'));
-    await expect(bad).rejects.toThrow('conflict');
+    expect(await reason(bad)).toMatchObject({ message: 'conflict' });
     expect(await Promise.all([a, c])).toEqual([1, 1]);
     expect(rows()).toEqual(['a', 'c']);
   });
@@ -81,7 +93,7 @@ describe('GroupCommit', () => {
     const first = commits.run(insert('dup'));
     const second = commits.run(insert('dup'));
     await expect(first).resolves.toBe(1);
-    await expect(second).rejects.toThrow(/UNIQUE/);
+    expect(await reason(second)).toMatchObject({ code: 'SQLITE_CONSTRAINT_PRIMARYKEY' });
     expect(rows()).toEqual(['dup']);
   });
 
@@ -144,7 +156,7 @@ describe('GroupCommit', () => {
       },
     });
     await expect(commits.run(insert('a'))).resolves.toBe(1);
-    await expect(hooked).rejects.toThrow('hooked failure');
+    expect(await reason(hooked!)).toMatchObject({ message: 'hooked failure' });
     expect(rows()).toEqual(['a']);
   });
 
