@@ -12,6 +12,7 @@ export const targets = {
     mutate: ['agent/src/outbox.ts'],
     tests: [
       'agent/test/outbox.test.ts',
+      'agent/test/outbox-replays.test.ts',
       'agent/test/group-commit.test.ts',
       'agent/test/batching.test.ts',
       'agent/test/result-too-large.test.ts',
