@@ -17,7 +17,9 @@ export default {
   coverageAnalysis: 'perTest',
   // A mutant that loops forever costs this much over the tests' own time (the machine is shared).
   timeoutMS: 5_000,
-  tempDirName: '.stryker-tmp',
+  // One sandbox folder per target, so two targets can run side by side.
+  tempDirName: `.stryker-tmp-${name}`,
+  ignorePatterns: ['/.stryker-tmp-*', '/mutation/reports', 'dist/**/*.map', 'bench-results'],
   cleanTempDir: 'always',
   reporters: ['clear-text', 'progress-append-only', 'json'],
   jsonReporter: { fileName: `mutation/reports/${name}.json` },
