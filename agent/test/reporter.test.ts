@@ -34,6 +34,8 @@ interface Bench {
   /** Request lines the server received: `PUT /commands/results` or `PUT /commands/:id/result`. */
   requests: string[];
   logs: string[];
+  /** A request for this URL is held at the server until `until` resolves. */
+  hold: { url?: string; until?: Promise<void> };
 }
 
 let dir: ReturnType<typeof tempDir>;
@@ -45,8 +47,10 @@ async function start(agentId = 'agent-r', serverUrl?: string): Promise<Bench> {
   const store = new SqliteCommandStore({ path: config.dbPath });
   const app = await buildApp(config, store);
   const requests: string[] = [];
+  const hold: Bench['hold'] = {};
   app.addHook('onRequest', async (request) => {
     if (request.method === 'PUT') requests.push(`${request.method} ${request.url}`);
+    if (request.url === hold.url) await hold.until;
   });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   const logs: string[] = [];
@@ -56,7 +60,7 @@ async function start(agentId = 'agent-r', serverUrl?: string): Promise<Bench> {
   const commits = new GroupCommit(db);
   const client = new ServerClient({ serverUrl: serverUrl ?? url, agentId, token: undefined, log });
   const reporter = new Reporter({ client, outbox, commits, agentId, drill: new CrashDrill({}), log });
-  return { app, store, url, db, outbox, commits, client, reporter, requests, logs };
+  return { app, store, url, db, outbox, commits, client, reporter, requests, logs, hold };
 }
 
 beforeEach(async () => {
@@ -114,18 +118,24 @@ describe('Reporter', () => {
 
   it('an outcome handed over while a report is on its way waits for company and goes with the others', async () => {
     const cs = await leased(4);
+    // The first report is held at the server until the others have been handed over, so it is
+    // surely still on its way (the window applies only then).
+    let letFirstThrough!: () => void;
+    bench.hold.url = `/commands/${cs[0]!.id}/result`;
+    bench.hold.until = new Promise<void>((resolve) => (letFirstThrough = resolve));
     const first = deliver(cs[0]!, completed({ n: 0 }));
-    // Once the first request is on its way, the next three come one by one (separate turns).
     await waitFor(() => bench.requests.length === 1, { what: 'the first report', intervalMs: 1 });
+    // The next three come one by one, on separate turns of the event loop.
     const rest: Promise<void>[] = [];
     for (const c of cs.slice(1)) {
       rest.push(deliver(c, completed({ n: 1 })));
       await new Promise((r) => setImmediate(r));
     }
-    await Promise.all([first, ...rest]);
+    await Promise.all(rest);
+    letFirstThrough();
+    await first;
     // The three went together (within REPORT_WINDOW_MS of each other), not one request each.
-    expect(bench.requests).toHaveLength(2);
-    expect(bench.requests[1]).toBe('PUT /commands/results');
+    expect(bench.requests).toEqual([`PUT /commands/${cs[0]!.id}/result`, 'PUT /commands/results']);
     for (const c of cs) expect(bench.outbox.get(c.id)?.state).toBe('reported');
   });
 
