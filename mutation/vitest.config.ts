@@ -8,4 +8,15 @@ if (tests.length === 0) throw new Error('MUTATE_TESTS names no existing test fil
 // Replaced, not merged: mergeConfig would append to the root's include (the whole suite).
 // `isolate: false`: the test worker keeps its imported modules from one mutant to the next (Stryker
 // switches mutants at run time), instead of importing fastify, zod and SQLite again for each.
-export default { ...root, test: { ...root.test, include: tests, maxWorkers: 1, isolate: false } };
+// MUTATE_SKIP: tests (by name) that cannot kill a mutant of this target and only cost time.
+const skip = process.env.MUTATE_SKIP;
+export default {
+  ...root,
+  test: {
+    ...root.test,
+    include: tests,
+    maxWorkers: 1,
+    isolate: false,
+    ...(skip ? { testNamePattern: new RegExp(`^(?!.*(?:${skip}))`) } : {}),
+  },
+};
