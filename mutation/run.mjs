@@ -19,7 +19,15 @@ for (const name of names) {
     stdio: 'inherit',
     env: { ...process.env, MUTATE_TARGET: name, MUTATE_TESTS: target.tests.join(','), MUTATE_SKIP: target.skip ?? '' },
   });
-  const report = JSON.parse(readFileSync(`mutation/reports/${name}.json`, 'utf8'));
+  let report;
+  try {
+    // Stryker exits non-zero under the `break` threshold too; the report says why.
+    report = JSON.parse(readFileSync(`mutation/reports/${name}.json`, 'utf8'));
+  } catch {
+    console.error(`${name}: Stryker wrote no report (exit ${run.status}); see its output above`);
+    scores.push({ file: name, score: 0, survived: NaN, noCoverage: NaN, exit: run.status });
+    continue;
+  }
   for (const [file, { mutants }] of Object.entries(report.files)) {
     const count = (status) => mutants.filter((m) => m.status === status).length;
     const killed = count('Killed') + count('Timeout');
