@@ -28,7 +28,7 @@ export const targets = {
   },
   sse: {
     mutate: ['control-server/src/sse/session.ts', 'control-server/src/sse/hub.ts', 'control-server/src/sse/frame.ts'],
-    tests: ['control-server/test/sse.test.ts', 'control-server/test/sse-frames.test.ts', 'control-server/test/sse-session.test.ts'],
+    tests: ['control-server/test/sse.test.ts', 'control-server/test/sse-frames.test.ts', 'control-server/test/sse-hub.test.ts'],
   },
   'long-poll': {
     mutate: ['control-server/src/long-poll.ts'],
