@@ -29,6 +29,8 @@ export const targets = {
   sse: {
     mutate: ['control-server/src/sse/session.ts', 'control-server/src/sse/hub.ts', 'control-server/src/sse/frame.ts'],
     tests: ['control-server/test/sse.test.ts', 'control-server/test/sse-frames.test.ts', 'control-server/test/sse-hub.test.ts'],
+    // Real-process tests (the dist build, not the mutant) and the 200-client ones: seconds each, no kill.
+    skip: 'real process|200 concurrent|200 clients',
   },
   'long-poll': {
     mutate: ['control-server/src/long-poll.ts'],
