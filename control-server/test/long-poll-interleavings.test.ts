@@ -5,11 +5,17 @@
  * claim that fails. The responses are real `http.ServerResponse`s on real sockets.
  *
  * Mutants `npm run mutate long-poll` leaves alive, and why they are equivalent:
- * - `answers.length === waiters.length &&` in `allFilled` removed: claimEach answers one list per
- *   request, always.
- * - `if (index !== -1)` in `remove` → `true`: `remove` is only called by `settle`, once, for a
- *   waiter still in the queue (`settle` runs once: the timer, 'close' and delivery all go
- *   through `settled`-guarded paths or are cleared by it).
+ * - `private dispatchAgain = false` → `true`: the loop sets it to false before its first pass.
+ * - `since === undefined ||` → `false ||`: `undefined !== this.signals` is true anyway.
+ * - `this.signals++` → `--`: `mark` only has to change; a wait compares it for equality.
+ * - `response.off('close', onClose)` → `off('')`: a later 'close' calls `settle` again, which
+ *   finds nothing to remove and resolves an already settled promise: no effect.
+ * - `if (index !== -1)` in `remove` → `true`: `settle` runs once per waiter (its timer and its
+ *   'close' listener are removed by it), so the waiter is always still in the queue.
+ * - `answers.length === waiters.length &&` → `true &&`: claimEach stops answering only after a
+ *   request it could not fill, and that short answer already makes `every(...)` false.
+ * - `response.destroyed ||` in `isGone` removed: `destroy()` of a response destroys its socket
+ *   too, so `socket.destroyed` says the same.
  */
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
@@ -138,18 +144,70 @@ describe('LongPoll interleavings', () => {
     expect(await leaving).toEqual([]);
   });
 
-  test('a poll whose socket is already gone is dropped before the claim, and not asked for', async () => {
+  test('a poll whose socket is gone, before its close event arrives, is dropped before the claim and not asked for', async () => {
     const claims = new GatedClaims();
     const { poll } = claims;
     const gone = response();
     const goneWait = poll.wait('gone', 1, 10_000, gone, poll.mark);
     const live = poll.wait('live', 1, 10_000, response(), poll.mark);
-    gone.socket!.destroy();
     await submit(1);
-    await poll.dispatch();
+    // Destroyed and dispatched in the same turn: the socket's 'close' has not been emitted yet.
+    gone.socket!.destroy();
+    const dispatched = poll.dispatch();
     expect(await goneWait).toEqual([]);
+    await dispatched;
     expect(await live).toHaveLength(1);
-    expect(claims.calls[0]!.map((r) => r.agentId)).toEqual(['live']);
+    expect(claims.calls.map((c) => c.map((r) => r.agentId))).toEqual([['live']]);
+    expect(claims.released).toEqual([]);
+    expect(claims.errors).toEqual([]);
+  });
+
+  test('a response that has let go of its socket counts as gone (no error, not asked for)', async () => {
+    const claims = new GatedClaims();
+    const { poll } = claims;
+    const detached = response();
+    const detachedWait = poll.wait('detached', 1, 10_000, detached, poll.mark);
+    detached.detachSocket(detached.socket!);
+    expect(detached.socket).toBeNull();
+    await submit(1);
+    const live = poll.wait('live', 1, 10_000, response(), poll.mark);
+    await poll.dispatch();
+    expect(await detachedWait).toEqual([]);
+    expect(await live).toHaveLength(1);
+    expect(claims.errors).toEqual([]);
+    expect(claims.calls.map((c) => c.map((r) => r.agentId))).toEqual([['live']]);
+  });
+
+  test('a hang-up in the middle of the queue takes out that poll only; the others keep their order', async () => {
+    const claims = new GatedClaims();
+    const { poll } = claims;
+    const middle = response();
+    const waits = [
+      poll.wait('first', 1, 10_000, response(), poll.mark),
+      poll.wait('middle', 1, 10_000, middle, poll.mark),
+      poll.wait('last', 1, 10_000, response(), poll.mark),
+    ];
+    middle.emit('close');
+    expect(await waits[1]).toEqual([]);
+    expect(poll.size).toBe(2);
+    await submit(2);
+    await poll.dispatch();
+    expect((await waits[0]!).length + (await waits[2]!).length).toBe(2);
+    expect(claims.calls.map((c) => c.map((r) => r.agentId))).toEqual([['first', 'last']]);
+  });
+
+  test('a poll that got less than it asked for ends the dispatch: the polls after it are not asked again', async () => {
+    const claims = new GatedClaims();
+    const { poll } = claims;
+    const big = poll.wait('big', 2, 10_000, response(), poll.mark);
+    const small = poll.wait('small', 1, 150, response(), poll.mark);
+    await submit(2);
+    await poll.dispatch();
+    expect(await big).toHaveLength(2);
+    // The claim answered 'small' with nothing: no work is left, so no second claim for it.
+    expect(claims.calls).toHaveLength(1);
+    expect(await small).toEqual([]);
+    expect(claims.calls).toHaveLength(1);
   });
 
   test('a hang-up (close) takes the poll out of the queue at once', async () => {
