@@ -4,9 +4,21 @@
  * one of `limit + 1` does; the event log is pruned by count and by age as writes go on.
  *
  * Mutants `npm run mutate store` leaves alive, and why they are equivalent:
- * - the texts of Conflict/NotFound messages beyond the words the tests match: read by people.
- * - `?? null` on each field of the report hash → removed: `JSON.stringify` writes an undefined
- *   array element as `null` too, so the hash is the same.
+ * - report(): the two guards before the UPDATE (final status; lease/agent) and the `changes !== 1`
+ *   after it are deliberately double: the guarded statement (`WHERE status = 'RUNNING' AND
+ *   lease_id = ? AND agent_id = ?`) refuses exactly what the checks refuse, with the same
+ *   Conflict, so removing either side alone changes nothing (15 mutants).
+ * - `cancel_requested: status === 'PENDING' ? current.cancel_requested : 0`: a report only goes
+ *   back to PENDING when no cancel was requested, so both sides are 0.
+ * - `idempotencyKey === undefined ? null : hashJson(body)` / `if (idempotencyKey !== undefined)`:
+ *   without a key the hash is stored unused and the lookup by a NULL key finds nothing.
+ * - pruneEvents(): `?.seq` on the log's head, last and first-young-enough event, and the
+ *   `head == null || last == null` return: the prune runs right after 1 000 events were written
+ *   at `now()`, so the log is never empty and its newest event is always young enough.
+ * - `(error)?.code` in spaceError: what SQLite throws is always an Error.
+ * - `claimEach(...)[0] ?? []`: claimEach answers the first request always.
+ * - `if (events.length > 0) this.full = false` → `true`: not covered here (a write that stores
+ *   nothing while the disk is full); store-conditions covers the flag through /health.
  */
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
@@ -80,6 +92,21 @@ describe('report replays', () => {
     expect(await store.lastEventSeq()).toBe(seq);
   });
 
+  test('a report that differs only in its status, or only in `retryable`, is a 409, not a replay', async () => {
+    const a = await leased();
+    await store.report(a.id, { agentId: 'agent-1', leaseId: a.leaseId, status: 'FAILED', result: { r: 1 } });
+    const sameButCompleted = store.report(a.id, { agentId: 'agent-1', leaseId: a.leaseId, status: 'COMPLETED', result: { r: 1 } });
+    expect((await refusal(sameButCompleted)).statusCode).toBe(409);
+    const withoutStatus = store.report(a.id, { agentId: 'agent-1', leaseId: a.leaseId, result: { r: 1 } });
+    expect((await refusal(withoutStatus)).statusCode).toBe(409);
+
+    const b = await leased(1);
+    await store.report(b.id, { agentId: 'agent-1', leaseId: b.leaseId, status: 'FAILED', error: 'e', retryable: true });
+    const withoutRetryable = store.report(b.id, { agentId: 'agent-1', leaseId: b.leaseId, status: 'FAILED', error: 'e' });
+    expect((await refusal(withoutRetryable)).statusCode).toBe(409);
+    expect((await store.report(b.id, { agentId: 'agent-1', leaseId: b.leaseId, status: 'FAILED', error: 'e', retryable: true })).replayed).toBe(true);
+  });
+
   test('the same report with its keys in another order is still a replay', async () => {
     const c = await leased();
     await store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, result: { a: 1, b: { c: 2, d: 3 } } });
@@ -136,6 +163,56 @@ describe('report replays', () => {
   });
 });
 
+describe('claims', () => {
+  test('a batch claim hands out the earliest available first, not the first submitted', async () => {
+    // A: submitted first, failed once, available again after its backoff. B: submitted later,
+    // available at once but after A's original time. When both are due, B was available first.
+    const a = await leased();
+    await store.report(a.id, { agentId: 'agent-1', leaseId: a.leaseId, status: 'FAILED', error: 'retry me', retryable: true });
+    const backoff = Date.parse((await store.get(a.id))!.availableAt) - clock;
+    clock += 10;
+    const b = (await store.submit({ type: 'DELAY', payload: { ms: 2 } })).command;
+    clock += backoff + 1000;
+    const claimed = await store.claimBatch('agent-2', 60_000, 2);
+    expect(claimed.map((c) => c.id)).toEqual([b.id, a.id]);
+    expect(claimed[0]!.leaseId).not.toBe(claimed[1]!.leaseId);
+  });
+});
+
+describe('after a commit', () => {
+  test('a throwing event listener is reported to onError, naming the transition and the command', async () => {
+    await store.close();
+    const reported: Array<[unknown, string]> = [];
+    store = new SqliteCommandStore({ path: join(dir.path, 's.db'), now: () => clock, onError: (error, what) => reported.push([error, what]) });
+    store.events.on('event', () => {
+      throw new Error('listener broke');
+    });
+    const heard: string[] = [];
+    store.events.on('event', (e) => heard.push(e.transition));
+    const { command } = await store.submit({ type: 'DELAY', payload: { ms: 1 } });
+    expect(reported).toHaveLength(1);
+    expect((reported[0]![0] as Error).message).toBe('listener broke');
+    expect(reported[0]![1]).toBe(`an 'event' listener failed on submit of command ${command.id}`);
+    // The other listener heard it anyway.
+    expect(heard).toEqual(['submit']);
+  });
+
+  test('a failing prune is reported to onError and the write still answers', async () => {
+    await store.close();
+    const reported: string[] = [];
+    store = new SqliteCommandStore({ path: join(dir.path, 's.db'), now: () => clock, eventRetention: { count: 10, ms: 86_400_000 }, onError: (_e, what) => reported.push(what) });
+    await store.submitBatch(Array.from({ length: 999 }, () => ({ type: 'DELAY' as const, payload: { ms: 1 } })));
+    // Make the prune's DELETE fail, through a second connection.
+    const Database = (await import('better-sqlite3')).default;
+    const other = new Database(join(dir.path, 's.db'));
+    other.exec(`CREATE TRIGGER no_prune BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'prune refused'); END`);
+    other.close();
+    const { command } = await store.submit({ type: 'DELAY', payload: { ms: 1 } });
+    expect(command.status).toBe('PENDING');
+    expect(reported).toEqual(['pruning the event log failed; trying again after the next writes']);
+  });
+});
+
 describe('list pages', () => {
   test('a page of exactly `limit` commands has no next page; `limit + 1` has one, starting after the last shown', async () => {
     for (let i = 0; i < 3; i++) await store.submit({ type: 'DELAY', payload: { ms: i } });
@@ -175,6 +252,15 @@ describe('event log pruning', () => {
     expect(kept).toHaveLength(100);
     expect(kept[0]!.seq).toBe(last - 99);
     expect(kept.at(-1)!.seq).toBe(last);
+  });
+
+  test('a prune that deleted less than a batch waits for the next 1 000 events', async () => {
+    await store.close();
+    store = open({ count: 100, ms: 24 * 3_600_000 });
+    await store.submitBatch(Array.from({ length: 1000 }, () => ({ type: 'DELAY' as const, payload: { ms: 1 } })));
+    expect(await store.eventsSince(0, 10_000)).toHaveLength(100);
+    await store.submit({ type: 'DELAY', payload: { ms: 1 } });
+    expect(await store.eventsSince(0, 10_000)).toHaveLength(101);
   });
 
   test('before 1 000 events nothing is pruned', async () => {
