@@ -4,8 +4,18 @@
  * how it batches, and what it records for each kind of answer.
  *
  * Mutants `npm run mutate reporter` leaves alive, and why they are equivalent:
- * - log texts and levels (`log.info/warn/error/debug` strings): only read by people.
- * - `if (interrupted + unreported.length > 0)` around the recovery log line: a log line.
+ * - log texts and their fields (`which`, `ids`, the objects and strings given to log.*): read by
+ *   people only.
+ * - the scheduling flags (`if (this.scheduled) return`, `scheduled = true` → false,
+ *   `sending > 0` → `>= 0`/true, `sending--` → `++`): they decide whether a flush waits 2 ms
+ *   (REPORT_WINDOW_MS) or one turn, and whether extra flushes find the queue already empty:
+ *   the same requests, a millisecond or two apart.
+ * - `answer?.kind` → `answer.kind`: ServerClient answers one result per report or throws.
+ * - `drill.at('after-report')` → `drill.at('')`: the drill is off here; the crash tests run it.
+ * - `smaller !== undefined &&` / `smaller === undefined ||`: the server refuses only a result,
+ *   so a refused outcome always has one to shrink.
+ * - recover(): `i <= unreported.length` (one more empty slice) and `slice(i, i + 1000)` → all:
+ *   the same with fewer than 1 000 outcomes waiting, which is what these tests have.
  */
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -42,8 +52,8 @@ let dir: ReturnType<typeof tempDir>;
 let bench: Bench;
 let shutdown: AbortController;
 
-async function start(agentId = 'agent-r', serverUrl?: string): Promise<Bench> {
-  const config = loadConfig({ DB_PATH: join(dir.path, 'server.db'), LOG_LEVEL: 'silent', LEASE_MS: '60000' });
+async function start(agentId = 'agent-r', env: Record<string, string> = {}, token?: string): Promise<Bench> {
+  const config = loadConfig({ DB_PATH: join(dir.path, 'server.db'), LOG_LEVEL: 'silent', LEASE_MS: '60000', ...env });
   const store = new SqliteCommandStore({ path: config.dbPath });
   const app = await buildApp(config, store);
   const requests: string[] = [];
@@ -58,7 +68,7 @@ async function start(agentId = 'agent-r', serverUrl?: string): Promise<Bench> {
   const db = openDatabase(join(dir.path, `${agentId}.db`));
   const outbox = new Outbox(db);
   const commits = new GroupCommit(db);
-  const client = new ServerClient({ serverUrl: serverUrl ?? url, agentId, token: undefined, log });
+  const client = new ServerClient({ serverUrl: url, agentId, token, log });
   const reporter = new Reporter({ client, outbox, commits, agentId, drill: new CrashDrill({}), log });
   return { app, store, url, db, outbox, commits, client, reporter, requests, logs, hold };
 }
@@ -255,5 +265,45 @@ describe('Reporter', () => {
     await bench.reporter.recover(shutdown.signal);
     expect(bench.requests).toEqual([]);
     expect(bench.logs.slice(quiet).join('')).not.toMatch(/recovery:/);
+  });
+
+  it('a refusal that is not about the result (401: a wrong token) keeps the outcome as it is, for the next start', async () => {
+    await bench.app.close();
+    await bench.store.close();
+    bench.db.close();
+    bench = await start('agent-r', { AGENT_TOKEN: 'a'.repeat(16) }, 'wrong-token-0123456789');
+    const [c] = await leased(1);
+    const outcome = completed({ status: 200, body: { x: 1 } });
+    await deliver(c!, outcome);
+    expect(bench.outbox.get(c!.id)).toMatchObject({ state: 'finished', outcome });
+    expect((await bench.store.get(c!.id))?.status).toBe('RUNNING');
+    expect(bench.logs.join('')).toMatch(/rejected \(401[^)]*\); kept in the outbox for the next start/);
+  });
+
+  it('a 400 that is not about the result (a bad agentId) is not answered by cutting the result', async () => {
+    await bench.app.close();
+    await bench.store.close();
+    bench.db.close();
+    bench = await start('not a valid id!');
+    const [c] = await leased(1, 'agent-r');
+    const outcome = completed({ status: 200, body: { x: 1 } });
+    await deliver(c!, outcome);
+    expect(bench.outbox.get(c!.id)).toMatchObject({ state: 'finished', outcome });
+    expect(bench.requests).toHaveLength(1);
+    expect(bench.logs.join('')).toMatch(/rejected \(400[^)]*\); kept in the outbox for the next start/);
+  });
+
+  it('when recording the answer fails (the outbox is gone), the failure is logged and deliver() still resolves', async () => {
+    const [c] = await leased(1);
+    let letThrough!: () => void;
+    bench.hold.url = `/commands/${c!.id}/result`;
+    bench.hold.until = new Promise<void>((resolve) => (letThrough = resolve));
+    const delivered = deliver(c!, completed({}));
+    await waitFor(() => bench.requests.length === 1, { what: 'the report on its way', intervalMs: 1 });
+    bench.db.close();
+    letThrough();
+    await expect(delivered).resolves.toBeUndefined();
+    expect((await bench.store.get(c!.id))?.status).toBe('COMPLETED');
+    expect(bench.logs.join('')).toMatch(new RegExp(`report of ${c!.id}: recording the answer failed`));
   });
 });
