@@ -15,9 +15,14 @@
  * - pruneEvents(): `?.seq` on the log's head, last and first-young-enough event, and the
  *   `head == null || last == null` return: the prune runs right after 1 000 events were written
  *   at `now()`, so the log is never empty and its newest event is always young enough.
+ * - the tie-break `a.seq - b.seq` → `a.seq + b.seq`: the claim's rows already come back in seq
+ *   order and V8's sort leaves them so for an always-positive comparator (the test of equal
+ *   availability below passes either way; it pins the order, not the comparator).
+ * - `if (end <= head) return` → `<` or removed: with `end === head` the DELETE of `seq < end`
+ *   deletes nothing.
  * - `(error)?.code` in spaceError: what SQLite throws is always an Error.
  * - `claimEach(...)[0] ?? []`: claimEach answers the first request always.
- * - `if (events.length > 0) this.full = false` → `true`: not covered here (a write that stores
+ * - `if (events.length > 0) this.full = false` → `true`/`>= 0`: NOT equivalent, not covered here (a write that stores
  *   nothing while the disk is full); store-conditions covers the flag through /health.
  */
 import { join } from 'node:path';
@@ -176,6 +181,14 @@ describe('claims', () => {
     const claimed = await store.claimBatch('agent-2', 60_000, 2);
     expect(claimed.map((c) => c.id)).toEqual([b.id, a.id]);
     expect(claimed[0]!.leaseId).not.toBe(claimed[1]!.leaseId);
+  });
+});
+
+describe('claims, continued', () => {
+  test('commands available at the same moment are handed out in submission order', async () => {
+    await store.submitBatch([0, 1, 2, 3, 4].map((ms) => ({ type: 'DELAY' as const, payload: { ms } })));
+    const claimed = await store.claimBatch('agent-1', 60_000, 5);
+    expect(claimed.map((c) => c.payload)).toEqual([{ ms: 0 }, { ms: 1 }, { ms: 2 }, { ms: 3 }, { ms: 4 }]);
   });
 });
 
