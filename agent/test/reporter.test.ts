@@ -7,10 +7,14 @@
  * - log texts and their fields (`which`, `ids`, the objects and strings given to log.*): read by
  *   people only.
  * - the scheduling flags (`if (this.scheduled) return`, `scheduled = true` → false,
- *   `sending > 0` → `>= 0`/true, `sending--` → `++`): they decide whether a flush waits 2 ms
+ *   `sending > 0` → `>= 0`/true, `sending--` → `++` or removed): they decide whether a flush waits 2 ms
  *   (REPORT_WINDOW_MS) or one turn, and whether extra flushes find the queue already empty:
  *   the same requests, a millisecond or two apart.
- * - `answer?.kind` → `answer.kind`: ServerClient answers one result per report or throws.
+ * - `answer?.kind` → `answer.kind`, `answer?.message ?? 'no answer'`: ServerClient answers one
+ *   result per report or throws, so `answer` is never undefined.
+ * - refusesTheResult(): `answer.kind === 'rejected' &&` → `true &&` (accepted and gone answers
+ *   are handled before it is asked), and `statusCode === 400 &&` → `true &&` (only a 400 speaks
+ *   of the result; a 401/403/422 message does not).
  * - `drill.at('after-report')` → `drill.at('')`: the drill is off here; the crash tests run it.
  * - `smaller !== undefined &&` / `smaller === undefined ||`: the server refuses only a result,
  *   so a refused outcome always has one to shrink.
