@@ -450,23 +450,28 @@ describe('leases', () => {
 });
 
 describe('auth', () => {
+  // `status`: what the route answers with the right token (the exact status, so a 500 behind the
+  // token check fails the test too).
   const clientRoutes = [
-    { method: 'POST', url: '/commands', payload: delay(1) },
-    { method: 'GET', url: '/commands' },
-    { method: 'GET', url: '/commands/x' },
-    { method: 'POST', url: '/commands/x/cancel' },
-    { method: 'POST', url: '/commands/x/retry' },
+    { method: 'POST', url: '/commands', payload: delay(1), status: 201 },
+    { method: 'POST', url: '/commands/batch', payload: { commands: [delay(1), delay(2)] }, status: 201 },
+    { method: 'GET', url: '/commands', status: 200 },
+    { method: 'GET', url: '/commands/x', status: 404 },
+    { method: 'POST', url: '/commands/x/cancel', status: 404 },
+    { method: 'POST', url: '/commands/x/retry', status: 404 },
   ] as const;
   const agentRoutes = [
-    { method: 'GET', url: '/commands/next?agentId=a' },
-    { method: 'PUT', url: '/commands/x/result', payload: { agentId: 'a', result: {} } },
-    { method: 'POST', url: '/commands/x/heartbeat', payload: { agentId: 'a', leaseId: 'l' } },
+    { method: 'GET', url: '/commands/next?agentId=a', status: 200 },
+    { method: 'GET', url: '/commands/next-batch?agentId=a', status: 200 },
+    { method: 'PUT', url: '/commands/x/result', payload: { agentId: 'a', result: {} }, status: 404 },
+    { method: 'PUT', url: '/commands/results', payload: { reports: [{ id: 'x', agentId: 'a', result: {} }] }, status: 200 },
+    { method: 'POST', url: '/commands/x/heartbeat', payload: { agentId: 'a', leaseId: 'l' }, status: 404 },
   ] as const;
   const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
   test('with API_TOKEN and AGENT_TOKEN set: 401 + WWW-Authenticate: Bearer without the right token; /health open', async () => {
     const { app, store } = await build({ env: { API_TOKEN, AGENT_TOKEN } });
-    for (const route of clientRoutes) {
+    for (const { status, ...route } of clientRoutes) {
       for (const headers of [{}, bearer('wrong-token-0123456789'), bearer(AGENT_TOKEN), { authorization: API_TOKEN }]) {
         const res = await app.inject({ ...route, headers });
         expect(res.statusCode, `${route.method} ${route.url} ${JSON.stringify(headers)}`).toBe(401);
@@ -474,20 +479,26 @@ describe('auth', () => {
         expectErrorShape(res.json(), 401);
       }
       const ok = await app.inject({ ...route, headers: bearer(API_TOKEN) });
-      expect(ok.statusCode, `${route.method} ${route.url}`).not.toBe(401);
+      expect(ok.statusCode, `${route.method} ${route.url}: ${ok.body}`).toBe(status);
     }
-    for (const route of agentRoutes) {
+    for (const { status, ...route } of agentRoutes) {
       for (const headers of [{}, bearer(API_TOKEN)]) {
         const res = await app.inject({ ...route, headers });
         expect(res.statusCode, `${route.method} ${route.url}`).toBe(401);
         expect(res.headers['www-authenticate']).toBe('Bearer');
       }
       const ok = await app.inject({ ...route, headers: bearer(AGENT_TOKEN) });
-      expect(ok.statusCode, `${route.method} ${route.url}`).not.toBe(401);
+      expect(ok.statusCode, `${route.method} ${route.url}: ${ok.body}`).toBe(status);
+      // The rejected claims leased nothing: the batch claim still finds the two the single one left.
+      if (route.url.startsWith('/commands/next-batch')) expect(ok.json().commands).toHaveLength(2);
+      if (route.url === '/commands/results') expect(ok.json().results).toEqual([expect.objectContaining({ id: 'x', statusCode: 404 })]);
     }
     expect((await app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
-    // Only the one authorised submit stored anything.
-    expect(await countCommands(store)).toBe(1);
+    // Only the authorised submit and batch stored anything (1 + 2), and only the authorised claims
+    // leased any: /next one, /next-batch the other two (the client routes ran first: 200, not 204).
+    expect(await countCommands(store)).toBe(3);
+    const running = await app.inject({ method: 'GET', url: '/commands?status=RUNNING', headers: bearer(API_TOKEN) });
+    expect(running.json()).toHaveLength(3);
   });
 
   test('the whole flow works with the tokens', async () => {

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { AgentDeath, LeaseLoss, ServerDeath } from './evidence.js';
 import { readOutbox } from './evidence.js';
 import { agentLifeSeed, CHAOS_QUEUES } from './plan.js';
+import { waitForHealth } from '@agent-executor/common/processes';
 import { spawnNode, type Child } from './processes.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -15,7 +16,6 @@ export const SERVER_MAIN = join(REPO_ROOT, 'control-server/dist/main.js');
 export const AGENT_MAIN = join(REPO_ROOT, 'agent/dist/main.js');
 
 const HEALTH_TIMEOUT_MS = 60_000;
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export interface ServerOptions {
   port: number;
@@ -56,14 +56,7 @@ export class ServerUnderTest {
       this.deaths.push({ n: this.deaths.length + 1, by: 'exit', how: `${String(how)}: ${proc.output().slice(-500)}`, at, downMs: 0 });
       void this.start().catch(() => {});
     });
-    const deadline = Date.now() + HEALTH_TIMEOUT_MS;
-    for (;;) {
-      if (!proc.isRunning()) throw new Error(`the server exited while starting:\n${proc.output()}`);
-      const ok = await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(2000) }).then((r) => r.ok, () => false);
-      if (ok) return;
-      if (Date.now() > deadline) throw new Error(`the server did not become healthy within ${HEALTH_TIMEOUT_MS} ms`);
-      await sleep(25);
-    }
+    await waitForHealth(proc, this.url, { timeoutMs: HEALTH_TIMEOUT_MS, intervalMs: 25 });
   }
 
   /** SIGKILL, then a restart on the same port and database. */

@@ -2,6 +2,7 @@
 import { join } from 'node:path';
 import { Api, metric } from './http.js';
 import { AGENT_MAIN, SERVER_MAIN } from './paths.js';
+import { waitForHealth } from '@agent-executor/common/processes';
 import { freePort, spawnNode, waitUntil, type Started } from './processes.js';
 
 export interface ServerOptions {
@@ -39,13 +40,7 @@ export async function startServer(options: ServerOptions): Promise<BenchServer> 
   const url = `http://127.0.0.1:${port}`;
   const api = new Api(url, 16);
   try {
-    await waitUntil(
-      async () => {
-        if (!proc.isRunning()) throw new Error(`server exited early:\n${proc.output()}`);
-        return api.call('GET', '/health').then(() => true, () => false);
-      },
-      { timeoutMs: 30_000, intervalMs: 50, what: `control server on ${url}` },
-    );
+    await waitForHealth(proc, url, { timeoutMs: 30_000, intervalMs: 50 });
   } catch (err) {
     await proc.kill();
     await api.close();

@@ -1,0 +1,236 @@
+/**
+ * The lease reaper alone, on a real SQLite store and real timers: when it expires a lease (not
+ * before the lease ends, not during the start-up grace), when it wakes polls for a backoff that
+ * ended, that a later deadline never postpones an earlier one, that a failing pass is retried,
+ * that a far deadline does not spin, and that stop() stops it.
+ *
+ * Mutants `npm run mutate lease-reaper` leaves alive, and why they are equivalent:
+ * - the texts and fields of the `lease expired` and clock-jump log lines: read by people only.
+ * - `Math.max(0, at - now) + 1` → `- 1`, `>=` → `>` at the grace boundary, `due > now` → `>=`,
+ *   `due < armedAt` → `<=`: one millisecond either way, or re-arming for the same moment.
+ * - onEvent's due time (`status === 'RUNNING' && leaseExpiresAt !== null` and the PENDING
+ *   branch, each side → true): only a RUNNING command has a lease, and a finished one's
+ *   availableAt is in the past, so it arms nothing.
+ * - `due !== undefined &&` → `||`/true, `if (candidates.length)` → true: arming for no time
+ *   (NaN → 1 ms, or Infinity → the 24.8-day cap) only adds an empty pass.
+ * - `events.off('event')` → `off('')` in stop(): `arm()` returns once stopped anyway.
+ * - tick's `if (this.stopped || this.running) return` → `&&`/false: an overlapping pass repeats
+ *   guarded statements that change nothing the second time.
+ * Not equivalent, not yet killed (measured 75.0 % before the two tests above were added):
+ * `Math.min(1000, leaseMs / 4)` → `max` (a clock step between LEASE_MS/4 and 1 s goes unseen)
+ * and `if (this.stopped) return` in arm() (a timer left armed after stop()).
+ */
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import type { ClaimedCommand } from '@agent-executor/common';
+import { LeaseReaper } from '../src/lease-reaper.js';
+import { SqliteCommandStore } from '../src/store/sqlite.js';
+import type { StoredEvent } from '../src/store/store.js';
+import { tempDir, waitFor } from '../../test-support/processes.js';
+
+let dir: ReturnType<typeof tempDir>;
+let store: SqliteCommandStore;
+let reaper: LeaseReaper | undefined;
+const logs: string[] = [];
+const log = pino({ level: 'warn' }, { write: (line: string) => void logs.push(line) });
+
+/** The store's `expire` events, with when they happened (performance.now()). */
+let expired: Array<{ id: string; status: string; at: number }>;
+
+class FlakyStore extends SqliteCommandStore {
+  /** The next this-many passes fail, as a briefly unusable database would. */
+  failures = 0;
+  passes = 0;
+  override async requeueExpired() {
+    this.passes++;
+    if (this.failures > 0) {
+      this.failures--;
+      throw new Error('database is locked');
+    }
+    return super.requeueExpired();
+  }
+}
+
+function startReaper(leaseMs: number, onAvailable: () => void = () => {}): LeaseReaper {
+  reaper = new LeaseReaper(store, { leaseMs, onAvailable, log: log as never });
+  reaper.start();
+  return reaper;
+}
+
+beforeEach(() => {
+  dir = tempDir('lease-reaper');
+  store = new FlakyStore({ path: join(dir.path, 'r.db'), onError: () => {} });
+  logs.length = 0;
+  expired = [];
+  store.events.on('event', (event: StoredEvent) => {
+    if (event.transition === 'expire') expired.push({ id: event.command.id, status: event.command.status, at: performance.now() });
+  });
+});
+
+afterEach(async ({ task }) => {
+  await reaper?.stop();
+  reaper = undefined;
+  await store.close();
+  dir.cleanup(task.result?.state !== 'fail');
+});
+
+async function claimOne(leaseMs: number, maxAttempts = 3): Promise<ClaimedCommand> {
+  await store.submit({ type: 'DELAY', payload: { ms: 1 }, maxAttempts });
+  const c = await store.claim('agent-1', leaseMs);
+  if (!c) throw new Error('nothing claimed');
+  return c;
+}
+
+describe('LeaseReaper', () => {
+  test('a lease is requeued once it ends, not before; with no attempts left it FAILS "lease expired"', async () => {
+    startReaper(100);
+    // Past the start-up grace (one LEASE_MS) first.
+    await new Promise((r) => setTimeout(r, 150));
+    const started = performance.now();
+    const again = await claimOne(300);
+    const last = await claimOne(300, 1);
+    await waitFor(() => expired.length === 2, { what: 'both leases expired', timeoutMs: 5000, intervalMs: 5 });
+    for (const e of expired) expect(e.at - started).toBeGreaterThanOrEqual(290);
+    // Armed for the deadline, not polled: the expiry comes soon after it.
+    for (const e of expired) expect(e.at - started).toBeLessThan(1500);
+    expect((await store.get(again.id))?.status).toBe('PENDING');
+    expect(await store.get(last.id)).toMatchObject({ status: 'FAILED', error: 'lease expired' });
+    expect(logs.join('')).toMatch(/lease expired/);
+  });
+
+  test('for one LEASE_MS after start nothing expires (agents reconnect and renew), then it does', async () => {
+    const c = await claimOne(50);
+    const started = performance.now();
+    startReaper(600);
+    await waitFor(() => expired.length === 1, { what: 'the lease expired after the grace', timeoutMs: 5000, intervalMs: 5 });
+    expect(expired[0]!.at - started).toBeGreaterThanOrEqual(550);
+    expect(expired[0]!.at - started).toBeLessThan(2500);
+    expect(expired[0]!.id).toBe(c.id);
+  });
+
+  test('a lease claimed later with a longer deadline does not postpone an earlier one', async () => {
+    startReaper(100);
+    await new Promise((r) => setTimeout(r, 150));
+    const started = performance.now();
+    const soon = await claimOne(300);
+    await claimOne(60_000);
+    await waitFor(() => expired.length === 1, { what: 'the short lease expired', timeoutMs: 5000, intervalMs: 5 });
+    expect(expired[0]!.id).toBe(soon.id);
+    expect(expired[0]!.at - started).toBeLessThan(1500);
+  });
+
+  test('a later, shorter lease brings the timer forward', async () => {
+    startReaper(100);
+    await new Promise((r) => setTimeout(r, 150));
+    await claimOne(60_000);
+    await new Promise((r) => setTimeout(r, 50));
+    const started = performance.now();
+    const soon = await claimOne(300);
+    await waitFor(() => expired.length === 1, { what: 'the short lease expired', timeoutMs: 5000, intervalMs: 5 });
+    expect(expired[0]!.id).toBe(soon.id);
+    expect(expired[0]!.at - started).toBeLessThan(1500);
+  });
+
+  test('when a retry backoff ends, waiting polls are woken (onAvailable), at that moment', async () => {
+    let woken: number[] = [];
+    startReaper(100, () => woken.push(performance.now()));
+    await new Promise((r) => setTimeout(r, 150));
+    const c = await claimOne(60_000);
+    woken = [];
+    const failedAt = performance.now();
+    await store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, status: 'FAILED', error: 'try again', retryable: true });
+    const pending = await store.get(c.id);
+    expect(pending?.status).toBe('PENDING');
+    const availableIn = Date.parse(pending!.availableAt) - Date.now();
+    expect(availableIn).toBeGreaterThan(200);
+    await waitFor(() => woken.some((t) => t - failedAt >= availableIn - 20), { what: 'a wake-up at the end of the backoff', timeoutMs: 10_000, intervalMs: 10 });
+    // Woken for it, not before it on a timer of its own.
+    expect(woken.filter((t) => t - failedAt < availableIn - 50)).toEqual([]);
+  });
+
+  test('a pass arms the timer for the earlier of the next lease end and the next backoff end', async () => {
+    // Both exist before the reaper starts, so only its first pass can arm for them.
+    const c = await claimOne(60_000);
+    await store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, status: 'FAILED', error: 'later', retryable: true });
+    // The backoff of a first retry is at least 750 ms (1 s, jitter ±25 %); this lease ends at 200.
+    const soon = await claimOne(200);
+    const started = performance.now();
+    startReaper(100);
+    await waitFor(() => expired.length === 1, { what: 'the short lease expired', timeoutMs: 5000, intervalMs: 5 });
+    expect(expired[0]!.id).toBe(soon.id);
+    expect(expired[0]!.at - started).toBeLessThan(700);
+  });
+
+  test('a pass that fails is logged and retried about a second later', async () => {
+    const flaky = store as FlakyStore;
+    startReaper(100);
+    await new Promise((r) => setTimeout(r, 150));
+    // The pass for this lease's end fails.
+    flaky.failures = 1;
+    await claimOne(100);
+    await waitFor(() => logs.some((l) => l.includes('lease reaper failed; retrying in 1 s')), { what: 'the failure logged' });
+    const failedAt = performance.now();
+    const passes = flaky.passes;
+    await waitFor(() => flaky.passes > passes, { what: 'the retry', timeoutMs: 5000, intervalMs: 10 });
+    const retriedAfter = performance.now() - failedAt;
+    expect(retriedAfter).toBeGreaterThan(800);
+    expect(retriedAfter).toBeLessThan(3000);
+    // The retried pass did the failed one's work.
+    await waitFor(() => expired.length === 1, { what: 'expiry after the retry', timeoutMs: 5000 });
+  });
+
+  test('a deadline weeks away arms one timer, not a spin of passes', async () => {
+    const flaky = store as FlakyStore;
+    await claimOne(40 * 24 * 3_600_000); // 40 days: past the 24.8-day limit of one setTimeout
+    startReaper(100);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(flaky.passes).toBeLessThanOrEqual(2);
+  });
+
+  test('after stop() no lease expires, and events no longer arm it', async () => {
+    startReaper(100);
+    await new Promise((r) => setTimeout(r, 150));
+    await claimOne(200);
+    await reaper!.stop();
+    const passes = (store as FlakyStore).passes;
+    await claimOne(100);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(expired).toEqual([]);
+    expect((store as FlakyStore).passes).toBe(passes);
+  });
+
+  test('stop() waits for a pass under way', async () => {
+    const flaky = store as FlakyStore;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const originalNext = store.nextWakeAt.bind(store);
+    let inPass = false;
+    store.nextWakeAt = async () => {
+      inPass = true;
+      await gate;
+      return originalNext();
+    };
+    startReaper(100);
+    await waitFor(() => inPass, { what: 'a pass under way' });
+    let stopped = false;
+    const stopping = reaper!.stop().then(() => (stopped = true));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(stopped).toBe(false);
+    release();
+    await stopping;
+    expect(stopped).toBe(true);
+    // Within the start-up grace: the pass expired nothing.
+    expect(flaky.passes).toBe(0);
+    // And the pass that was under way did not arm another one.
+    let laterPasses = 0;
+    store.nextWakeAt = async () => {
+      laterPasses++;
+      return originalNext();
+    };
+    await claimOne(50);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(laterPasses).toBe(0);
+  });
+});

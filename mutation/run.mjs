@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+/**
+ * `npm run mutate [target…]`: runs Stryker once per target (all of them by default), one after
+ * another, and prints each score. Exits non-zero when a target scores under 85 %.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { targets } from './targets.mjs';
+
+const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(targets).filter((name) => name !== 'store-all');
+const scores = [];
+for (const name of names) {
+  const target = targets[name];
+  if (!target) {
+    console.error(`unknown target "${name}"; known: ${Object.keys(targets).join(', ')}`);
+    process.exit(2);
+  }
+  const run = spawnSync('npx', ['stryker', 'run', 'mutation/stryker.config.mjs'], {
+    stdio: 'inherit',
+    env: { ...process.env, MUTATE_TARGET: name, MUTATE_TESTS: target.tests.join(','), MUTATE_SKIP: target.skip ?? '' },
+  });
+  let report;
+  try {
+    // Stryker exits non-zero under the `break` threshold too; the report says why.
+    report = JSON.parse(readFileSync(`mutation/reports/${name}.json`, 'utf8'));
+  } catch {
+    console.error(`${name}: Stryker wrote no report (exit ${run.status}); see its output above`);
+    scores.push({ file: name, score: 0, survived: NaN, noCoverage: NaN, exit: run.status });
+    continue;
+  }
+  for (const [file, { mutants }] of Object.entries(report.files)) {
+    const count = (status) => mutants.filter((m) => m.status === status).length;
+    const killed = count('Killed') + count('Timeout');
+    const valid = killed + count('Survived') + count('NoCoverage');
+    scores.push({ file, score: valid === 0 ? 100 : (100 * killed) / valid, survived: count('Survived'), noCoverage: count('NoCoverage'), exit: run.status });
+  }
+}
+console.log('\nmutation score per file');
+for (const { file, score, survived, noCoverage } of scores) {
+  console.log(`${score.toFixed(1).padStart(6)} %  ${file}  (${survived} survived, ${noCoverage} no coverage)`);
+}
+process.exit(scores.every(({ score }) => score >= 85) ? 0 : 1);
