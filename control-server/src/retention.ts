@@ -78,7 +78,10 @@ export class Retention {
 
   private async deleteAndRearm(): Promise<void> {
     try {
-      const deleted = await this.store.deleteFinishedBefore(this.now() - this.options.retentionMs, RETENTION_BATCH);
+      // `+ 1`: a command finished exactly RETENTION ago is due. The timer is armed for that very
+      // millisecond (+1), and Date.now() may read it a millisecond early: with a strict bound such
+      // a pass deleted nothing and armed itself again at once (two passes for one command).
+      const deleted = await this.store.deleteFinishedBefore(this.now() - this.options.retentionMs + 1, RETENTION_BATCH);
       if (deleted > 0) this.options.log.debug({ deleted }, 'retention: deleted finished commands');
       if (deleted === RETENTION_BATCH) {
         if (!this.stopped) this.immediate = setImmediate(() => void this.run());
