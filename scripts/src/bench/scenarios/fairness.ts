@@ -30,6 +30,8 @@ const PRIORITY_HITS = 1_000_000;
 
 interface TrickleResult {
   latency: Distribution;
+  /** Each trickle command's submit → start, ms, in submit order (to see whether outliers cluster). */
+  samples: number[];
   /** Flood commands still PENDING when the last trickle command started (> 0: the flood lasted). */
   floodPendingAtEnd?: number;
 }
@@ -97,7 +99,8 @@ async function trickleVsFlood(o: Options): Promise<{ idle: TrickleResult; flood:
   const warmup = o.num('warmup');
   const floodSize = o.num('flood');
   return withFleet(o, 'trickle', async (server, target) => {
-    const idle = distribution(await trickle(server.api, target, 0, seconds, warmup));
+    const idleSamples = await trickle(server.api, target, 0, seconds, warmup);
+    const idle = distribution(idleSamples);
     console.log(`  trickle, idle: p50 ${idle.p50.toFixed(1)} ms, p99 ${idle.p99.toFixed(1)} ms`);
     const submitted = await submitAll(server.url, {
       total: floodSize,
@@ -112,12 +115,17 @@ async function trickleVsFlood(o: Options): Promise<{ idle: TrickleResult; flood:
     });
     const floodSubmitSeconds = (submitted.endedAt - submitted.startedAt) / 1000;
     console.log(`  flood: ${floodSize} commands submitted in ${floodSubmitSeconds.toFixed(1)} s`);
-    const flood = distribution(await trickle(server.api, target, warmup + seconds, seconds, warmup));
+    const floodSamples = await trickle(server.api, target, warmup + seconds, seconds, warmup);
+    const flood = distribution(floodSamples);
     const floodPendingAtEnd = await pending(server.api);
     console.log(
       `  trickle, flooded: p50 ${flood.p50.toFixed(1)} ms, p99 ${flood.p99.toFixed(1)} ms; ${floodPendingAtEnd} flood commands still pending`,
     );
-    return { idle: { latency: idle }, flood: { latency: flood, floodPendingAtEnd }, floodSubmitSeconds };
+    return {
+      idle: { latency: idle, samples: idleSamples },
+      flood: { latency: flood, samples: floodSamples, floodPendingAtEnd },
+      floodSubmitSeconds,
+    };
   });
 }
 
