@@ -203,6 +203,13 @@ export const fairness: Scenario = {
       { name: `one pending command's duration (DELAY)`, value: delay, unit: 'ms' },
       { name: `slot turnover (DELAY / ${slots} slots)`, value: delay / slots, unit: 'ms' },
       {
+        // An upper bound: the scrapes before the submit and after the start count a few more.
+        name: 'priority 100: pending commands started between its submit and its start (max)',
+        value: Math.max(...samples.map((s) => s.pendingAtSubmit - s.overtook)),
+        unit: 'cmd',
+        goal: { op: '<=', value: slots },
+      },
+      {
         name: 'priority 100: share of the pending it overtook (min)',
         value: Math.min(...samples.map((s) => s.overtook / Math.max(1, s.pendingAtSubmit))),
         unit: 'ratio',
