@@ -219,7 +219,7 @@ describe('benchmark scenarios (tiny sizes)', { timeout: 90_000 }, () => {
   });
 
   it('sse-slow: non-reading /events clients during a burst of large results', async () => {
-    const r = await bench('sse-slow', ['--clients=50', '--commands=300', '--result-kib=16', '--agents=1', '--concurrency=4', '--client-gap-ms=10']);
+    const r = await bench('sse-slow', ['--clients=50', '--commands=300', '--result-kib=16', '--agents=1', '--concurrency=8', '--client-gap-ms=10']);
     const d = r.runs[0]?.details as {
       completed: number;
       failed: number;
@@ -242,6 +242,30 @@ describe('benchmark scenarios (tiny sizes)', { timeout: 90_000 }, () => {
     expect(figure(r, 'server peak RSS during the burst')).toBeGreaterThanOrEqual(figure(r, 'server RSS before clients'));
     expect(figure(r, 'normal client p99')).toBeGreaterThanOrEqual(figure(r, 'normal client p50'));
     expect(figure(r, 'burst duration')).toBeGreaterThan(0);
+  });
+
+  it('fairness: a trickle beside a flooding key, and priority 100 behind a backlog', async () => {
+    // The flood (200 × 100 ms, limit 4) takes 5 s at its limit, longer than the trickle (~3 s): a
+    // limit not kept would run it on all 8 slots and finish it in 2.5 s, before the trickle ends.
+    const r = await bench('fairness', [
+      '--agents=1', '--concurrency=8', '--flood=200', '--flood-delay=100', '--trickle-seconds=3', '--warmup=1',
+      '--pending=400', '--priority-delay=50', '--priority-samples=3', '--batch-size=100',
+    ]);
+    type Trickle = { latency: { count: number; p99: number }; floodPendingAtEnd?: number };
+    const d = r.runs[0]?.details as {
+      trickle: { idle: Trickle; flood: Trickle };
+      priority: { samples: Array<{ waitMs: number; pendingAtSubmit: number; overtook: number }> };
+    };
+    // Every trickle command started (each is awaited on the counting target).
+    expect([d.trickle.idle.latency.count, d.trickle.flood.latency.count]).toEqual([3, 3]);
+    expect(d.trickle.flood.floodPendingAtEnd).toBeGreaterThan(0);
+    expect(figure(r, 'trickle p99 flooded / idle')).toBeCloseTo(d.trickle.flood.latency.p99 / d.trickle.idle.latency.p99, 6);
+    // First in, first out would start it after the whole backlog: it must overtake most of it.
+    expect(d.priority.samples).toHaveLength(3);
+    for (const s of d.priority.samples) {
+      expect(s.pendingAtSubmit).toBeGreaterThan(0);
+      expect(s.overtook).toBeGreaterThanOrEqual(s.pendingAtSubmit / 2);
+    }
   });
 
   it('disk: commit latency', async () => {

@@ -11,6 +11,7 @@ import { installExitHandlers, stopAll } from './harness/processes.js';
 import { machine, printTable, summarise, writeJson, type RunResult } from './harness/report.js';
 import { Options, type Scenario } from './harness/scenario.js';
 import { disk } from './scenarios/disk.js';
+import { fairness } from './scenarios/fairness.js';
 import { growth } from './scenarios/growth.js';
 import { idle } from './scenarios/idle.js';
 import { latency } from './scenarios/latency.js';
@@ -21,7 +22,7 @@ import { sseSlow } from './scenarios/sse-slow.js';
 import { submit } from './scenarios/submit.js';
 import { throughput } from './scenarios/throughput.js';
 
-const SCENARIOS: Scenario[] = [latency, throughput, submit, sse, sseSlow, idle, growth, soak, disk, peers];
+const SCENARIOS: Scenario[] = [latency, throughput, submit, sse, sseSlow, idle, growth, soak, disk, peers, fairness];
 
 function usage(): string {
   const lines = [
