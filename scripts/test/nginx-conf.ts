@@ -20,7 +20,7 @@ function tokens(text: string): string[] {
     else if (punct !== undefined) out.push(punct);
     else if (word !== undefined) out.push(`"${word}`);
   }
-  if (pattern.lastIndex < text.length) throw new Error(`nginx config: cannot read from "${text.slice(pattern.lastIndex, pattern.lastIndex + 20)}"`);
+  if (pattern.lastIndex < text.length) throw new Error(`load-balancer config: cannot read from "${text.slice(pattern.lastIndex, pattern.lastIndex + 20)}"`);
   return out;
 }
 
@@ -32,7 +32,7 @@ export function parseNginx(text: string): Directive[] {
     const directives: Directive[] = [];
     while (at < list.length) {
       if (list[at] === '}') {
-        if (!nested) throw new Error('nginx config: "}" without a block');
+        if (!nested) throw new Error('load-balancer config: "}" without a block');
         at++;
         return directives;
       }
@@ -40,10 +40,10 @@ export function parseNginx(text: string): Directive[] {
       while (at < list.length && !['{', '}', ';'].includes(list[at]!)) words.push(list[at++]!.slice(1));
       const end = list[at++];
       const [name, ...args] = words;
-      if (name === undefined || (end !== ';' && end !== '{')) throw new Error(`nginx config: directive ${name ?? '?'} is not ended by ";"`);
+      if (name === undefined || (end !== ';' && end !== '{')) throw new Error(`load-balancer config: directive ${name ?? '?'} is not ended by ";"`);
       directives.push(end === '{' ? { name, args, block: block(true) } : { name, args });
     }
-    if (nested) throw new Error('nginx config: a block is not closed');
+    if (nested) throw new Error('load-balancer config: a block is not closed');
     return directives;
   };
   return block(false);
