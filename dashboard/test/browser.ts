@@ -58,11 +58,3 @@ export async function openPage(browser: Browser, url: string, noise: ExpectedNoi
   await page.goto(url);
   return { page, errors };
 }
-
-/** The status the live table holds for a command (its model: the DOM keeps only the rows in view). */
-export async function tableStatus(page: Page, id: string): Promise<string | undefined> {
-  return page.evaluate((commandId) => {
-    const handle = (window as unknown as { dashboard?: { table?: { status: (id: string) => string | undefined } } }).dashboard;
-    return handle?.table?.status(commandId);
-  }, id);
-}

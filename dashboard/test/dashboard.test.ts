@@ -12,7 +12,7 @@ import type { Command } from '@agent-executor/common';
 import { killAll, startAgent, startServer, tempDir, waitFor, type RunningProcess, type RunningServer } from '../../test-support/processes.js';
 import { HttpApi } from '../../test-support/http-api.js';
 import { closeAllClients, openStream } from '../../test-support/sse-clients.js';
-import { launchBrowser, openPage, tableStatus, type WatchedPage } from './browser.js';
+import { launchBrowser, openPage, type WatchedPage } from './browser.js';
 
 let browser: Browser;
 let dir: ReturnType<typeof tempDir>;
@@ -56,7 +56,8 @@ function expectNoConsoleErrors(): void {
   for (const { errors } of pages) expect(errors).toEqual([]);
 }
 
-const waitForStatus = (page: Page, id: string, status: string, timeout = 15_000) =>
+/** Waits until the live table holds `status` for a command; `undefined`: until the row has left it. */
+const waitForStatus = (page: Page, id: string, status: string | undefined, timeout = 15_000) =>
   page.waitForFunction(
     ([commandId, wanted]) =>
       (window as unknown as { dashboard: { table?: { status: (id: string) => string | undefined } } }).dashboard.table?.status(commandId!) === wanted,
@@ -231,14 +232,15 @@ describe('the command page and the submit form', () => {
     await page.click('#bulk-retry');
     await page.locator('.message', { hasText: `Retried ${failed} command` }).waitFor();
     expect((await api.get(a.id)).status).toBe('PENDING');
-    await page.waitForFunction((id) => (window as unknown as { dashboard: { table: { status: (id: string) => unknown } } }).dashboard.table.status(id) === undefined, a.id);
+    await waitForStatus(page, a.id, undefined);
 
     await page.goto(`${server.url}/ui/#/commands?status=PENDING`);
     await waitForStatus(page, b.id, 'PENDING');
     await page.click('#bulk-cancel');
     await page.locator('.message', { hasText: /Canceled \d+ command/ }).waitFor();
     for (const id of [a.id, b.id, c.id]) expect(await api.get(id)).toMatchObject({ status: 'FAILED', error: 'canceled' });
-    expect(await tableStatus(page, c.id)).toBeUndefined();
+    // The rows leave the PENDING table live, as their events arrive over the stream.
+    await waitForStatus(page, c.id, undefined);
     expectNoConsoleErrors();
   });
 });
