@@ -44,8 +44,8 @@ describe('agent process', () => {
       attempts: 1,
       result: { status: 404, ok: false, body: { error: 'status 404' } },
     });
-    expect(worker.output()).toMatch(new RegExp(`DELAY ${delay.id} started \\(attempt 1 of 3\\)`));
-    expect(worker.output()).toMatch(new RegExp(`DELAY ${delay.id} COMPLETED in \\d+ ms`));
+    await waitForOutput(worker, new RegExp(`DELAY ${delay.id} started \\(attempt 1 of 3\\)`));
+    await waitForOutput(worker, new RegExp(`DELAY ${delay.id} COMPLETED in \\d+ ms`));
   });
 
   it('refuses a target on this machine by default, and reaches it when HTTP_ALLOW names it', async () => {

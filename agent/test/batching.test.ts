@@ -189,8 +189,8 @@ describe('batched claims and reports (CONCURRENCY > 1)', () => {
       for (const { id } of more) expect(await waitForCommand(client, id, isSettled)).toMatchObject({ status: 'COMPLETED' });
 
       expect(older.refused()).toEqual({ claims: 1, reports: 1 });
-      expect(worker.output()).toMatch(/PUT \/commands\/results answered 404 \(a server without batched routes\): reports go one by one/);
-      expect(worker.output()).toMatch(/GET \/commands\/next-batch answered 404 \(a server without batched routes\): claims go one by one/);
+      await waitForOutput(worker, /PUT \/commands\/results answered 404 \(a server without batched routes\): reports go one by one/);
+      await waitForOutput(worker, /GET \/commands\/next-batch answered 404 \(a server without batched routes\): claims go one by one/);
       expect(await requestsOn(srv, 'PUT', '/commands/:id/result')).toBe(23);
       expect(await requestsOn(srv, 'GET', '/commands/next-batch')).toBe(1); // the test's own claim
       expect(await requestsOn(srv, 'PUT', '/commands/results')).toBe(0);

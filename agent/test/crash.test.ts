@@ -37,7 +37,7 @@ describe('crash drills', () => {
     const done = await waitForCommand(client, submitted.id, isSettled);
     expect(done).toMatchObject({ status: 'COMPLETED', attempts: 1, result: { status: 200, body: { n: 1 } } });
     expect(target.hits(path)).toBe(1);
-    expect(second.output()).toMatch(/recovery: 0 command\(s\) interrupted by a crash; reporting 1 outcome\(s\)/);
+    await waitForOutput(second, /recovery: 0 command\(s\) interrupted by a crash; reporting 1 outcome\(s\)/);
     expect(executionsIn(second, submitted.id)).toBe(0);
     // Same agent after the restart: the id came from its database.
     const idOf = (out: string) => /"agentId":"([^"]+)"/.exec(out)?.[1];
@@ -59,7 +59,7 @@ describe('crash drills', () => {
     const done = await waitForCommand(client, submitted.id, isSettled);
     expect(done).toMatchObject({ status: 'COMPLETED', attempts: 2, result: { body: { n: 1 } } });
     expect(target.hits(path)).toBe(1);
-    expect(second.output()).toMatch(/recovery: 1 command\(s\) interrupted by a crash; reporting 1 outcome\(s\)/);
+    await waitForOutput(second, /recovery: 1 command\(s\) interrupted by a crash; reporting 1 outcome\(s\)/);
   });
 
   it('server killed while the agent runs a 2 s DELAY: after its restart the report is taken, executed once', async () => {

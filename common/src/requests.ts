@@ -195,6 +195,7 @@ export type BatchResultResponse = z.infer<typeof BatchResultResponse>;
  */
 export const BulkActionBody = z.strictObject({
   type: CommandType.optional(),
+  queue: QueueName.optional(),
   agentId: AgentId.optional(),
   createdBefore: z.iso.datetime().optional(),
 }).meta({ id: 'BulkActionBody' });

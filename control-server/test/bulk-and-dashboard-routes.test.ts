@@ -39,6 +39,8 @@ describe('POST /commands/retry-failed', () => {
     expect(res.json()).toEqual({ count: 1 });
     const status = async (id: string) => (await app.inject({ url: `/commands/${id}` })).json<{ status: string }>().status;
     expect([await status(a.id), await status(b.id), await status(h.id)]).toEqual(['PENDING', 'FAILED', 'FAILED']);
+    // The queue filter reaches the store: no FAILED command is in queue "other".
+    expect((await post(app, '/commands/retry-failed', { queue: 'other' })).json()).toEqual({ count: 0 });
     expect((await post(app, '/commands/retry-failed', {})).json()).toEqual({ count: 2 });
     expect((await post(app, '/commands/retry-failed', {})).json()).toEqual({ count: 0 });
   });
@@ -48,6 +50,7 @@ describe('POST /commands/retry-failed', () => {
     for (const [payload, field] of [
       [{ type: 'NOPE' }, 'type'],
       [{ agentId: 'has space' }, 'agentId'],
+      [{ queue: 'no spaces' }, 'queue'],
       [{ createdBefore: 'yesterday' }, 'createdBefore'],
       [{ status: 'FAILED' }, 'status'],
     ] as const) {

@@ -685,6 +685,23 @@ export function describeStoreContract(name: string, makeStore: MakeStore): void 
         expect((await store.countByStatus()).FAILED).toBe(2);
       });
 
+      test('the queue filter touches only that queue, with the other filters and without them', async () => {
+        const reports = [await submit(delay(10, { queue: 'reports' })), await submit({ ...httpGet, queue: 'reports' })];
+        const other = await submit(delay(10, { queue: 'mail' }));
+        const byDefault = await submit();
+        expect((await store.cancelPending({ queue: 'reports', type: 'DELAY' }, all())).changed).toBe(1);
+        expect((await get(reports[0]!.id)).status).toBe('FAILED');
+        expect((await get(reports[1]!.id)).status).toBe('PENDING');
+        expect((await store.cancelPending({ queue: 'reports' }, all())).changed).toBe(1);
+        expect((await get(reports[1]!.id)).status).toBe('FAILED');
+        expect((await store.retryFailed({ queue: 'mail' }, all())).changed).toBe(0);
+        expect((await store.retryFailed({ queue: 'reports' }, all())).changed).toBe(2);
+        expect([await get(other.id), await get(byDefault.id)].map((c) => c.status)).toEqual(['PENDING', 'PENDING']);
+        expect((await store.cancelPending({ queue: 'default' }, all())).changed).toBe(1);
+        expect((await get(byDefault.id)).status).toBe('FAILED');
+        expect((await get(other.id)).status).toBe('PENDING');
+      });
+
       test('cancelPending fails PENDING commands as cancel does, and leaves RUNNING ones alone', async () => {
         const running = await submit();
         await claim();

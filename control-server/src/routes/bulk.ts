@@ -86,6 +86,7 @@ async function inBatches(
 ): Promise<number> {
   const filter: BulkFilter = {
     type: body.type,
+    queue: body.queue,
     agentId: body.agentId,
     createdBefore: body.createdBefore === undefined ? undefined : Date.parse(body.createdBefore),
   };

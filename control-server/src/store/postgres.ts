@@ -480,6 +480,7 @@ export class PostgresCommandStore implements CommandStore {
       where.push(`${condition} $${values.length}`);
     };
     if (filter.type !== undefined) add('type =', filter.type);
+    if (filter.queue !== undefined) add('queue =', filter.queue);
     if (filter.agentId !== undefined) add('agent_id =', filter.agentId);
     if (filter.createdBefore !== undefined) add('created_at <', filter.createdBefore);
     values.push(batch.max);

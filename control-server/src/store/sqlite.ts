@@ -457,6 +457,7 @@ export class SqliteCommandStore implements CommandStore {
   ): Promise<BulkStep> {
     const where = ['status = @status', 'seq > @afterSeq', 'seq <= @upToSeq'];
     if (filter.type !== undefined) where.push('type = @type');
+    if (filter.queue !== undefined) where.push('queue = @queue');
     if (filter.agentId !== undefined) where.push('agent_id = @agentId');
     if (filter.createdBefore !== undefined) where.push('created_at < @createdBefore');
     // Through commands_status_seq: a range of (status, seq), in order.

@@ -49,6 +49,7 @@ export interface ListPage {
 /** Which commands a bulk action touches (besides the status the action implies). */
 export interface BulkFilter {
   type?: CommandType | undefined;
+  queue?: string | undefined;
   agentId?: string | undefined;
   /** Only commands created before this moment (epoch ms, exclusive). */
   createdBefore?: number | undefined;

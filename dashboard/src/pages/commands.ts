@@ -134,7 +134,7 @@ export const commandsPage: Page = (main, stream) => {
 
   const bulk = h(
     'div',
-    { class: 'bulk', role: 'group', 'aria-label': 'Bulk actions on the type and agent filters' },
+    { class: 'bulk', role: 'group', 'aria-label': 'Bulk actions on the type, queue and agent filters' },
     h('button', { type: 'button', id: 'bulk-retry', onclick: () => void bulkAction('retry-failed', 'Retry every FAILED command') }, 'Retry all FAILED…'),
     h('button', { type: 'button', id: 'bulk-cancel', class: 'danger', onclick: () => void bulkAction('cancel-pending', 'Cancel every PENDING command') }, 'Cancel all PENDING…'),
   );
@@ -241,8 +241,9 @@ export const commandsPage: Page = (main, stream) => {
   async function bulkAction(path: 'retry-failed' | 'cancel-pending', what: string): Promise<void> {
     const body: Record<string, string> = {};
     if (filters.type) body['type'] = filters.type;
+    if (filters.queue) body['queue'] = filters.queue;
     if (filters.agentId) body['agentId'] = filters.agentId;
-    const scope = Object.entries(body).map(([k, v]) => `${k}=${v}`).join(', ') || 'all types and agents';
+    const scope = Object.entries(body).map(([k, v]) => `${k}=${v}`).join(', ') || 'all types, queues and agents';
     if (!confirm(`${what} (${scope})?`)) return;
     try {
       const { count: n } = await post<{ count: number }>(`/commands/${path}`, body);
