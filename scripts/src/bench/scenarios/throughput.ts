@@ -4,7 +4,7 @@
  * first submit to the last COMPLETED event (seen on the server's SSE stream). Every variant gets a
  * fresh server and database. The CPU time the server and the agents spend per command (from
  * /proc) is reported too: unlike the rate, it hardly depends on what else runs on the machine.
- * With --cpu-prof the server is profiled and the profile summarised.
+ * With --cpu-prof the server (and each real agent) is profiled and the profiles summarised.
  */
 import { profileDirFor, readProfile, type ProfileSummary } from '../harness/cpu-profile.js';
 import { AGENT_KINDS, startFleet, type AgentKind } from '../harness/fleet.js';
@@ -34,18 +34,21 @@ interface VariantResult extends Variant {
   /** CPU time (user + system, from /proc) spent per command while the load ran. */
   cpuMicrosPerCommand: { server: number; agents: number };
   profile?: ProfileSummary;
+  /** One real agent's profile (they all run the same load). */
+  agentProfile?: ProfileSummary;
 }
 
 function label(v: Variant): string {
   return `${v.kind} ${v.agents}x${v.concurrency}, ${v.submit} submit`;
 }
 
-async function measure(o: Options, v: Variant, context: RunContext): Promise<{ result: VariantResult; profileDir?: string }> {
+async function measure(o: Options, v: Variant, context: RunContext): Promise<{ result: VariantResult; profileDir?: string; agentProfileDir?: string }> {
   const n = o.num('commands');
   const dir = tempDir('throughput');
   const profileDir = o.bool('cpu-prof')
     ? profileDirFor(context.outDir, `throughput-${v.kind}-${v.agents}x${v.concurrency}-${v.submit}`)
     : undefined;
+  const agentProfileDir = profileDir && v.kind === 'process' ? `${profileDir}-agents` : undefined;
   const server = await startServer({
     dbPath: `${dir.path}/commands.db`,
     sqliteSync: sqliteSync(o).sqliteSync,
@@ -64,6 +67,7 @@ async function measure(o: Options, v: Variant, context: RunContext): Promise<{ r
       pollInterval: 2000,
       protocolMode: 'batch',
       claimMax: o.num('claim-max'),
+      ...(agentProfileDir ? { cpuProfDir: agentProfileDir } : {}),
     });
     await waitForWaitingPolls(server.api, fleet.idlePolls, fleet.procs);
     watcher = new CompletionWatcher(server.url, { parseIds: false });
@@ -97,7 +101,7 @@ async function measure(o: Options, v: Variant, context: RunContext): Promise<{ r
       submitRequests: submitted.requests,
       cpuMicrosPerCommand,
     };
-    return profileDir ? { result, profileDir } : { result };
+    return { result, ...(profileDir ? { profileDir } : {}), ...(agentProfileDir ? { agentProfileDir } : {}) };
   } finally {
     watcher?.close();
     await fleet?.stop();
@@ -106,9 +110,10 @@ async function measure(o: Options, v: Variant, context: RunContext): Promise<{ r
   }
 }
 
-/** Runs after the server stopped: the profile is written when the process exits. */
-function withProfile(result: VariantResult, profileDir: string | undefined): VariantResult {
-  return profileDir ? { ...result, profile: readProfile(profileDir) } : result;
+/** Runs after the server and agents stopped: a profile is written when its process exits. */
+function withProfile(result: VariantResult, profileDir: string | undefined, agentProfileDir: string | undefined): VariantResult {
+  const withServer = profileDir ? { ...result, profile: readProfile(profileDir) } : result;
+  return agentProfileDir ? { ...withServer, agentProfile: readProfile(agentProfileDir) } : withServer;
 }
 
 export const throughput: Scenario = {
@@ -125,7 +130,7 @@ export const throughput: Scenario = {
     'batch-size': { type: 'string', default: '100', description: 'commands per batched submit' },
     'claim-max': { type: 'string', default: '64', description: 'max of next-batch (protocol agents)' },
     'long-poll-wait': { type: 'string', default: '25', description: 'seconds each agent poll waits' },
-    'cpu-prof': { type: 'boolean', default: false, description: 'profile the server (node --cpu-prof) and summarise it' },
+    'cpu-prof': { type: 'boolean', default: false, description: 'profile the server and real agents (node --cpu-prof) and summarise them' },
     'sqlite-sync': SQLITE_SYNC_OPTION,
   },
   async run(o, context): Promise<RunResult> {
@@ -145,7 +150,7 @@ export const throughput: Scenario = {
     const figures: Figure[] = [];
     for (const v of variants) {
       const measured = await measure(o, v, context);
-      const r = withProfile(measured.result, measured.profileDir);
+      const r = withProfile(measured.result, measured.profileDir, measured.agentProfileDir);
       console.log(
         `  ${r.label}: ${Math.round(r.completedPerSecond)} completed/s (${r.seconds.toFixed(2)} s), submit ${Math.round(r.submitPerSecond)}/s, ` +
           `CPU per command: server ${Math.round(r.cpuMicrosPerCommand.server)} µs, agents ${Math.round(r.cpuMicrosPerCommand.agents)} µs`,
