@@ -11,6 +11,7 @@ import { GroupCommit } from '@agent-executor/common/group-commit';
 import { AgentMetrics } from './metrics.js';
 import { agentIdentity } from './identity.js';
 import { Outbox } from './outbox.js';
+import { OutboxWrites } from './outbox-writes.js';
 import { OUTBOX_PRUNE_EVERY_MS, OUTBOX_RETENTION_MS, OutboxPruner } from './outbox-pruner.js';
 import { ServerClient } from './server-client.js';
 import { SsrfGuard } from './ssrf-guard.js';
@@ -86,7 +87,7 @@ const client = new ServerClient({
 const worker: Worker = new Worker({
   client,
   outbox,
-  commits,
+  writes: new OutboxWrites(db, outbox, commits),
   executors: runners,
   agentId,
   concurrency: config.concurrency,
