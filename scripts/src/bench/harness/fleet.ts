@@ -24,6 +24,8 @@ export interface FleetOptions {
   claimMax?: number;
   /** Real agents only: profile each agent (node --cpu-prof) into this directory. */
   cpuProfDir?: string;
+  /** Real agents only: the agent's main script, when not agent/dist/main.js (another build). */
+  agentMain?: string;
 }
 
 export interface Fleet {
@@ -48,6 +50,7 @@ export async function startFleet(o: FleetOptions): Promise<Fleet> {
             longPollWait: o.longPollWait,
             pollInterval: o.pollInterval,
             ...(o.cpuProfDir ? { cpuProfDir: o.cpuProfDir } : {}),
+            ...(o.agentMain ? { main: o.agentMain } : {}),
           }),
         );
       } else {

@@ -6,6 +6,7 @@
  * /proc) is reported too: unlike the rate, it hardly depends on what else runs on the machine.
  * With --cpu-prof the server (and each real agent) is profiled and the profiles summarised.
  */
+import { resolve } from 'node:path';
 import { profileDirFor, readProfile, type ProfileSummary } from '../harness/cpu-profile.js';
 import { AGENT_KINDS, startFleet, type AgentKind } from '../harness/fleet.js';
 import { metric } from '../harness/http.js';
@@ -34,6 +35,8 @@ interface VariantResult extends Variant {
   /** CPU time (user + system, from /proc) spent per command while the load ran. */
   cpuMicrosPerCommand: { server: number; agents: number };
   profile?: ProfileSummary;
+  /** Agent requests per command, by route (from the server's request histogram). */
+  exchanges: Record<string, number>;
   /** One real agent's profile (they all run the same load). */
   agentProfile?: ProfileSummary;
 }
@@ -68,6 +71,7 @@ async function measure(o: Options, v: Variant, context: RunContext): Promise<{ r
       protocolMode: 'batch',
       claimMax: o.num('claim-max'),
       ...(agentProfileDir ? { cpuProfDir: agentProfileDir } : {}),
+      ...(o.str('agent-main') ? { agentMain: resolve(o.str('agent-main')) } : {}),
     });
     await waitForWaitingPolls(server.api, fleet.idlePolls, fleet.procs);
     watcher = new CompletionWatcher(server.url, { parseIds: false });
@@ -87,6 +91,7 @@ async function measure(o: Options, v: Variant, context: RunContext): Promise<{ r
       agents: ((sum(agentPids.map(cpuSeconds)) - cpuBefore.agents) / n) * 1e6,
     };
     const metrics = await server.api.metrics();
+    const exchanges = agentExchanges(metrics, n);
     const completed = metric(metrics, 'agent_executor_commands{status="COMPLETED"}');
     if (completed !== n || w.failed > 0) {
       throw new Error(`expected ${n} COMPLETED, the server counts ${completed} (failed events: ${w.failed})`);
@@ -100,6 +105,7 @@ async function measure(o: Options, v: Variant, context: RunContext): Promise<{ r
       submitPerSecond: n / ((submitted.endedAt - submitted.startedAt) / 1000),
       submitRequests: submitted.requests,
       cpuMicrosPerCommand,
+      exchanges,
     };
     return { result, ...(profileDir ? { profileDir } : {}), ...(agentProfileDir ? { agentProfileDir } : {}) };
   } finally {
@@ -132,6 +138,7 @@ export const throughput: Scenario = {
     'long-poll-wait': { type: 'string', default: '25', description: 'seconds each agent poll waits' },
     'cpu-prof': { type: 'boolean', default: false, description: 'profile the server and real agents (node --cpu-prof) and summarise them' },
     'sqlite-sync': SQLITE_SYNC_OPTION,
+    'agent-main': { type: 'string', default: '', description: 'real agents: another build to run (e.g. a copy of agent/dist from before a change)' },
   },
   async run(o, context): Promise<RunResult> {
     const kinds: AgentKind[] = o.str('agent') === 'both' ? ['process', 'protocol'] : [o.oneOf('agent', AGENT_KINDS)];
@@ -155,6 +162,8 @@ export const throughput: Scenario = {
         `  ${r.label}: ${Math.round(r.completedPerSecond)} completed/s (${r.seconds.toFixed(2)} s), submit ${Math.round(r.submitPerSecond)}/s, ` +
           `CPU per command: server ${Math.round(r.cpuMicrosPerCommand.server)} µs, agents ${Math.round(r.cpuMicrosPerCommand.agents)} µs`,
       );
+      const routes = Object.entries(r.exchanges).map(([route, perCommand]) => `${route} ${perCommand.toFixed(3)}`);
+      console.log(`    agent requests per command: ${routes.join(', ')}`);
       results.push(r);
       figures.push(
         { name: `${r.label}: completed/s`, value: r.completedPerSecond, unit: 'cmd/s', goal: { op: '>=', value: 7000 } },
@@ -169,4 +178,18 @@ export const throughput: Scenario = {
 
 function sum(values: number[]): number {
   return values.reduce((a, b) => a + b, 0);
+}
+
+/** Agent route → requests per command, read off the server's request-duration histogram counts. */
+function agentExchanges(metrics: Map<string, number>, n: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, value] of metrics) {
+    if (!name.startsWith('agent_executor_http_request_duration_seconds_count{')) continue;
+    const route = /route="([^"]*)"/.exec(name)?.[1];
+    const method = /method="([^"]*)"/.exec(name)?.[1];
+    if (!route || !method || !/^\/commands\/(next|next-batch|results|:id\/result|:id\/heartbeat)$/.test(route)) continue;
+    const key = `${method} ${route}`;
+    out[key] = (out[key] ?? 0) + value / n;
+  }
+  return out;
 }
