@@ -4,6 +4,7 @@ import type { Executors } from './executors/index.js';
 import { Heartbeat } from './heartbeat.js';
 import { AttemptAborted, completed, ExecutionError, failed, PermanentError, type AbortKind, type Outcome } from './outcome.js';
 import type { ServerClient } from './server-client.js';
+import { attemptTimers } from './shared-timer.js';
 
 export type AttemptEnd =
   | { kind: 'finished'; outcome: Outcome }
@@ -28,7 +29,7 @@ export async function runAttempt(command: ClaimedCommand, receivedAt: number, op
   const abort = (kind: AbortKind, detail?: string) => {
     if (!controller.signal.aborted) controller.abort(new AttemptAborted(kind, detail));
   };
-  const timer = setTimeout(() => abort('timeout', `after ${command.timeoutMs} ms`), command.timeoutMs);
+  const timer = attemptTimers.after(command.timeoutMs, () => abort('timeout', `after ${command.timeoutMs} ms`));
   const onShutdown = () => abort('shutdown');
   options.shutdown.addEventListener('abort', onShutdown);
   if (options.shutdown.aborted) onShutdown();
@@ -64,7 +65,7 @@ export async function runAttempt(command: ClaimedCommand, receivedAt: number, op
     const message = err instanceof Error ? err.message : String(err);
     return { kind: 'finished', outcome: failed(message, !(err instanceof PermanentError), result) };
   } finally {
-    clearTimeout(timer);
+    attemptTimers.cancel(timer);
     heartbeat.stop();
     options.shutdown.removeEventListener('abort', onShutdown);
   }
