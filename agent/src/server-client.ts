@@ -206,7 +206,7 @@ export class ServerClient {
         throw new AbortError('unexpected report answer from the server: its results do not match the reports sent');
       }
       return { results, commands };
-    });
+    }, batch.length === 1 ? first : undefined);
     if ('statusCode' in answer) {
       if (claim !== undefined && answer.statusCode === 400 && /\bclaim\b/.test(describe(answer))) {
         // A server older than report-and-claim refuses the unknown field: the same reports again
