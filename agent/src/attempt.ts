@@ -1,6 +1,7 @@
 import type { ClaimedCommand, Progress } from '@agent-executor/common';
 import type { Logger } from 'pino';
 import type { Executors } from './executors/index.js';
+import { onAbort } from './abort-fanout.js';
 import { Heartbeat } from './heartbeat.js';
 import { AttemptAborted, completed, ExecutionError, failed, PermanentError, type AbortKind, type Outcome } from './outcome.js';
 import type { ServerClient } from './server-client.js';
@@ -30,9 +31,7 @@ export async function runAttempt(command: ClaimedCommand, receivedAt: number, op
     if (!controller.signal.aborted) controller.abort(new AttemptAborted(kind, detail));
   };
   const timer = attemptTimers.after(command.timeoutMs, () => abort('timeout', `after ${command.timeoutMs} ms`));
-  const onShutdown = () => abort('shutdown');
-  options.shutdown.addEventListener('abort', onShutdown);
-  if (options.shutdown.aborted) onShutdown();
+  const stopListening = onAbort(options.shutdown, () => abort('shutdown'));
 
   let probe: (() => Progress) | undefined;
   const heartbeat = new Heartbeat({
@@ -67,6 +66,6 @@ export async function runAttempt(command: ClaimedCommand, receivedAt: number, op
   } finally {
     attemptTimers.cancel(timer);
     heartbeat.stop();
-    options.shutdown.removeEventListener('abort', onShutdown);
+    stopListening();
   }
 }
