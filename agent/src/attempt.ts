@@ -18,7 +18,11 @@ export interface AttemptOptions {
   executors: Executors;
   /** Aborts the attempt when the drain time after SIGTERM is over. */
   shutdown: AbortSignal;
-  log: Logger;
+  /**
+   * The attempt's logger, or a function that makes it: a per-command child logger costs more than
+   * a DELAY 0, and most attempts never log, so the worker hands a function made on first use.
+   */
+  log: Logger | (() => Logger);
 }
 
 /**
@@ -34,6 +38,8 @@ export async function runAttempt(command: ClaimedCommand, receivedAt: number, op
   const stopListening = onAbort(options.shutdown, () => abort('shutdown'));
 
   let probe: (() => Progress) | undefined;
+  const { log } = options;
+  const logger = typeof log === 'function' ? log : () => log;
   const heartbeat = new Heartbeat({
     client: options.client,
     agentId: options.agentId,
@@ -42,14 +48,18 @@ export async function runAttempt(command: ClaimedCommand, receivedAt: number, op
     progress: () => probe?.(),
     onLost: (why) => abort('lease-lost', why),
     onCancel: () => abort('canceled'),
-    log: options.log,
+    get log() {
+      return logger();
+    },
   });
   heartbeat.start();
   try {
     const executor = options.executors[command.type];
     const result = await executor(command.payload, {
       signal: controller.signal,
-      log: options.log,
+      get log() {
+        return logger();
+      },
       trackProgress: (p) => (probe = p),
     });
     // Finished, even if an abort raced it: a finished outcome is always kept and reported.

@@ -207,21 +207,23 @@ export class Worker {
     const { writes, drill, client, agentId, executors, metrics } = this.options;
     const { id, type, leaseId } = command;
     // Every line about this command names it and its attempt, in a field a log query can use.
-    const log = this.log.child({ commandId: id, attempt: command.attempts });
+    // Made on first use: most commands log nothing (their lines are debug).
+    let child: Logger | undefined;
+    const commandLog = () => (child ??= this.log.child({ commandId: id, attempt: command.attempts }));
     let finishing = false;
     try {
       const plan = await writes.begin(id, leaseId, type);
       if (plan.kind === 'replay') {
         release();
         this.summary.replayed++;
-        log.info(`${type} ${id} already finished here (${plan.outcome.status}): reporting the kept outcome, not running it again`);
+        commandLog().info(`${type} ${id} already finished here (${plan.outcome.status}): reporting the kept outcome, not running it again`);
         await this.reporter.deliver(id, leaseId, plan.outcome, this.reports.signal);
         return;
       }
-      if (this.debug) log.debug(`${type} ${id} started (attempt ${command.attempts} of ${command.maxAttempts})`);
+      if (this.debug) commandLog().debug(`${type} ${id} started (attempt ${command.attempts} of ${command.maxAttempts})`);
       drill.at('after-start', id);
       const startedAt = performance.now();
-      const end = await runAttempt(command, receivedAt, { client, agentId, executors, shutdown: this.shutdown.signal, log });
+      const end = await runAttempt(command, receivedAt, { client, agentId, executors, shutdown: this.shutdown.signal, log: commandLog });
       // The slot is free once the executor is done: the next claim goes out while this outcome
       // is written, with its report when it can (report-and-claim).
       finishing = end.kind === 'finished';
@@ -233,16 +235,16 @@ export class Worker {
       if (end.kind === 'lease-lost') {
         this.summary.leaseLost++;
         await writes.drop(id, leaseId, `lease lost: ${end.why}`);
-        log.warn(`${type} ${id} stopped, lease lost (${end.why}): not reported, the command is the server's again`);
+        commandLog().warn(`${type} ${id} stopped, lease lost (${end.why}): not reported, the command is the server's again`);
         return;
       }
       // Cut down here, before it is kept: an outcome the server cannot take would sit in the
       // outbox unreported while the lease runs out and the command is run again and again.
       const outcome = fitOutcome(end.outcome);
-      if (outcome !== end.outcome) log.warn(`${type} ${id}: its result does not fit a report (over ${MAX_RESULT_BYTES} bytes of JSON or too deep): cut down`);
+      if (outcome !== end.outcome) commandLog().warn(`${type} ${id}: its result does not fit a report (over ${MAX_RESULT_BYTES} bytes of JSON or too deep): cut down`);
       const kept = await writes.finish(id, leaseId, outcome);
       if (!kept) {
-        log.warn(`${type} ${id}: a newer lease took over while this attempt ran; its outcome is dropped`);
+        commandLog().warn(`${type} ${id}: a newer lease took over while this attempt ran; its outcome is dropped`);
         return;
       }
       if (outcome.status === 'COMPLETED') this.summary.completed++;
@@ -250,7 +252,7 @@ export class Worker {
       if (this.debug) {
         const took = Math.round(performance.now() - startedAt);
         const detail = outcome.error === null ? '' : ` (${outcome.error}${outcome.retryable ? ', retryable' : ''})`;
-        log.debug(`${type} ${id} ${outcome.status}${detail} in ${took} ms`);
+        commandLog().debug(`${type} ${id} ${outcome.status}${detail} in ${took} ms`);
       }
       drill.at('after-finish', id);
       const delivered = this.reporter.deliver(id, leaseId, outcome, this.reports.signal);
@@ -259,7 +261,7 @@ export class Worker {
       await delivered;
     } catch (err) {
       // The outbox row (if any) still says where this command got to; the next start deals with it.
-      log.error({ err }, `${type} ${id}: ${(err as Error).message}`);
+      commandLog().error({ err }, `${type} ${id}: ${(err as Error).message}`);
     } finally {
       if (finishing) this.finishing--;
     }
