@@ -35,6 +35,14 @@ async function requestsOn(server: RunningServer, method: string, route: string):
   return total;
 }
 
+/**
+ * The agent's log reaches the test through a pipe, behind the server's answers (this process also
+ * proxies in one test): wait until each start is read before counting them.
+ */
+async function everyStartLogged(worker: Parameters<typeof executionsIn>[0], commands: Command[]): Promise<void> {
+  await waitFor(async () => commands.every(({ id }) => executionsIn(worker, id) > 0), { what: 'a start line for each command' });
+}
+
 const delays = (n: number) => Array.from({ length: n }, () => ({ type: 'DELAY', payload: { ms: 0 } }));
 
 describe('report-and-claim', () => {
@@ -47,6 +55,7 @@ describe('report-and-claim', () => {
     const submitted = await submitBatch(srv, delays(200));
     const client = api(srv);
     for (const { id } of submitted) expect(await waitForCommand(client, id, isSettled)).toMatchObject({ status: 'COMPLETED', attempts: 1 });
+    await everyStartLogged(worker, submitted);
     for (const { id } of submitted) expect(executionsIn(worker, id), id).toBe(1);
 
     const polls = (await requestsOn(srv, 'GET', '/commands/next-batch')) + (await requestsOn(srv, 'GET', '/commands/next'));
@@ -68,6 +77,7 @@ describe('report-and-claim', () => {
       const client = api(srv);
       const submitted = await submitBatch(srv, delays(40));
       for (const { id } of submitted) expect(await waitForCommand(client, id, isSettled)).toMatchObject({ status: 'COMPLETED', attempts: 1 });
+      await everyStartLogged(worker, submitted);
       for (const { id } of submitted) expect(executionsIn(worker, id), id).toBe(1);
       // Refused once; from then on the reports go without it (still batched) and claims by poll.
       expect(older.refused()).toBe(1);
