@@ -1,9 +1,11 @@
 import type { ClaimedCommand, Progress } from '@agent-executor/common';
 import type { Logger } from 'pino';
 import type { Executors } from './executors/index.js';
+import { onAbort } from './abort-fanout.js';
 import { Heartbeat } from './heartbeat.js';
 import { AttemptAborted, completed, ExecutionError, failed, PermanentError, type AbortKind, type Outcome } from './outcome.js';
 import type { ServerClient } from './server-client.js';
+import { attemptTimers } from './shared-timer.js';
 
 export type AttemptEnd =
   | { kind: 'finished'; outcome: Outcome }
@@ -16,7 +18,11 @@ export interface AttemptOptions {
   executors: Executors;
   /** Aborts the attempt when the drain time after SIGTERM is over. */
   shutdown: AbortSignal;
-  log: Logger;
+  /**
+   * The attempt's logger, or a function that makes it: a per-command child logger costs more than
+   * a DELAY 0, and most attempts never log, so the worker hands a function made on first use.
+   */
+  log: Logger | (() => Logger);
 }
 
 /**
@@ -28,12 +34,12 @@ export async function runAttempt(command: ClaimedCommand, receivedAt: number, op
   const abort = (kind: AbortKind, detail?: string) => {
     if (!controller.signal.aborted) controller.abort(new AttemptAborted(kind, detail));
   };
-  const timer = setTimeout(() => abort('timeout', `after ${command.timeoutMs} ms`), command.timeoutMs);
-  const onShutdown = () => abort('shutdown');
-  options.shutdown.addEventListener('abort', onShutdown);
-  if (options.shutdown.aborted) onShutdown();
+  const timer = attemptTimers.after(command.timeoutMs, () => abort('timeout', `after ${command.timeoutMs} ms`));
+  const stopListening = onAbort(options.shutdown, () => abort('shutdown'));
 
   let probe: (() => Progress) | undefined;
+  const { log } = options;
+  const logger = typeof log === 'function' ? log : () => log;
   const heartbeat = new Heartbeat({
     client: options.client,
     agentId: options.agentId,
@@ -42,14 +48,18 @@ export async function runAttempt(command: ClaimedCommand, receivedAt: number, op
     progress: () => probe?.(),
     onLost: (why) => abort('lease-lost', why),
     onCancel: () => abort('canceled'),
-    log: options.log,
+    get log() {
+      return logger();
+    },
   });
   heartbeat.start();
   try {
     const executor = options.executors[command.type];
     const result = await executor(command.payload, {
       signal: controller.signal,
-      log: options.log,
+      get log() {
+        return logger();
+      },
       trackProgress: (p) => (probe = p),
     });
     // Finished, even if an abort raced it: a finished outcome is always kept and reported.
@@ -64,8 +74,8 @@ export async function runAttempt(command: ClaimedCommand, receivedAt: number, op
     const message = err instanceof Error ? err.message : String(err);
     return { kind: 'finished', outcome: failed(message, !(err instanceof PermanentError), result) };
   } finally {
-    clearTimeout(timer);
+    attemptTimers.cancel(timer);
     heartbeat.stop();
-    options.shutdown.removeEventListener('abort', onShutdown);
+    stopListening();
   }
 }

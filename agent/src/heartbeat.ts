@@ -1,6 +1,7 @@
 import type { ClaimedCommand, Progress } from '@agent-executor/common';
 import type { Logger } from 'pino';
 import type { ServerClient } from './server-client.js';
+import { attemptTimers, type Due } from './shared-timer.js';
 
 export interface HeartbeatOptions {
   client: ServerClient;
@@ -34,9 +35,10 @@ const RETRY_AFTER_FAILURE_MS = 250;
  */
 export class Heartbeat {
   readonly leaseMs: number;
-  private interval: NodeJS.Timeout | undefined;
-  private deadline: NodeJS.Timeout | undefined;
-  private retry: NodeJS.Timeout | undefined;
+  // Entries of the agent's shared timer, not Node timers of their own (see shared-timer.ts).
+  private interval: Due | undefined;
+  private deadline: Due | undefined;
+  private retry: Due | undefined;
   /** Failed renewals in a row: the first is a warning, the quick retries after it are not. */
   private failures = 0;
   private inFlight = false;
@@ -56,7 +58,7 @@ export class Heartbeat {
 
   start(): void {
     const { command, receivedAt } = this.options;
-    this.interval = setInterval(() => void this.beat(), this.intervalMs);
+    this.everyInterval();
     this.armDeadline(receivedAt + this.leaseMs);
     // A claim that took long to arrive (by our clock, its lease is nearly over): renew at once
     // rather than a third of a lease later, and learn early if it is lost already.
@@ -65,15 +67,24 @@ export class Heartbeat {
 
   stop(): void {
     this.stopped = true;
-    clearInterval(this.interval);
-    clearTimeout(this.deadline);
-    clearTimeout(this.retry);
+    attemptTimers.cancel(this.interval);
+    attemptTimers.cancel(this.deadline);
+    attemptTimers.cancel(this.retry);
     this.abort?.abort();
   }
 
+  /** A beat every intervalMs, as setInterval would. */
+  private everyInterval(): void {
+    this.interval = attemptTimers.after(this.intervalMs, () => {
+      if (this.stopped) return;
+      this.everyInterval();
+      void this.beat();
+    });
+  }
+
   private armDeadline(at: number): void {
-    clearTimeout(this.deadline);
-    this.deadline = setTimeout(() => this.lose(`not renewed within ${this.leaseMs} ms`), Math.max(0, at - Date.now()));
+    attemptTimers.cancel(this.deadline);
+    this.deadline = attemptTimers.after(at - Date.now(), () => this.lose(`not renewed within ${this.leaseMs} ms`));
   }
 
   private lose(why: string): void {
@@ -104,8 +115,8 @@ export class Heartbeat {
       if (this.stopped) return;
       const level = ++this.failures === 1 ? 'warn' : 'debug';
       log[level]({ commandId: command.id }, `heartbeat failed (${this.failures} in a row): ${(err as Error).message}`);
-      clearTimeout(this.retry);
-      this.retry = setTimeout(() => void this.beat(), Math.min(this.intervalMs, RETRY_AFTER_FAILURE_MS));
+      attemptTimers.cancel(this.retry);
+      this.retry = attemptTimers.after(Math.min(this.intervalMs, RETRY_AFTER_FAILURE_MS), () => void this.beat());
     } finally {
       this.inFlight = false;
     }

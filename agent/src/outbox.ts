@@ -80,17 +80,23 @@ export class Outbox {
       prune: db.prepare(`DELETE FROM outbox WHERE rowid IN (
         SELECT rowid FROM outbox WHERE state IN ('reported', 'dropped') AND updated_at < @before LIMIT @limit)`),
     };
-    this.beginTransaction = db.transaction((commandId: string, leaseId: string, type: string): Plan => {
-      const row = this.stmt.get.get(commandId);
-      const outcome = row && toOutcome(row);
-      const params = { commandId, leaseId, type, now: this.now() };
-      if (row && outcome && (row.state === 'finished' || outcome.status === 'COMPLETED')) {
-        this.stmt.adopt.run(params);
-        return { kind: 'replay', outcome };
-      }
-      this.stmt.start.run(params);
-      return { kind: 'execute' };
-    });
+    this.beginTransaction = db.transaction((commandId: string, leaseId: string, type: string) => this.plan(commandId, leaseId, type));
+  }
+
+  /**
+   * `begin` without a transaction of its own, for a caller already inside one (OutboxWrites runs
+   * it in a group commit): its read and its write must not be split by another writer.
+   */
+  plan(commandId: string, leaseId: string, type: string): Plan {
+    const row = this.stmt.get.get(commandId);
+    const outcome = row && toOutcome(row);
+    const params = { commandId, leaseId, type, now: this.now() };
+    if (row && outcome && (row.state === 'finished' || outcome.status === 'COMPLETED')) {
+      this.stmt.adopt.run(params);
+      return { kind: 'replay', outcome };
+    }
+    this.stmt.start.run(params);
+    return { kind: 'execute' };
   }
 
   /**

@@ -1,8 +1,8 @@
-import { MAX_BATCH_REPORT } from '@agent-executor/common';
+import { MAX_BATCH_REPORT, type ClaimedCommand } from '@agent-executor/common';
 import type { Logger } from 'pino';
 import type { CrashDrill } from './crash-drill.js';
-import type { GroupCommit } from '@agent-executor/common/group-commit';
 import type { Outbox } from './outbox.js';
+import type { OutboxWrites } from './outbox-writes.js';
 import type { Outcome } from './outcome.js';
 import { shrinkOutcome } from './result-fit.js';
 import type { ReportAnswer, ServerClient } from './server-client.js';
@@ -10,7 +10,7 @@ import type { ReportAnswer, ServerClient } from './server-client.js';
 export interface ReporterOptions {
   client: ServerClient;
   outbox: Outbox;
-  commits: GroupCommit;
+  writes: OutboxWrites;
   agentId: string;
   drill: CrashDrill;
   log: Logger;
@@ -30,6 +30,15 @@ interface Pending {
   done: () => void;
 }
 
+/** A claim waiting to ride along with the next report (report-and-claim). */
+interface Claim {
+  max: number;
+  /** Aborted: the worker stopped claiming before the report went; the claim is not sent. */
+  signal: AbortSignal;
+  /** The commands leased, or undefined when the claim did not ride along (the caller polls). */
+  resolve: (claimed: ClaimedCommand[] | undefined) => void;
+}
+
 /**
  * Sends finished outcomes to the server and records in the outbox what the server answered.
  * Outcomes handed over in the same turn of the event loop (or within REPORT_WINDOW_MS while
@@ -41,8 +50,29 @@ export class Reporter {
   private scheduled = false;
   /** Report requests on their way. */
   private sending = 0;
+  private claim: Claim | undefined;
 
   constructor(private readonly options: ReporterOptions) {}
+
+  /** Outcomes handed over and not yet sent: a report request is about to go. */
+  get waiting(): number {
+    let n = 0;
+    for (const batch of this.queues.values()) n += batch.length;
+    return n;
+  }
+
+  /**
+   * Report-and-claim: the next report request also asks for up to `max` commands, leased in its
+   * answer. Resolves with them, or with undefined when no report went out with the claim (nothing
+   * to report by then, an older server, a failed request): then the caller polls. Never rejects.
+   */
+  claimAlong(max: number, signal: AbortSignal): Promise<ClaimedCommand[] | undefined> {
+    return new Promise((resolve) => {
+      this.claim?.resolve(undefined);
+      this.claim = { max, signal, resolve };
+      this.schedule();
+    });
+  }
 
   /**
    * Reports until the server gives a definite answer, or `signal` aborts (shutdown): then the
@@ -53,11 +83,15 @@ export class Reporter {
       let queue = this.queues.get(signal);
       if (!queue) this.queues.set(signal, (queue = []));
       queue.push({ commandId, leaseId, outcome, done });
-      if (this.scheduled) return;
-      this.scheduled = true;
-      if (this.sending > 0) setTimeout(() => this.flush(), REPORT_WINDOW_MS);
-      else setImmediate(() => this.flush());
+      this.schedule();
     });
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    if (this.sending > 0) setTimeout(() => this.flush(), REPORT_WINDOW_MS);
+    else setImmediate(() => this.flush());
   }
 
   /**
@@ -80,20 +114,34 @@ export class Reporter {
 
   private flush(): void {
     this.scheduled = false;
+    let claim = this.claim;
+    this.claim = undefined;
+    if (claim?.signal.aborted) {
+      claim.resolve(undefined);
+      claim = undefined;
+    }
     for (const [signal, batch] of this.queues) {
       this.sending++;
-      void this.send(batch, signal).finally(() => this.sending--);
+      // The claim rides with the first request; one made at shutdown (signal aborted) would not go.
+      const along = signal.aborted ? undefined : claim;
+      if (along) claim = undefined;
+      void this.send(batch, signal, along).finally(() => this.sending--);
     }
     this.queues.clear();
+    claim?.resolve(undefined);
   }
 
-  private async send(batch: Pending[], signal: AbortSignal): Promise<void> {
+  private async send(batch: Pending[], signal: AbortSignal, claim?: Claim): Promise<void> {
     const { client, agentId, log } = this.options;
     try {
       const reports = batch.map(({ commandId, leaseId, outcome }) => ({ commandId, body: { agentId, leaseId, ...outcome } }));
       let answers: ReportAnswer[];
       try {
-        answers = await client.reportMany(reports, signal);
+        const answer = await client.reportAndClaim(reports, claim?.max ?? 0, signal);
+        // Handed over before the outcomes are settled, so that the `started` rows of the commands
+        // claimed share a commit with the `reported` marks of this answer.
+        claim?.resolve(answer.claimed);
+        answers = answer.answers;
       } catch (err) {
         const why = signal.aborted ? 'shutting down' : (err as Error).message;
         const ids = batch.map((p) => p.commandId);
@@ -103,27 +151,28 @@ export class Reporter {
       }
       await Promise.all(batch.map((pending, i) => this.settle(pending, answers[i], signal)));
     } finally {
+      claim?.resolve(undefined);
       for (const { done } of batch) done();
     }
   }
 
   private async settle({ commandId, leaseId, outcome }: Pending, answer: ReportAnswer | undefined, signal: AbortSignal): Promise<void> {
-    const { outbox, commits, drill, log } = this.options;
+    const { writes, drill, log } = this.options;
     try {
       if (answer?.kind === 'accepted') {
         drill.at('after-report', commandId);
         // Not needed for safety (a report sent again is answered 200 and changes nothing), but
         // it keeps the next start from sending it again.
-        await commits.run(() => outbox.markReported(commandId, leaseId));
+        await writes.markReported(commandId, leaseId);
         log.debug({ commandId, status: answer.command.status }, `report of ${commandId} accepted`);
       } else if (answer?.kind === 'gone') {
-        await commits.run(() => outbox.drop(commandId, leaseId, `report answered ${answer.message}`));
+        await writes.drop(commandId, leaseId, `report answered ${answer.message}`);
         log.warn({ commandId }, `command ${commandId} is not ours any more (${answer.message}); outcome kept, not reported`);
       } else if (answer !== undefined && refusesTheResult(answer)) {
         // Cut down by the agent's own measure and still refused (a server with other limits, an
         // outcome kept by an older agent): report a smaller one instead of retrying forever.
         const smaller = shrinkOutcome(outcome);
-        const kept = smaller !== undefined && (await commits.run(() => outbox.replace(commandId, leaseId, smaller)));
+        const kept = smaller !== undefined && (await writes.replace(commandId, leaseId, smaller));
         if (smaller === undefined || !kept) {
           log.error({ commandId }, `report of ${commandId} rejected (${answer.message}); nothing left to cut, kept in the outbox`);
           return;

@@ -87,8 +87,11 @@ const REPORT_BATCH_BYTES = 512 * 1024;
 export class ServerClient {
   private readonly failover: Failover;
   private readonly auth: Record<string, string>;
-  /** Each is cleared when the server answers 404 to that batched route (a server older than them). */
-  private readonly batched = { claims: true, reports: true };
+  /**
+   * Each is cleared when the server answers 404 to that batched route (a server older than them);
+   * `claimAlong` when it refuses a report's `claim` (a server older than report-and-claim).
+   */
+  private readonly batched = { claims: true, reports: true, claimAlong: true };
 
   constructor(private readonly options: ServerClientOptions) {
     this.auth = options.token === undefined ? {} : { authorization: `Bearer ${options.token}` };
@@ -157,35 +160,70 @@ export class ServerClient {
    * route, goes through `report()`.
    */
   async reportMany(reports: Report[], signal: AbortSignal): Promise<ReportAnswer[]> {
-    if (reports.length === 1 || !this.batched.reports) {
-      return Promise.all(reports.map((r) => this.report(r.commandId, r.body, signal)));
-    }
-    const answers = await Promise.all(batches(reports).map((batch) => this.reportBatch(batch, signal)));
-    return answers.flat();
+    return (await this.reportAndClaim(reports, 0, signal)).answers;
   }
 
-  private async reportBatch(batch: Array<Report & { json: string }>, signal: AbortSignal): Promise<ReportAnswer[]> {
+  /**
+   * Report-and-claim: reports as reportMany does and, in the same exchange, leases up to `max`
+   * more commands (the free slots), as `/commands/next-batch` would but without waiting.
+   * `claimed` is undefined when the claim could not ride along (no batched route, a server
+   * older than report-and-claim, a request that failed as a whole): the caller polls instead.
+   */
+  async reportAndClaim(reports: Report[], max: number, signal: AbortSignal): Promise<{ answers: ReportAnswer[]; claimed?: ClaimedCommand[] }> {
+    const claim = max > 0 && this.batched.reports && this.batched.claimAlong ? this.claimBody(max) : undefined;
+    if ((reports.length === 1 && claim === undefined) || !this.batched.reports) {
+      return { answers: await Promise.all(reports.map((r) => this.report(r.commandId, r.body, signal))) };
+    }
+    const parts = await Promise.all(batches(reports).map((batch, i) => this.reportBatch(batch, signal, i === 0 ? claim : undefined)));
+    const claimed = parts[0]?.claimed;
+    return { answers: parts.flatMap((p) => p.answers), ...(claimed ? { claimed } : {}) };
+  }
+
+  /** The `claim` of a report-and-claim, as JSON: what a poll's query says, for `max` commands. */
+  private claimBody(max: number): string {
+    const { agentId, route, details } = this.options;
+    return JSON.stringify({
+      agentId,
+      max: Math.min(max, MAX_BATCH_CLAIM),
+      ...(route ? { queues: route.queues, types: route.types } : {}),
+      ...details,
+    });
+  }
+
+  private async reportBatch(
+    batch: Array<Report & { json: string }>,
+    signal: AbortSignal,
+    claim?: string,
+  ): Promise<{ answers: ReportAnswer[]; claimed?: ClaimedCommand[] }> {
     const first = batch[0]?.commandId ?? '';
     const what = batch.length === 1 ? `report of ${first}` : `report of ${batch.length} outcomes (${first}, …)`;
-    const body = `{"reports":[${batch.map((r) => r.json).join(',')}]}`;
+    const body = `{"reports":[${batch.map((r) => r.json).join(',')}]${claim === undefined ? '' : `,"claim":${claim}`}}`;
     const answer = await this.retrying(what, signal, async () => {
       const response = await this.call('PUT', '/commands/results', body, signal);
       if (response.statusCode !== 200) return response;
-      const { results } = parse(BatchResultResponse, response.json, 'report');
+      const { results, commands } = parse(BatchResultResponse, response.json, 'report');
       if (results.length !== batch.length || results.some((r, i) => r.id !== batch[i]?.commandId)) {
         throw new AbortError('unexpected report answer from the server: its results do not match the reports sent');
       }
-      return results;
-    });
-    if (!Array.isArray(answer)) {
+      return { results, commands };
+    }, batch.length === 1 ? first : undefined);
+    if ('statusCode' in answer) {
+      if (claim !== undefined && answer.statusCode === 400 && /\bclaim\b/.test(describe(answer))) {
+        // A server older than report-and-claim refuses the unknown field: the same reports again
+        // without it, and from now on claims go by poll only.
+        this.withoutClaimAlong(describe(answer));
+        return this.reportBatch(batch, signal);
+      }
       // No answer per item: an older server (404), or a no to the whole request (a 401, a 413).
       // Sent one by one, each report gets its own definite answer.
       if (answer.statusCode === 404) this.withoutBatched('reports', 'PUT /commands/results');
       else this.options.log.warn(`batched report refused (${describe(answer)}); reporting one by one`);
-      return Promise.all(batch.map((r) => this.report(r.commandId, r.body, signal)));
+      return { answers: await Promise.all(batch.map((r) => this.report(r.commandId, r.body, signal))) };
     }
-    return Promise.all(
-      answer.map(({ statusCode, command, message }, i): ReportAnswer | Promise<ReportAnswer> => {
+    // A server that ignored the claim (no `commands`) gets none from now on either.
+    if (claim !== undefined && answer.commands === undefined) this.withoutClaimAlong('its answer had no commands');
+    const answers = await Promise.all(
+      answer.results.map(({ statusCode, command, message }, i): ReportAnswer | Promise<ReportAnswer> => {
         const report = batch[i] as Report;
         if (statusCode === 200 && command) return { kind: 'accepted', command };
         // Not a definite answer for this one (cannot happen with our server, but the contract
@@ -196,6 +234,13 @@ export class ServerClient {
         return refusal(statusCode, `${statusCode} ${message ?? ''}`.trim());
       }),
     );
+    return { answers, ...(claim !== undefined && answer.commands ? { claimed: answer.commands } : {}) };
+  }
+
+  private withoutClaimAlong(why: string): void {
+    if (!this.batched.claimAlong) return;
+    this.batched.claimAlong = false;
+    this.options.log.warn(`the server does not take a claim along with reports (${why}): claims go by poll only from now on`);
   }
 
   private withoutBatched(which: 'claims' | 'reports', route: string): void {

@@ -5,8 +5,9 @@ import { runAttempt } from './attempt.js';
 import type { CrashDrill } from './crash-drill.js';
 import type { Executors } from './executors/index.js';
 import type { AgentMetrics } from './metrics.js';
-import type { GroupCommit } from '@agent-executor/common/group-commit';
+import { ActivitySummary } from './activity-summary.js';
 import type { Outbox } from './outbox.js';
+import type { OutboxWrites } from './outbox-writes.js';
 import { Reporter } from './reporter.js';
 import { fitOutcome } from './result-fit.js';
 import { PollRefused, type ServerClient } from './server-client.js';
@@ -14,8 +15,8 @@ import { PollRefused, type ServerClient } from './server-client.js';
 export interface WorkerOptions {
   client: ServerClient;
   outbox: Outbox;
-  /** Every outbox write of the loop goes through it: one commit per turn, not one per write. */
-  commits: GroupCommit;
+  /** Every outbox write of the loop goes through it: one write of one commit per turn, not one per command. */
+  writes: OutboxWrites;
   executors: Executors;
   agentId: string;
   concurrency: number;
@@ -25,6 +26,8 @@ export interface WorkerOptions {
   log: Logger;
   /** Counts claims and executions. */
   metrics?: AgentMetrics;
+  /** How often the `info` summary line (claimed, completed, failed) is logged; default 10 s. */
+  summaryEveryMs?: number;
 }
 
 /** A drain the server asked for waits for the running commands (a timer's longest delay, ~24.8 days). */
@@ -47,6 +50,11 @@ export class Worker {
   private fatal: Error | undefined;
   /** Commands claimed and not done executing: the slots in use. */
   private running = 0;
+  /**
+   * Attempts done executing whose outcome is not yet handed to the reporter (being written as
+   * `finished`): a report is about to go, and a claim for the freed slots can ride along with it.
+   */
+  private finishing = 0;
   /** Every command handled and not done (its report included): a drain waits for all of them. */
   private readonly handling = new Set<Promise<void>>();
   /** Wakes the fetch loop when it waits for a free slot. */
@@ -64,11 +72,16 @@ export class Worker {
    * agent whose reports keep failing does not go on taking work it cannot hand back.
    */
   private readonly maxReporting: number;
+  /** Per-command lines are `debug`: checked once, so that their text is not built for nothing. */
+  private readonly debug: boolean;
+  private readonly summary: ActivitySummary;
 
   constructor(private readonly options: WorkerOptions) {
     this.log = options.log;
     this.reporter = new Reporter(options);
     this.maxReporting = Math.max(MAX_BATCH_CLAIM, 4 * options.concurrency);
+    this.debug = options.log.isLevelEnabled('debug');
+    this.summary = new ActivitySummary(options.log, options.summaryEveryMs ?? 10_000);
   }
 
   /** Runs until stopped (resolves after the drain), or rejects when the server refuses our polls. */
@@ -99,8 +112,13 @@ export class Worker {
     if (!this.stopping) {
       this.log.info(`agent ${this.options.agentId} polling (concurrency ${concurrency}, long-poll ${longPollWaitS} s)`);
     }
-    await this.fetch();
-    while (this.handling.size > 0) await Promise.all(this.handling);
+    this.summary.start();
+    try {
+      await this.fetch();
+      while (this.handling.size > 0) await Promise.all(this.handling);
+    } finally {
+      this.summary.stop();
+    }
     if (this.fatal) throw this.fatal;
   }
 
@@ -128,9 +146,13 @@ export class Worker {
         this.wake = undefined;
         continue;
       }
-      const claimed = await this.poll(Math.min(free, MAX_BATCH_CLAIM));
+      const max = Math.min(free, MAX_BATCH_CLAIM);
+      // A report is about to go: the claim for the freed slots rides along (one exchange, not two).
+      const along = this.finishing > 0 || this.reporter.waiting > 0 ? await this.reporter.claimAlong(max, this.polls.signal) : undefined;
+      const claimed = along ?? (await this.poll(max));
       const receivedAt = Date.now();
       this.options.metrics?.claims.inc(claimed.length);
+      this.summary.claimed += claimed.length;
       for (const command of claimed) this.dispatch(command, receivedAt);
     }
   }
@@ -182,50 +204,66 @@ export class Worker {
 
   /** Runs one claimed command; `release` frees its slot once the executor is done. */
   private async handle(command: ClaimedCommand, receivedAt: number, release: () => void): Promise<void> {
-    const { outbox, commits, drill, client, agentId, executors, metrics } = this.options;
+    const { writes, drill, client, agentId, executors, metrics } = this.options;
     const { id, type, leaseId } = command;
     // Every line about this command names it and its attempt, in a field a log query can use.
-    const log = this.log.child({ commandId: id, attempt: command.attempts });
+    // Made on first use: most commands log nothing (their lines are debug).
+    let child: Logger | undefined;
+    const commandLog = () => (child ??= this.log.child({ commandId: id, attempt: command.attempts }));
+    let finishing = false;
     try {
-      const plan = await commits.run(() => outbox.begin(id, leaseId, type));
+      const plan = await writes.begin(id, leaseId, type);
       if (plan.kind === 'replay') {
         release();
-        log.info(`${type} ${id} already finished here (${plan.outcome.status}): reporting the kept outcome, not running it again`);
+        this.summary.replayed++;
+        commandLog().info(`${type} ${id} already finished here (${plan.outcome.status}): reporting the kept outcome, not running it again`);
         await this.reporter.deliver(id, leaseId, plan.outcome, this.reports.signal);
         return;
       }
-      log.info(`${type} ${id} started (attempt ${command.attempts} of ${command.maxAttempts})`);
+      if (this.debug) commandLog().debug(`${type} ${id} started (attempt ${command.attempts} of ${command.maxAttempts})`);
       drill.at('after-start', id);
       const startedAt = performance.now();
-      const end = await runAttempt(command, receivedAt, { client, agentId, executors, shutdown: this.shutdown.signal, log });
+      const end = await runAttempt(command, receivedAt, { client, agentId, executors, shutdown: this.shutdown.signal, log: commandLog });
       // The slot is free once the executor is done: the next claim goes out while this outcome
-      // is written and reported.
+      // is written, with its report when it can (report-and-claim).
+      finishing = end.kind === 'finished';
+      if (finishing) this.finishing++;
       release();
       const outcomeLabel = end.kind === 'lease-lost' ? 'LEASE_LOST' : end.outcome.status;
       metrics?.executions.inc({ type, outcome: outcomeLabel });
       metrics?.executionSeconds.observe({ type, outcome: outcomeLabel }, (performance.now() - startedAt) / 1000);
       if (end.kind === 'lease-lost') {
-        await commits.run(() => outbox.drop(id, leaseId, `lease lost: ${end.why}`));
-        log.warn(`${type} ${id} stopped, lease lost (${end.why}): not reported, the command is the server's again`);
+        this.summary.leaseLost++;
+        await writes.drop(id, leaseId, `lease lost: ${end.why}`);
+        commandLog().warn(`${type} ${id} stopped, lease lost (${end.why}): not reported, the command is the server's again`);
         return;
       }
       // Cut down here, before it is kept: an outcome the server cannot take would sit in the
       // outbox unreported while the lease runs out and the command is run again and again.
       const outcome = fitOutcome(end.outcome);
-      if (outcome !== end.outcome) log.warn(`${type} ${id}: its result does not fit a report (over ${MAX_RESULT_BYTES} bytes of JSON or too deep): cut down`);
-      const kept = await commits.run(() => outbox.finish(id, leaseId, outcome));
+      if (outcome !== end.outcome) commandLog().warn(`${type} ${id}: its result does not fit a report (over ${MAX_RESULT_BYTES} bytes of JSON or too deep): cut down`);
+      const kept = await writes.finish(id, leaseId, outcome);
       if (!kept) {
-        log.warn(`${type} ${id}: a newer lease took over while this attempt ran; its outcome is dropped`);
+        commandLog().warn(`${type} ${id}: a newer lease took over while this attempt ran; its outcome is dropped`);
         return;
       }
-      const took = Math.round(performance.now() - startedAt);
-      const detail = outcome.error === null ? '' : ` (${outcome.error}${outcome.retryable ? ', retryable' : ''})`;
-      log.info(`${type} ${id} ${outcome.status}${detail} in ${took} ms`);
+      if (outcome.status === 'COMPLETED') this.summary.completed++;
+      else this.summary.failed++;
+      if (this.debug) {
+        const took = Math.round(performance.now() - startedAt);
+        const detail = outcome.error === null ? '' : ` (${outcome.error}${outcome.retryable ? ', retryable' : ''})`;
+        commandLog().debug(`${type} ${id} ${outcome.status}${detail} in ${took} ms`);
+      }
       drill.at('after-finish', id);
-      await this.reporter.deliver(id, leaseId, outcome, this.reports.signal);
+      const delivered = this.reporter.deliver(id, leaseId, outcome, this.reports.signal);
+      this.finishing--;
+      finishing = false;
+      await delivered;
     } catch (err) {
       // The outbox row (if any) still says where this command got to; the next start deals with it.
-      log.error({ err }, `${type} ${id}: ${(err as Error).message}`);
+      commandLog().error({ err }, `${type} ${id}: ${(err as Error).message}`);
+    } finally {
+      if (finishing) this.finishing--;
     }
   }
 }

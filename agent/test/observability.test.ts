@@ -62,7 +62,8 @@ describe('agent observability', () => {
     const agent = startAgent({
       SERVER_URL: url,
       IDEMPOTENCY_DB_PATH: join(dir.path, 'agent.db'),
-      LOG_LEVEL: 'info',
+      // The lines per command are debug (at info there is a summary every 10 s instead).
+      LOG_LEVEL: 'debug',
       LONG_POLL_WAIT: '1',
       METRICS_PORT: String(metricsPort),
     });

@@ -32,6 +32,7 @@ import { tempDir, waitFor } from '../../test-support/processes.js';
 import { CrashDrill } from '../src/crash-drill.js';
 import { openDatabase } from '../src/database.js';
 import { Outbox } from '../src/outbox.js';
+import { OutboxWrites } from '../src/outbox-writes.js';
 import { completed, failed, type Outcome } from '../src/outcome.js';
 import { Reporter } from '../src/reporter.js';
 import { ServerClient } from '../src/server-client.js';
@@ -73,7 +74,7 @@ async function start(agentId = 'agent-r', env: Record<string, string> = {}, toke
   const outbox = new Outbox(db);
   const commits = new GroupCommit(db);
   const client = new ServerClient({ serverUrls: [url], agentId, token, log });
-  const reporter = new Reporter({ client, outbox, commits, agentId, drill: new CrashDrill({}), log });
+  const reporter = new Reporter({ client, outbox, writes: new OutboxWrites(db, outbox, commits), agentId, drill: new CrashDrill({}), log });
   return { app, store, url, db, outbox, commits, client, reporter, requests, logs, hold };
 }
 

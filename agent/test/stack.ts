@@ -40,7 +40,7 @@ export function useStack(): () => Stack {
       dbPath,
       server: (env = {}, port) => startServer({ DB_PATH: dbPath('server'), ...env }, port),
       agent: (server, name, env = {}, args = []) =>
-        startAgent({ SERVER_URL: server.url, IDEMPOTENCY_DB_PATH: dbPath(name), LOG_LEVEL: 'info', ...env }, args),
+        startAgent({ SERVER_URL: server.url, IDEMPOTENCY_DB_PATH: dbPath(name), LOG_LEVEL: 'debug', ...env }, args),
     };
   });
 

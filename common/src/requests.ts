@@ -171,8 +171,30 @@ export type BatchClaimResponse = z.infer<typeof BatchClaimResponse>;
 export const BatchReport = ResultBody.extend({ id: z.string().min(1).max(64) }).meta({ id: 'BatchReport' });
 export type BatchReport = z.infer<typeof BatchReport>;
 
+/**
+ * Report-and-claim: a batched report may ask, in the same exchange, for up to `max` more commands
+ * (the agent's free slots). They are leased exactly as `GET /commands/next-batch` would lease them
+ * (same routing, same lease fields), but never waited for: no work answers `commands: []`.
+ * The same details as a poll's query, as JSON.
+ */
+export const ReportClaim = z.strictObject({
+  agentId: AgentId,
+  max: z.int().min(1).max(MAX_BATCH_CLAIM),
+  /** The queues this agent serves; `default` when absent. */
+  queues: z.array(QueueName).min(1).max(MAX_ADVERTISED).optional(),
+  /** The command types this agent can run; every type this server knows when absent. */
+  types: z.array(z.string().regex(TYPE_NAME_PATTERN, 'a command type: A-Z 0-9 _')).min(1).max(MAX_ADVERTISED).optional(),
+  /** Shown in GET /agents. */
+  hostname: z.string().max(255).optional(),
+  version: z.string().max(64).optional(),
+  concurrency: z.int().min(1).max(10_000).optional(),
+}).meta({ id: 'ReportClaim' });
+export type ReportClaim = z.infer<typeof ReportClaim>;
+
 export const BatchResultBody = z.strictObject({
   reports: z.array(BatchReport).min(1).max(MAX_BATCH_REPORT),
+  /** Optional: lease up to `claim.max` more commands in the same answer (`commands`). */
+  claim: ReportClaim.optional(),
 }).meta({ id: 'BatchResultBody' });
 export type BatchResultBody = z.infer<typeof BatchResultBody>;
 
@@ -186,6 +208,11 @@ export const BatchResultResponse = z.object({
       message: z.string().optional(),
     }),
   ),
+  /**
+   * Present when the body had `claim`: the commands leased to `claim.agentId` (empty when there
+   * is no work, or the agent is draining), each with its `leaseId` and `leaseExpiresAt`.
+   */
+  commands: z.array(ClaimedCommand).optional(),
 }).meta({ id: 'BatchResultResponse' });
 export type BatchResultResponse = z.infer<typeof BatchResultResponse>;
 

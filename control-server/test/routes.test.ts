@@ -404,6 +404,125 @@ describe('POST /commands/:id/retry', () => {
   });
 });
 
+describe('PUT /commands/results with claim (report-and-claim)', () => {
+  type Answer = { results: Array<{ id: string; statusCode: number; command?: Command }>; commands?: ClaimedCommand[] };
+  const results = (app: App, payload: object) => app.inject({ method: 'PUT', url: '/commands/results', payload });
+  const done = (c: ClaimedCommand, agentId = 'agent-1') => ({ id: c.id, agentId, leaseId: c.leaseId, result: { ok: true } });
+
+  test('the reports are taken and up to max more commands are leased in the same answer, as next-batch leases them', async () => {
+    const { app } = await build();
+    const [a, b, c, d] = [await submit(app, delay(1)), await submit(app, delay(2)), await submit(app, delay(3)), await submit(app, delay(4))];
+    const first = await next(app);
+    expect(first.id).toBe(a!.id);
+    const res = await results(app, { reports: [done(first)], claim: { agentId: 'agent-1', max: 2 } });
+    expect(res.statusCode, res.body).toBe(200);
+    const answer = res.json<Answer>();
+    expect(answer.results).toMatchObject([{ id: a!.id, statusCode: 200, command: { status: 'COMPLETED' } }]);
+    // Oldest first, each with its own lease, RUNNING for this agent: what next-batch answers.
+    expect(answer.commands?.map((x) => x.id)).toEqual([b!.id, c!.id]);
+    for (const claimed of answer.commands ?? []) {
+      expect(claimed).toMatchObject({ status: 'RUNNING', agentId: 'agent-1', attempts: 1 });
+      expect(Date.parse(claimed.leaseExpiresAt)).toBeGreaterThan(Date.now());
+      expect(claimed.leaseId).toEqual(expect.any(String));
+    }
+    expect(new Set(answer.commands?.map((x) => x.leaseId)).size).toBe(2);
+    // The leases are real: heartbeats renew them and their reports are taken.
+    const [cb, cc] = answer.commands as [ClaimedCommand, ClaimedCommand];
+    expect((await heartbeat(app, cb.id, { agentId: 'agent-1', leaseId: cb.leaseId })).statusCode).toBe(200);
+    const again = await results(app, { reports: [done(cb), done(cc)], claim: { agentId: 'agent-1', max: 5 } });
+    expect(again.json<Answer>().results.map((r) => r.statusCode)).toEqual([200, 200]);
+    expect(again.json<Answer>().commands?.map((x) => x.id)).toEqual([d!.id]);
+    // The lease id is shown only to the agent that claimed it.
+    expect(await getCommand(app, cb.id)).not.toHaveProperty('leaseId');
+    // No work: an empty list, at once (a report is never held open).
+    const empty = await results(app, { reports: [done(cb)], claim: { agentId: 'agent-1', max: 5 } });
+    expect(empty.statusCode).toBe(200);
+    expect(empty.json<Answer>()).toMatchObject({ results: [{ statusCode: 200 }], commands: [] });
+  });
+
+  test('without claim the answer has no commands and leases nothing (older agents)', async () => {
+    const { app } = await build();
+    await submit(app, delay(1));
+    const other = await submit(app, delay(2));
+    const c = await next(app);
+    const res = await results(app, { reports: [done(c)] });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).not.toHaveProperty('commands');
+    expect((await getCommand(app, other.id)).status).toBe('PENDING');
+  });
+
+  test('the claim follows the agent\'s queues and types, and a rejected report does not stop it', async () => {
+    const { app } = await build();
+    await submit(app, delay(1));
+    const gpu = await submit(app, delay(1, { queue: 'gpu' }));
+    await submit(app, httpGet('http://example.com/x'));
+    const res = await results(app, {
+      reports: [{ id: 'no-such-command', agentId: 'g1', result: {} }],
+      claim: { agentId: 'g1', max: 10, queues: ['gpu', 'gpu'], types: ['DELAY'] },
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const answer = res.json<Answer>();
+    expect(answer.results.map((r) => r.statusCode)).toEqual([404]);
+    expect(answer.commands?.map((x) => x.id)).toEqual([gpu.id]);
+    // Seen as a poll is: GET /agents lists it with what it serves.
+    const agents = (await app.inject({ method: 'GET', url: '/agents' })).json<Array<{ id: string; queues: string[]; types: string[] }>>();
+    expect(agents.find((x) => x.id === 'g1')).toMatchObject({ queues: ['gpu'], types: ['DELAY'] });
+  });
+
+  test('a draining agent is told so (Agent-Drain: true) and claims nothing; its reports are still taken', async () => {
+    const { app } = await build();
+    await submit(app, delay(1));
+    const pending = await submit(app, delay(2));
+    const c = await next(app, 'drained-1');
+    expect((await app.inject({ method: 'POST', url: '/agents/drained-1/drain' })).statusCode).toBe(200);
+    const res = await results(app, { reports: [done(c, 'drained-1')], claim: { agentId: 'drained-1', max: 4 } });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['agent-drain']).toBe('true');
+    expect(res.json<Answer>()).toMatchObject({ results: [{ statusCode: 200 }], commands: [] });
+    expect((await getCommand(app, pending.id)).status).toBe('PENDING');
+    expect((await getCommand(app, c.id)).status).toBe('COMPLETED');
+  });
+
+  test.each([
+    ['max 0', { agentId: 'a', max: 0 }, 'claim.max'],
+    ['max above 100', { agentId: 'a', max: 101 }, 'claim.max'],
+    ['no agentId', { max: 1 }, 'claim.agentId'],
+    ['a bad queue', { agentId: 'a', max: 1, queues: ['Not_A_Queue'] }, 'claim.queues.0'],
+    ['an unknown field', { agentId: 'a', max: 1, wait: 10 }, 'claim'],
+  ])('a claim with %s is a 400 naming it; nothing is reported or leased', async (_name, claim, path) => {
+    const { app } = await build();
+    await submit(app, delay(1));
+    const pending = await submit(app, delay(2));
+    const c = await next(app);
+    const res = await results(app, { reports: [done(c)], claim });
+    expect(res.statusCode, res.body).toBe(400);
+    expectErrorShape(res.json(), 400);
+    expect(res.json<{ message: string }>().message).toContain(path);
+    expect((await getCommand(app, c.id)).status).toBe('RUNNING');
+    expect((await getCommand(app, pending.id)).status).toBe('PENDING');
+  });
+
+  test('a claimed command whose answer is lost is requeued when its lease runs out, like any lease', async () => {
+    const { app, store } = await build({ env: { LEASE_MS: '150' } });
+    await submit(app, delay(1));
+    const second = await submit(app, delay(2));
+    const expired = new Promise<StoredEvent>((resolve) => {
+      const listener = (event: StoredEvent) => {
+        if (event.transition !== 'expire') return;
+        store.events.off('event', listener);
+        resolve(event);
+      };
+      store.events.on('event', listener);
+    });
+    const c = await next(app);
+    // The agent never reads this answer (lost on the way): nobody heartbeats the claimed lease.
+    const res = await results(app, { reports: [done(c)], claim: { agentId: 'agent-1', max: 1 } });
+    expect(res.json<Answer>().commands?.map((x) => x.id)).toEqual([second.id]);
+    const event = await expired;
+    expect(event.command).toMatchObject({ id: second.id, status: 'PENDING', error: 'lease expired' });
+  });
+});
+
 describe('leases', () => {
   test('a lease that runs out is requeued by the reaper, not before LEASE_MS, and the holder may still report', async () => {
     const { app, store } = await build({ env: { LEASE_MS: '150' } });

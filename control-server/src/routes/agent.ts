@@ -17,6 +17,7 @@ import {
   NextBatchQuery,
   NextQuery,
   ResultBody,
+  ReportClaim,
   ResultResponse,
 } from '@agent-executor/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -64,6 +65,22 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
     void reply.header('Preference-Applied', `wait=${waitS}`);
     const commands = await longPoll.wait(agentId, max, route, waitS * 1000, reply.raw, mark);
     return commands.length === 0 && registry.isDraining(agentId) ? drainAnswer(reply) : commands;
+  }
+
+  /**
+   * The claim of a report-and-claim: leased as next-batch leases (`store.claimBatch`, same route
+   * rules), never waited for. If the answer is lost, these leases run out like any other.
+   */
+  async function claimAlong(claim: ReportClaim, reply: FastifyReply): Promise<ClaimedCommand[]> {
+    const { agentId, max, hostname, version, concurrency } = claim;
+    const route: Route = {
+      queues: claim.queues ? [...new Set(claim.queues)] : [DEFAULT_QUEUE],
+      types: claim.types ? [...new Set(claim.types)] : CommandType.options,
+    };
+    // Seen as a poll is: an agent kept busy by its reports is a live agent of its queues.
+    registry.polled(agentId, { ...route, hostname, version, concurrency } as AgentInfo);
+    if (registry.isDraining(agentId)) return drainAnswer(reply);
+    return store.claimBatch(agentId, leaseMs, max, route);
   }
 
   app.get(
@@ -130,7 +147,9 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
     '/commands/results',
     {
       schema: {
-        summary: 'Report many outcomes at once; each gets the answer the single route would give',
+        summary:
+          'Report many outcomes at once; each gets the answer the single route would give. ' +
+          'With `claim`, also lease up to `claim.max` more commands, answered in `commands` (never waits)',
         operationId: 'reportResults',
         tags: ['agents'],
         security: AGENT_SECURITY,
@@ -138,10 +157,14 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
         response: { 200: BatchResultResponse, 413: ErrorResponse, ...errors },
       },
     },
-    async (request) => {
-      for (const report of request.body.reports) checkResultSize(report.result);
-      // Reports issued together share one group commit in the store.
-      const settled = await Promise.allSettled(request.body.reports.map(({ id, ...body }) => store.report(id, body)));
+    async (request, reply) => {
+      const { reports, claim } = request.body;
+      for (const report of reports) checkResultSize(report.result);
+      // Reports issued together share one group commit in the store; a claim asked for along with
+      // them is issued in the same turn, so with SQLite it commits with them too.
+      const reported = Promise.allSettled(reports.map(({ id, ...body }) => store.report(id, body)));
+      const claimed = claim === undefined ? undefined : claimAlong(claim, reply);
+      const [settled, commands] = await Promise.all([reported, claimed]);
       const results = settled.map((outcome, i) => {
         const id = request.body.reports[i]?.id ?? '';
         if (outcome.status === 'fulfilled') return { id, statusCode: 200, command: outcome.value.command };
@@ -150,7 +173,7 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
         }
         throw outcome.reason;
       });
-      return { results };
+      return commands === undefined ? { results } : { results, commands };
     },
   );
 

@@ -22,6 +22,10 @@ export interface FleetOptions {
   /** Protocol agents only: one command per request, or next-batch + batched reports. */
   protocolMode?: 'single' | 'batch';
   claimMax?: number;
+  /** Real agents only: profile each agent (node --cpu-prof) into this directory. */
+  cpuProfDir?: string;
+  /** Real agents only: the agent's main script, when not agent/dist/main.js (another build). */
+  agentMain?: string;
 }
 
 export interface Fleet {
@@ -45,6 +49,8 @@ export async function startFleet(o: FleetOptions): Promise<Fleet> {
             concurrency: o.concurrency,
             longPollWait: o.longPollWait,
             pollInterval: o.pollInterval,
+            ...(o.cpuProfDir ? { cpuProfDir: o.cpuProfDir } : {}),
+            ...(o.agentMain ? { main: o.agentMain } : {}),
           }),
         );
       } else {
@@ -68,9 +74,11 @@ export async function startFleet(o: FleetOptions): Promise<Fleet> {
   return {
     procs,
     idlePolls: o.kind === 'protocol' ? o.agents * o.concurrency : o.agents,
-    // Agents are load here, not the subject: SIGKILL them (a real agent would drain for DRAIN_MS).
+    // Agents are load here, not the subject: SIGKILL them (a real agent would drain for DRAIN_MS),
+    // unless they are profiled: a profile is written on a clean exit only (SIGTERM; idle agents
+    // drain at once).
     stop: async () => {
-      await Promise.all(procs.map((p) => p.kill()));
+      await Promise.all(procs.map((p) => (o.cpuProfDir ? p.stop(15_000) : p.kill())));
     },
   };
 }

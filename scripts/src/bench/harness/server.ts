@@ -65,11 +65,16 @@ export interface AgentProcessOptions {
   concurrency: number;
   longPollWait: number;
   pollInterval: number;
+  /** Write a V8 CPU profile of the agent into this directory (on a clean stop: SIGTERM). */
+  cpuProfDir?: string;
+  /** Another build of the agent to run (a before/after comparison); default agent/dist/main.js. */
+  main?: string;
 }
 
 /** `node agent/dist/main.js`, the real agent. */
 export function startAgentProcess(o: AgentProcessOptions): Started {
-  return spawnNode(`agent ${o.id}`, AGENT_MAIN, [], {
+  return spawnNode(`agent ${o.id}`, o.main ?? AGENT_MAIN, [], {
+    nodeArgs: o.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`] : [],
     env: {
       SERVER_URL: o.serverUrl,
       AGENT_ID: o.id,

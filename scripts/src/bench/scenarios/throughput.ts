@@ -4,8 +4,9 @@
  * first submit to the last COMPLETED event (seen on the server's SSE stream). Every variant gets a
  * fresh server and database. The CPU time the server and the agents spend per command (from
  * /proc) is reported too: unlike the rate, it hardly depends on what else runs on the machine.
- * With --cpu-prof the server is profiled and the profile summarised.
+ * With --cpu-prof the server (and each real agent) is profiled and the profiles summarised.
  */
+import { resolve } from 'node:path';
 import { profileDirFor, readProfile, type ProfileSummary } from '../harness/cpu-profile.js';
 import { AGENT_KINDS, startFleet, type AgentKind } from '../harness/fleet.js';
 import { metric } from '../harness/http.js';
@@ -34,18 +35,23 @@ interface VariantResult extends Variant {
   /** CPU time (user + system, from /proc) spent per command while the load ran. */
   cpuMicrosPerCommand: { server: number; agents: number };
   profile?: ProfileSummary;
+  /** Agent requests per command, by route (from the server's request histogram). */
+  exchanges: Record<string, number>;
+  /** One real agent's profile (they all run the same load). */
+  agentProfile?: ProfileSummary;
 }
 
 function label(v: Variant): string {
   return `${v.kind} ${v.agents}x${v.concurrency}, ${v.submit} submit`;
 }
 
-async function measure(o: Options, v: Variant, context: RunContext): Promise<{ result: VariantResult; profileDir?: string }> {
+async function measure(o: Options, v: Variant, context: RunContext): Promise<{ result: VariantResult; profileDir?: string; agentProfileDir?: string }> {
   const n = o.num('commands');
   const dir = tempDir('throughput');
   const profileDir = o.bool('cpu-prof')
     ? profileDirFor(context.outDir, `throughput-${v.kind}-${v.agents}x${v.concurrency}-${v.submit}`)
     : undefined;
+  const agentProfileDir = profileDir && v.kind === 'process' ? `${profileDir}-agents` : undefined;
   const server = await startServer({
     dbPath: `${dir.path}/commands.db`,
     sqliteSync: sqliteSync(o).sqliteSync,
@@ -64,6 +70,8 @@ async function measure(o: Options, v: Variant, context: RunContext): Promise<{ r
       pollInterval: 2000,
       protocolMode: 'batch',
       claimMax: o.num('claim-max'),
+      ...(agentProfileDir ? { cpuProfDir: agentProfileDir } : {}),
+      ...(o.str('agent-main') ? { agentMain: resolve(o.str('agent-main')) } : {}),
     });
     await waitForWaitingPolls(server.api, fleet.idlePolls, fleet.procs);
     watcher = new CompletionWatcher(server.url, { parseIds: false });
@@ -83,6 +91,7 @@ async function measure(o: Options, v: Variant, context: RunContext): Promise<{ r
       agents: ((sum(agentPids.map(cpuSeconds)) - cpuBefore.agents) / n) * 1e6,
     };
     const metrics = await server.api.metrics();
+    const exchanges = agentExchanges(metrics, n);
     const completed = metric(metrics, 'agent_executor_commands{status="COMPLETED"}');
     if (completed !== n || w.failed > 0) {
       throw new Error(`expected ${n} COMPLETED, the server counts ${completed} (failed events: ${w.failed})`);
@@ -96,8 +105,9 @@ async function measure(o: Options, v: Variant, context: RunContext): Promise<{ r
       submitPerSecond: n / ((submitted.endedAt - submitted.startedAt) / 1000),
       submitRequests: submitted.requests,
       cpuMicrosPerCommand,
+      exchanges,
     };
-    return profileDir ? { result, profileDir } : { result };
+    return { result, ...(profileDir ? { profileDir } : {}), ...(agentProfileDir ? { agentProfileDir } : {}) };
   } finally {
     watcher?.close();
     await fleet?.stop();
@@ -106,9 +116,10 @@ async function measure(o: Options, v: Variant, context: RunContext): Promise<{ r
   }
 }
 
-/** Runs after the server stopped: the profile is written when the process exits. */
-function withProfile(result: VariantResult, profileDir: string | undefined): VariantResult {
-  return profileDir ? { ...result, profile: readProfile(profileDir) } : result;
+/** Runs after the server and agents stopped: a profile is written when its process exits. */
+function withProfile(result: VariantResult, profileDir: string | undefined, agentProfileDir: string | undefined): VariantResult {
+  const withServer = profileDir ? { ...result, profile: readProfile(profileDir) } : result;
+  return agentProfileDir ? { ...withServer, agentProfile: readProfile(agentProfileDir) } : withServer;
 }
 
 export const throughput: Scenario = {
@@ -125,8 +136,9 @@ export const throughput: Scenario = {
     'batch-size': { type: 'string', default: '100', description: 'commands per batched submit' },
     'claim-max': { type: 'string', default: '64', description: 'max of next-batch (protocol agents)' },
     'long-poll-wait': { type: 'string', default: '25', description: 'seconds each agent poll waits' },
-    'cpu-prof': { type: 'boolean', default: false, description: 'profile the server (node --cpu-prof) and summarise it' },
+    'cpu-prof': { type: 'boolean', default: false, description: 'profile the server and real agents (node --cpu-prof) and summarise them' },
     'sqlite-sync': SQLITE_SYNC_OPTION,
+    'agent-main': { type: 'string', default: '', description: 'real agents: another build to run (e.g. a copy of agent/dist from before a change)' },
   },
   async run(o, context): Promise<RunResult> {
     const kinds: AgentKind[] = o.str('agent') === 'both' ? ['process', 'protocol'] : [o.oneOf('agent', AGENT_KINDS)];
@@ -145,11 +157,13 @@ export const throughput: Scenario = {
     const figures: Figure[] = [];
     for (const v of variants) {
       const measured = await measure(o, v, context);
-      const r = withProfile(measured.result, measured.profileDir);
+      const r = withProfile(measured.result, measured.profileDir, measured.agentProfileDir);
       console.log(
         `  ${r.label}: ${Math.round(r.completedPerSecond)} completed/s (${r.seconds.toFixed(2)} s), submit ${Math.round(r.submitPerSecond)}/s, ` +
           `CPU per command: server ${Math.round(r.cpuMicrosPerCommand.server)} µs, agents ${Math.round(r.cpuMicrosPerCommand.agents)} µs`,
       );
+      const routes = Object.entries(r.exchanges).map(([route, perCommand]) => `${route} ${perCommand.toFixed(3)}`);
+      console.log(`    agent requests per command: ${routes.join(', ')}`);
       results.push(r);
       figures.push(
         { name: `${r.label}: completed/s`, value: r.completedPerSecond, unit: 'cmd/s', goal: { op: '>=', value: 7000 } },
@@ -164,4 +178,18 @@ export const throughput: Scenario = {
 
 function sum(values: number[]): number {
   return values.reduce((a, b) => a + b, 0);
+}
+
+/** Agent route → requests per command, read off the server's request-duration histogram counts. */
+function agentExchanges(metrics: Map<string, number>, n: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, value] of metrics) {
+    if (!name.startsWith('agent_executor_http_request_duration_seconds_count{')) continue;
+    const route = /route="([^"]*)"/.exec(name)?.[1];
+    const method = /method="([^"]*)"/.exec(name)?.[1];
+    if (!route || !method || !/^\/commands\/(next|next-batch|results|:id\/result|:id\/heartbeat)$/.test(route)) continue;
+    const key = `${method} ${route}`;
+    out[key] = (out[key] ?? 0) + value / n;
+  }
+  return out;
 }

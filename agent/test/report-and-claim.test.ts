@@ -1,0 +1,162 @@
+/**
+ * Report-and-claim with real processes: the agent's freed slots are claimed in the answer to its
+ * batched report (one exchange, not a report and a poll), a server that does not know `claim`
+ * gets polls as before, and the agent's log carries a periodic summary instead of a line per
+ * command (those are `debug`, with the command id and attempt as fields).
+ */
+import { once } from 'node:events';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Command } from '@agent-executor/common';
+import { describe, expect, it } from 'vitest';
+import { waitFor, type RunningServer } from '../../test-support/processes.js';
+import { api, executionsIn, isSettled, useStack, waitForCommand } from './stack.js';
+
+const stack = useStack();
+
+async function submitBatch(server: RunningServer, commands: unknown[]): Promise<Command[]> {
+  const res = await fetch(`${server.url}/commands/batch`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ commands }),
+  });
+  if (res.status !== 201) throw new Error(`POST /commands/batch answered ${res.status}: ${await res.text()}`);
+  return ((await res.json()) as { commands: Command[] }).commands;
+}
+
+/** How many requests the server answered on `route` (its request-duration histogram's count). */
+async function requestsOn(server: RunningServer, method: string, route: string): Promise<number> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('agent_executor_http_request_duration_seconds_count{')) continue;
+    if (line.includes(`method="${method}"`) && line.includes(`route="${route}"`)) total += Number(line.split(' ').pop());
+  }
+  return total;
+}
+
+/**
+ * The agent's log reaches the test through a pipe, behind the server's answers (this process also
+ * proxies in one test): wait until each start is read before counting them.
+ */
+async function everyStartLogged(worker: Parameters<typeof executionsIn>[0], commands: Command[]): Promise<void> {
+  await waitFor(async () => commands.every(({ id }) => executionsIn(worker, id) > 0), { what: 'a start line for each command' });
+}
+
+const delays = (n: number) => Array.from({ length: n }, () => ({ type: 'DELAY', payload: { ms: 0 } }));
+
+describe('report-and-claim', () => {
+  it('a flood at CONCURRENCY 8: the freed slots are claimed in the answers to the reports, not by polls', async () => {
+    const { server, agent } = stack();
+    const srv = await server();
+    const worker = agent(srv, 'a', { CONCURRENCY: '8' });
+    // Its first poll waits on the server: the whole batch is submitted while it does.
+    await waitFor(async () => /^agent_executor_waiting_polls 1$/m.test(await (await fetch(`${srv.url}/metrics`)).text()), { what: 'the first poll' });
+    const submitted = await submitBatch(srv, delays(200));
+    const client = api(srv);
+    for (const { id } of submitted) expect(await waitForCommand(client, id, isSettled)).toMatchObject({ status: 'COMPLETED', attempts: 1 });
+    await everyStartLogged(worker, submitted);
+    for (const { id } of submitted) expect(executionsIn(worker, id), id).toBe(1);
+
+    const polls = (await requestsOn(srv, 'GET', '/commands/next-batch')) + (await requestsOn(srv, 'GET', '/commands/next'));
+    const reports = await requestsOn(srv, 'PUT', '/commands/results');
+    const single = await requestsOn(srv, 'PUT', '/commands/:id/result');
+    console.log(`200 commands at CONCURRENCY 8: ${polls} polls, ${reports} batched reports, ${single} single reports`);
+    // A report and a poll per round of 8 would be ~25 of each: the claims ride with the reports.
+    expect(reports).toBeGreaterThanOrEqual(200 / 8);
+    expect(polls * 4).toBeLessThanOrEqual(reports);
+    expect(single).toBe(0);
+  });
+
+  it('a server that refuses `claim` (older than report-and-claim) gets the reports again without it, then polls', async () => {
+    const { server, agent } = stack();
+    const srv = await server();
+    const older = await withoutClaims(srv);
+    try {
+      const worker = agent({ ...srv, url: older.url }, 'a', { CONCURRENCY: '4' });
+      const client = api(srv);
+      const submitted = await submitBatch(srv, delays(40));
+      for (const { id } of submitted) expect(await waitForCommand(client, id, isSettled)).toMatchObject({ status: 'COMPLETED', attempts: 1 });
+      await everyStartLogged(worker, submitted);
+      for (const { id } of submitted) expect(executionsIn(worker, id), id).toBe(1);
+      // Refused once; from then on the reports go without it (still batched) and claims by poll.
+      expect(older.refused()).toBe(1);
+      expect(await requestsOn(srv, 'PUT', '/commands/results')).toBeGreaterThan(0);
+      expect(worker.output().match(/does not take a claim along with reports/g)).toHaveLength(1);
+    } finally {
+      await older.close();
+    }
+  });
+
+  it('LOG_LEVEL=info: no line per command, a summary with the counts; debug: per-command lines with commandId and attempt', async () => {
+    const { server, agent } = stack();
+    const srv = await server();
+    const client = api(srv);
+    const quiet = agent(srv, 'quiet', { LOG_LEVEL: 'info', CONCURRENCY: '4' });
+    const first = await submitBatch(srv, delays(6));
+    for (const { id } of first) await waitForCommand(client, id, isSettled);
+    expect(await quiet.kill('SIGTERM')).toBe(0);
+    for (const { id } of first) expect(quiet.output()).not.toContain(id);
+    // The summary is logged every 10 s and once more at the stop.
+    const summaries = quiet.output().split('\n').filter((line) => line.includes('"last":'));
+    expect(summaries.length).toBeGreaterThanOrEqual(1);
+    const total = JSON.parse(summaries.at(-1) as string) as { level: number; total: Record<string, number>; msg: string };
+    expect(total.level).toBe(30);
+    expect(total.total).toMatchObject({ claimed: 6, completed: 6, failed: 0 });
+    expect(total.msg).toMatch(/^last \d+ s: claimed \d+, completed \d+, failed 0$/);
+
+    const chatty = agent(srv, 'chatty', { LOG_LEVEL: 'debug' });
+    const [second] = await submitBatch(srv, delays(1));
+    await waitForCommand(client, second!.id, isSettled);
+    await waitFor(async () => chatty.output().includes(`${second!.id} COMPLETED`), { what: 'the COMPLETED line' });
+    const lines = chatty
+      .output()
+      .split('\n')
+      .filter((line) => line.includes(`DELAY ${second!.id} `))
+      .map((line) => JSON.parse(line) as { level: number; commandId: string; attempt: number; msg: string });
+    expect(lines.map((l) => l.msg)).toEqual([
+      `DELAY ${second!.id} started (attempt 1 of 3)`,
+      expect.stringMatching(new RegExp(`^DELAY ${second!.id} COMPLETED in \\d+ ms$`)),
+    ]);
+    for (const line of lines) expect(line).toMatchObject({ level: 20, commandId: second!.id, attempt: 1 });
+  });
+});
+
+/** A proxy in front of `real` that answers a report carrying `claim` as a server without report-and-claim would: 400. */
+async function withoutClaims(real: RunningServer): Promise<{ url: string; refused: () => number; close: () => Promise<void> }> {
+  let refused = 0;
+  const upstream = new URL(real.url);
+  const proxy: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      if (req.method === 'PUT' && req.url === '/commands/results' && body.includes('"claim"')) {
+        refused++;
+        const message = 'Unrecognized key: "claim"';
+        res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ statusCode: 400, error: 'Bad Request', message }));
+        return;
+      }
+      const forward = request(
+        { host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers },
+        (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      forward.on('error', () => res.destroy());
+      forward.end(body);
+    });
+  });
+  proxy.listen(0, '127.0.0.1');
+  await once(proxy, 'listening');
+  return {
+    url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+    refused: () => refused,
+    close: async () => {
+      proxy.closeAllConnections();
+      proxy.close();
+      await once(proxy, 'close');
+    },
+  };
+}
