@@ -9,7 +9,7 @@ import { Worker } from 'node:worker_threads';
 import type Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import { SqliteCommandStore } from '../src/store/sqlite.js';
-import { claimStatement } from '../src/store/sqlite-routing.js';
+import { pickStatement } from '../src/store/sqlite-routing.js';
 import { REPO_ROOT, tempDir } from '../../test-support/processes.js';
 
 let dir: ReturnType<typeof tempDir>;
@@ -40,7 +40,7 @@ function plan(db: Database.Database, sql: string, params: Record<string, unknown
 }
 
 const route = { queues: ['default', 'gpu'], types: ['DELAY', 'HTTP_GET_JSON'] };
-const claimParams = { agentId: 'a', leaseExpiresAt: 1, now: 1, max: 10, q0: 'default', q1: 'gpu', t0: 'DELAY', t1: 'HTTP_GET_JSON' };
+const claimParams = { max: 10, q0: 'default', q1: 'gpu', t0: 'DELAY', t1: 'HTTP_GET_JSON' };
 
 for (const statistics of [false, true]) {
   test(`the claim reads one range of commands_ready per (queue, type), no scan, no sort of the backlog (${statistics ? 'after ANALYZE' : 'no statistics'})`, async () => {
@@ -52,7 +52,7 @@ for (const statistics of [false, true]) {
       await store.submitBatch(Array.from({ length: 2_000 }, (_, i) => ({ type: 'DELAY' as const, payload: { ms: 1 }, priority: i % 3 })));
       db.exec('ANALYZE');
     }
-    const lines = plan(db, claimStatement(db, route).source, claimParams);
+    const lines = plan(db, pickStatement(db, route).source, claimParams);
     const text = lines.join(' | ');
     expect(lines.filter((l) => /SEARCH commands USING (COVERING )?INDEX commands_ready \(queue=\? AND type=\?\)/.test(l)), text).toHaveLength(4);
     expect(text, 'no scan of commands').not.toMatch(/SCAN commands/);

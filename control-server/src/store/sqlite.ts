@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -20,6 +21,7 @@ import { buildEvent, DEFAULT_EVENT_RETENTION, PRUNE_BATCH, pruneEnd, toStoredEve
 import { emitToEach } from './listeners.js';
 import { StatusCounts } from './status-counts.js';
 import {
+  claimedRow,
   expiryOutcome,
   hashJson,
   holdsLease,
@@ -30,7 +32,7 @@ import {
 } from './transitions.js';
 import { routeKey, routeOf } from './claim-route.js';
 import { SqliteAgents } from './sqlite-agents.js';
-import { claimStatement, HELD, KeySlots, READY, routeParams, SCHEDULED } from './sqlite-routing.js';
+import { HELD, KeySlots, pickStatement, READY, routeParams, SCHEDULED } from './sqlite-routing.js';
 import type {
   AgentRecord,
   BulkBatch,
@@ -323,19 +325,18 @@ export class SqliteCommandStore implements CommandStore {
           continue;
         }
         const { agentId, max } = request;
-        // Each row gets its own random lease id (128 bits from SQLite's randomblob).
-        const rows = claimStatement(this.db, route).all({
-          agentId,
-          leaseExpiresAt: now + leaseMs,
-          now,
-          max,
-          ...routeParams(route),
-        }) as CommandRow[];
-        answers.push(
-          rows
-            .sort((a, b) => b.priority - a.priority || a.seq - b.seq)
-            .map((row) => withLease(log('claim', row, 'PENDING'), row)),
-        );
+        const rows: CommandRow[] = [];
+        for (const { seq } of pickStatement(this.db, route).all({ max, ...routeParams(route) })) {
+          const current = this.stmt.bySeq.get(seq);
+          if (!current) continue;
+          // Each lease gets its own 128 random bits.
+          const leaseId = randomBytes(16).toString('hex');
+          const row = claimedRow(current, agentId, leaseId, now, leaseMs);
+          const { changes } = this.stmt.claim.run(agentId, leaseId, now + leaseMs, row.attempts, now, now, seq);
+          if (changes === 1) rows.push(row);
+        }
+        // The pick is in claim order already: priority first, then submission.
+        answers.push(rows.map((row) => withLease(log('claim', row, 'PENDING'), row)));
         if (rows.length < max) exhausted.add(shape);
       }
       return answers;
