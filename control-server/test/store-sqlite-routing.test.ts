@@ -9,7 +9,7 @@ import { Worker } from 'node:worker_threads';
 import type Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import { SqliteCommandStore } from '../src/store/sqlite.js';
-import { pickStatement } from '../src/store/sqlite-routing.js';
+import { pickStatement, rangeStatement } from '../src/store/sqlite-routing.js';
 import { REPO_ROOT, tempDir } from '../../test-support/processes.js';
 
 let dir: ReturnType<typeof tempDir>;
@@ -59,6 +59,9 @@ for (const statistics of [false, true]) {
     // The only sort is of the merged ranges (at most pairs × max rows), never of the backlog.
     expect(lines.filter((l) => /TEMP B-TREE/.test(l)).length, text).toBeLessThanOrEqual(1);
     expect(text).not.toMatch(/USE TEMP B-TREE FOR ORDER BY.*commands_ready/);
+    // A route of few pairs reads each range with its own statement: one index range, no sort.
+    const range = plan(db, rangeStatement(db).source, { q0: 'default', t0: 'DELAY', max: 10 }).join(' | ');
+    expect(range).toMatch(/^SEARCH commands USING (COVERING )?INDEX commands_ready \(queue=\? AND type=\?\)$/);
   });
 }
 

@@ -110,37 +110,66 @@ export class KeySlots {
   }
 }
 
-const pickStatements = new WeakMap<Database.Database, Map<string, Database.Statement<[Record<string, unknown>], { seq: number }>>>();
-
+/** One range of commands_ready: a (queue, type) pair's ready commands in claim order, cut at `max`. */
+const RANGE = `SELECT seq, priority FROM commands INDEXED BY commands_ready
+  WHERE status = 'PENDING' AND ready = ${READY} AND queue = @q0 AND type = @t0
+  ORDER BY priority DESC, seq LIMIT @max`;
 /**
- * What a claim for an agent serving `queues` × `types` takes, in claim order: one range of
- * commands_ready per pair, each already in claim order and cut at `max`, merged and cut again —
- * O(pairs × max) whatever the backlog. The store then moves each picked row to RUNNING with a
- * guarded UPDATE by seq in the same write transaction, so no other claim can take it in between.
- * (One `UPDATE … WHERE seq IN (this) RETURNING *` cost ~100 µs for one command: its IN list and
- * its RETURNING each build a temporary table; the pick and an UPDATE by seq cost ~35 µs.)
+ * Up to this many pairs, a claim reads each range with its own statement and merges them here
+ * (~6 µs per range, measured); past it, one statement merges them (a UNION ALL under ORDER BY:
+ * ~21 µs for two ranges, as its sort builds a temporary table, but less than many statements).
  */
-export function pickStatement(db: Database.Database, route: Route): Database.Statement<[Record<string, unknown>], { seq: number }> {
-  const shape = `${route.queues.length}x${route.types.length}`;
+const SEPARATE_RANGES_UP_TO = 3;
+
+type Ranged = { seq: number; priority: number };
+type Picked = { seq: number };
+const pickStatements = new WeakMap<Database.Database, Map<string, Database.Statement<[Record<string, unknown>], Ranged | Picked>>>();
+
+function statementFor<R extends Ranged | Picked>(db: Database.Database, shape: string, sql: () => string): Database.Statement<[Record<string, unknown>], R> {
   let cache = pickStatements.get(db);
   if (!cache) pickStatements.set(db, (cache = new Map()));
   let statement = cache.get(shape);
-  if (statement) return statement;
-  const ranges: string[] = [];
-  for (let q = 0; q < route.queues.length; q++) {
-    for (let t = 0; t < route.types.length; t++) {
-      ranges.push(`SELECT * FROM (SELECT seq, priority FROM commands INDEXED BY commands_ready
-        WHERE status = 'PENDING' AND ready = ${READY} AND queue = @q${q} AND type = @t${t}
-        ORDER BY priority DESC, seq LIMIT @max)`);
+  if (!statement) cache.set(shape, (statement = db.prepare<[Record<string, unknown>], R>(sql())));
+  return statement as Database.Statement<[Record<string, unknown>], R>;
+}
+
+/**
+ * The statement that picks for a route of `pairs` (queue, type) pairs at once: one range of
+ * commands_ready per pair, each already in claim order and cut at `max`, merged and cut again —
+ * O(pairs × max) whatever the backlog.
+ */
+export function pickStatement(db: Database.Database, route: Route): Database.Statement<[Record<string, unknown>], Picked> {
+  return statementFor<Picked>(db, `${route.queues.length}x${route.types.length}`, () => {
+    const ranges: string[] = [];
+    for (let q = 0; q < route.queues.length; q++) {
+      for (let t = 0; t < route.types.length; t++) {
+        ranges.push(`SELECT * FROM (${RANGE.replace('@q0', `@q${q}`).replace('@t0', `@t${t}`)})`);
+      }
     }
-  }
-  statement = db.prepare<[Record<string, unknown>], { seq: number }>(
-    ranges.length === 1
-      ? `SELECT seq FROM (${ranges[0]})`
-      : `SELECT seq FROM (${ranges.join('\n UNION ALL ')}) ORDER BY priority DESC, seq LIMIT @max`,
-  );
-  cache.set(shape, statement);
-  return statement;
+    // Only seq out: selecting priority too turned SQLite's plan into a merge that sorts each range.
+    return `SELECT seq FROM (${ranges.join('\n UNION ALL ')}) ORDER BY priority DESC, seq LIMIT @max`;
+  });
+}
+
+/** One pair's range (RANGE), read by a claim of a few pairs. */
+export function rangeStatement(db: Database.Database): Database.Statement<[Record<string, unknown>], Ranged> {
+  return statementFor<Ranged>(db, 'range', () => RANGE);
+}
+
+/**
+ * The seqs a claim for `route` takes, in claim order (priority, then submission). The store moves
+ * each to RUNNING with a guarded UPDATE by seq in the same write transaction, so no other claim
+ * can take it in between. (One `UPDATE … WHERE seq IN (pick) RETURNING *` cost ~100 µs for one
+ * command: its IN list and its RETURNING each build a temporary table.)
+ */
+export function pick(db: Database.Database, route: Route, max: number): number[] {
+  const pairs = route.queues.length * route.types.length;
+  if (pairs > SEPARATE_RANGES_UP_TO) return pickStatement(db, route).all({ max, ...routeParams(route) }).map((row) => row.seq);
+  const range = rangeStatement(db);
+  const found: Ranged[] = [];
+  for (const q0 of route.queues) for (const t0 of route.types) found.push(...range.all({ q0, t0, max }));
+  if (pairs > 1) found.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
+  return found.slice(0, max).map((row) => row.seq);
 }
 
 /** The claim's named parameters for `route`. */

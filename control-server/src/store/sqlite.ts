@@ -32,7 +32,7 @@ import {
 } from './transitions.js';
 import { routeKey, routeOf } from './claim-route.js';
 import { SqliteAgents } from './sqlite-agents.js';
-import { HELD, KeySlots, pickStatement, READY, routeParams, SCHEDULED } from './sqlite-routing.js';
+import { HELD, KeySlots, pick, READY, SCHEDULED } from './sqlite-routing.js';
 import type {
   AgentRecord,
   BulkBatch,
@@ -343,7 +343,7 @@ export class SqliteCommandStore implements CommandStore {
         }
         const { agentId, max } = request;
         const rows: CommandRow[] = [];
-        for (const { seq } of pickStatement(this.db, route).all({ max, ...routeParams(route) })) {
+        for (const seq of pick(this.db, route, max)) {
           const current = this.stmt.bySeq.get(seq);
           if (!current) continue;
           // Each lease gets its own 128 random bits.
