@@ -15,6 +15,7 @@ import { Conflict, DatabaseFull, NotFound, UnprocessableEntity } from '../errors
 import { GroupCommit } from '@agent-executor/common/group-commit';
 import { newLeaseId } from './lease-ids.js';
 import { migrateSqlite } from './migrate-sqlite.js';
+import { BACKSTOP_PAGES, SqliteCheckpointer } from './sqlite-checkpointer.js';
 import { prepareStatements, type Statements } from './sqlite-statements.js';
 import { rowToCommand, withLease, type CommandRow } from './command-rows.js';
 import { buildEvent, DEFAULT_EVENT_RETENTION, PRUNE_BATCH, pruneEnd, toStoredEvent } from './event-log.js';
@@ -102,6 +103,7 @@ export class SqliteCommandStore implements CommandStore {
   private readonly commits: GroupCommit;
   private readonly keys: KeySlots;
   private readonly agents: SqliteAgents;
+  private readonly checkpointer: SqliteCheckpointer | undefined;
 
   constructor(options: SqliteStoreOptions) {
     this.now = options.now ?? Date.now;
@@ -133,7 +135,15 @@ export class SqliteCommandStore implements CommandStore {
         this.writeCounts();
       },
       afterRollback: () => this.commitCounts.clear(),
+      afterCommit: () => this.checkpointer?.committed(),
     });
+    if (options.path !== ':memory:') {
+      // Checkpoints run in a worker; this connection's own is the backstop (sqlite-checkpointer.ts).
+      this.db.pragma(`wal_autocheckpoint = ${BACKSTOP_PAGES}`);
+      this.checkpointer = new SqliteCheckpointer(options.path, options.synchronous ?? 'FULL', (error) =>
+        this.onError(error, 'a WAL checkpoint in the worker thread failed; the writer checkpoints by itself'),
+      );
+    }
   }
 
   /**
@@ -631,6 +641,10 @@ export class SqliteCommandStore implements CommandStore {
   }
 
   async close(): Promise<void> {
+    if (!this.db.open) return;
+    this.commits.flush();
+    // The worker's connection first: the last connection to close checkpoints and removes the WAL.
+    await this.checkpointer?.close();
     if (!this.db.open) return;
     this.commits.flush();
     this.db.close();
