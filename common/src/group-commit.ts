@@ -7,7 +7,10 @@
  *
  * `beforeCommit`, when given, runs inside the transaction after the batch's writes; writes it
  * queues (with `run`) join the same transaction and the same commit. The server uses it to lease a
- * just-submitted command to a waiting poll in the submit's own commit.
+ * just-submitted command to a waiting poll in the submit's own commit, and to write what the
+ * batch's writes add up to (its status counts) once per commit. `afterRollback` is told when a
+ * commit failed as a whole, so such per-commit state is dropped with the batch; `afterCommit`
+ * when one succeeded, before its writers hear back.
  *
  * Typed structurally, so this package needs no dependency on better-sqlite3.
  */
@@ -38,7 +41,7 @@ export class GroupCommit {
 
   constructor(
     private readonly db: TransactionalDatabase,
-    private readonly options: { beforeCommit?: () => void } = {},
+    private readonly options: { beforeCommit?: () => void; afterCommit?: () => void; afterRollback?: () => void } = {},
   ) {
     // Nested inside `commit`, better-sqlite3 runs this as a SAVEPOINT.
     this.savepoint = db.transaction((write: () => unknown) => write());
@@ -90,9 +93,11 @@ export class GroupCommit {
       results = this.commit.immediate(batch);
     } catch (error) {
       // The commit itself failed (disk full, database closed): nothing of the batch is stored.
+      this.options.afterRollback?.();
       for (const { reject } of batch) reject(error);
       return;
     }
+    this.options.afterCommit?.();
     batch.forEach(({ resolve, reject }, i) => {
       const result = results[i];
       if (result?.ok) resolve(result.value);

@@ -160,6 +160,28 @@ describe('GroupCommit', () => {
     expect(rows()).toEqual(['a']);
   });
 
+  it('afterRollback is told when a commit fails as a whole, and only then', async () => {
+    const told: string[] = [];
+    let failCommit = true;
+    const commits = new GroupCommit(db, {
+      // Throwing here fails the transaction after its writes ran: what a failed COMMIT does.
+      beforeCommit: () => {
+        if (failCommit) throw new Error('commit failed');
+      },
+      afterRollback: () => told.push(`rolled back, in transaction=${db.inTransaction}`),
+    });
+    expect(await reason(commits.run(insert('a')))).toMatchObject({ message: 'commit failed' });
+    expect(told).toEqual(['rolled back, in transaction=false']);
+    expect(rows()).toEqual([]);
+    failCommit = false;
+    const failing = commits.run(() => {
+      throw new Error('one write');
+    });
+    await expect(commits.run(insert('b'))).resolves.toBe(1);
+    expect(await reason(failing)).toMatchObject({ message: 'one write' });
+    expect(told, 'a write that fails alone is no rollback of the commit').toHaveLength(1);
+  });
+
   it('when the commit itself fails (database closed), every write of the turn is rejected', async () => {
     const commits = new GroupCommit(db);
     const a = commits.run(insert('a'));

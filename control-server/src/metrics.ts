@@ -102,9 +102,14 @@ export function installMetrics(app: FastifyInstance, sources: MetricsSources): R
     registers: [registry],
   });
 
+  // Children by label value, looked up once: prom-client hashes a labels object on every call
+  // (~1 % of a busy server's CPU with the histogram below, profile).
+  const transitionsBy = childrenOf((value) => transitions.labels(value));
+  const reportsBy = childrenOf((value) => reports.labels(value));
+  const httpBy = childrenOf((key) => httpDuration.labels(...(key.split(' ') as [string, string, string])));
   const onEvent = ({ transition, command }: StoredEvent) => {
-    transitions.inc({ transition });
-    if (transition === 'report') reports.inc({ outcome: command.status });
+    transitionsBy(transition).inc();
+    if (transition === 'report') reportsBy(command.status).inc();
     if (transition === 'expire') expiries.inc({ outcome: command.status });
     if (transition === 'claim' && command.startedAt !== null) {
       dispatchLatency.observe(Math.max(0, Date.parse(command.startedAt) - Date.parse(command.availableAt)) / 1000);
@@ -113,11 +118,20 @@ export function installMetrics(app: FastifyInstance, sources: MetricsSources): R
   store.events.on('event', onEvent);
   app.addHook('onClose', async () => store.events.off('event', onEvent));
 
-  app.addHook('onResponse', async (request, reply) => {
-    httpDuration.observe(
-      { method: request.method, route: request.routeOptions.url ?? 'unknown', status_code: reply.statusCode },
-      reply.elapsedTime / 1000,
-    );
+  app.addHook('onResponse', (request, reply, done) => {
+    // Label values in the order of labelNames; a route path holds no space.
+    httpBy(`${request.method} ${request.routeOptions.url ?? 'unknown'} ${reply.statusCode}`).observe(reply.elapsedTime / 1000);
+    done();
   });
   return registry;
+}
+
+/** A cache of a metric's children by label value(s), each made on first use. */
+function childrenOf<C>(make: (key: string) => C): (key: string) => C {
+  const children = new Map<string, C>();
+  return (key) => {
+    let child = children.get(key);
+    if (child === undefined) children.set(key, (child = make(key)));
+    return child;
+  };
 }

@@ -70,6 +70,20 @@ export function describeRoutingContract(name: string, makeStore: MakeStore): voi
       expect(order).toEqual([high.id, mid1.id, mid2.id, low.id]);
     });
 
+    test('one queue, two types: priority first, then submission, merged across the types and cut at max', async () => {
+      const http = (extra: Partial<SubmitBody> = {}) =>
+        store.submit({ type: 'HTTP_GET_JSON', payload: { url: 'https://example.com/' }, ...extra } as SubmitBody).then((o) => o.command);
+      const d1 = await submit();
+      const h1 = await http({ priority: 3 });
+      const d2 = await submit({ priority: 3 });
+      const h2 = await http();
+      const d3 = await submit({ priority: -1 });
+      const route = { types: ['DELAY', 'HTTP_GET_JSON'] };
+      expect(await claimAll('a', route, 3)).toEqual([h1.id, d2.id, d1.id]);
+      expect(await claimAll('a', route, 1)).toEqual([h2.id]);
+      expect(await claimAll('a', route)).toEqual([d3.id]);
+    });
+
     test('runAt: not claimable before, claimable from then; its time is kept', async () => {
       const at = clock.now() + 60_000;
       const later = await submit({ runAt: new Date(at).toISOString() });

@@ -9,7 +9,7 @@ import { Worker } from 'node:worker_threads';
 import type Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import { SqliteCommandStore } from '../src/store/sqlite.js';
-import { claimStatement } from '../src/store/sqlite-routing.js';
+import { pickStatement, rangeStatement } from '../src/store/sqlite-routing.js';
 import { REPO_ROOT, tempDir } from '../../test-support/processes.js';
 
 let dir: ReturnType<typeof tempDir>;
@@ -40,7 +40,7 @@ function plan(db: Database.Database, sql: string, params: Record<string, unknown
 }
 
 const route = { queues: ['default', 'gpu'], types: ['DELAY', 'HTTP_GET_JSON'] };
-const claimParams = { agentId: 'a', leaseExpiresAt: 1, now: 1, max: 10, q0: 'default', q1: 'gpu', t0: 'DELAY', t1: 'HTTP_GET_JSON' };
+const claimParams = { max: 10, q0: 'default', q1: 'gpu', t0: 'DELAY', t1: 'HTTP_GET_JSON' };
 
 for (const statistics of [false, true]) {
   test(`the claim reads one range of commands_ready per (queue, type), no scan, no sort of the backlog (${statistics ? 'after ANALYZE' : 'no statistics'})`, async () => {
@@ -52,13 +52,16 @@ for (const statistics of [false, true]) {
       await store.submitBatch(Array.from({ length: 2_000 }, (_, i) => ({ type: 'DELAY' as const, payload: { ms: 1 }, priority: i % 3 })));
       db.exec('ANALYZE');
     }
-    const lines = plan(db, claimStatement(db, route).source, claimParams);
+    const lines = plan(db, pickStatement(db, route).source, claimParams);
     const text = lines.join(' | ');
     expect(lines.filter((l) => /SEARCH commands USING (COVERING )?INDEX commands_ready \(queue=\? AND type=\?\)/.test(l)), text).toHaveLength(4);
     expect(text, 'no scan of commands').not.toMatch(/SCAN commands/);
     // The only sort is of the merged ranges (at most pairs × max rows), never of the backlog.
     expect(lines.filter((l) => /TEMP B-TREE/.test(l)).length, text).toBeLessThanOrEqual(1);
     expect(text).not.toMatch(/USE TEMP B-TREE FOR ORDER BY.*commands_ready/);
+    // A route of few pairs reads each range with its own statement: one index range, no sort.
+    const range = plan(db, rangeStatement(db).source, { q0: 'default', t0: 'DELAY', max: 10 }).join(' | ');
+    expect(range).toMatch(/^SEARCH commands USING (COVERING )?INDEX commands_ready \(queue=\? AND type=\?\)$/);
   });
 }
 

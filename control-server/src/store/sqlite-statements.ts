@@ -9,6 +9,9 @@ type Stmt<P extends unknown[] = unknown[], R = unknown> = Database.Statement<P, 
 export interface Statements {
   insert: Stmt;
   byId: Stmt<[string], CommandRow>;
+  bySeq: Stmt<[number], CommandRow>;
+  /** agent_id, lease_id, lease_expires_at, attempts, started_at, updated_at, seq. */
+  claim: Stmt<[string, string, number, number, number, number, number]>;
   byIdempotencyKey: Stmt<[string], CommandRow>;
   /** Whether a claim at this time could find a command (undefined: no route would find one). */
   claimable: Stmt<[number], { found: number }>;
@@ -62,6 +65,13 @@ export function prepareStatements(db: Database.Database): Statements {
        @updated_at, @started_at, @finished_at, @idempotency_key, @request_hash, @report_hash, @queue,
        @priority, @run_at, @concurrency_key, @concurrency_limit, @ready)`),
     byId: db.prepare<[string], CommandRow>('SELECT * FROM commands WHERE id = ?'),
+    bySeq: db.prepare<[number], CommandRow>('SELECT * FROM commands WHERE seq = ?'),
+    // A command a pick (sqlite-routing.ts) found ready moves to RUNNING, guarded: it must still be
+    // PENDING and ready. The row is built by claimedRow(), so no RETURNING * reads it back.
+    claim: db.prepare<[string, string, number, number, number, number, number]>(`UPDATE commands
+      SET status = 'RUNNING', agent_id = ?, lease_id = ?, lease_expires_at = ?, attempts = ?,
+          started_at = ?, finished_at = NULL, progress = NULL, report_hash = NULL, updated_at = ?
+      WHERE seq = ? AND status = 'PENDING' AND ready = 1`),
     byIdempotencyKey: db.prepare<[string], CommandRow>('SELECT * FROM commands WHERE idempotency_key = ?'),
     // Nothing ready and nothing scheduled that is due: no claim of any route finds a command.
     // (Route-blind on purpose: it only has to be right when it says "nothing", and two index

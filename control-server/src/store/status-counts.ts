@@ -2,7 +2,7 @@ import type { CommandStatus } from '@agent-executor/common';
 
 /**
  * The moves of one write between statuses, added to `command_counts` in that write's own
- * transaction by both stores: at most four small updates per write, so a batch of 1 000 submits
+ * transaction by both stores: at most four small updates per commit, so a batch of 1 000 submits
  * is one update, not 1 000. (Triggers did the same per row in SQLite: +8.7 µs per submit, half
  * the cost of the insert.)
  */
@@ -19,5 +19,14 @@ export class StatusCounts {
   /** The statuses whose count changed, and by how much. */
   changes(): Array<[CommandStatus, number]> {
     return (Object.entries(this.delta) as Array<[CommandStatus, number]>).filter(([, n]) => n !== 0);
+  }
+
+  /** Adds the moves of `other` (a write that succeeded) to these (its commit's). */
+  add(other: StatusCounts): void {
+    for (const [status, n] of other.changes()) this.delta[status] += n;
+  }
+
+  clear(): void {
+    for (const status of Object.keys(this.delta) as CommandStatus[]) this.delta[status] = 0;
   }
 }

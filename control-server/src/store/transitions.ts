@@ -63,6 +63,23 @@ function defaultTimeoutMs(body: SubmitBody): number {
   return body.type === 'DELAY' ? body.payload.ms + DELAY_TIMEOUT_MARGIN_MS : DEFAULT_HTTP_TIMEOUT_MS;
 }
 
+/** The row a claim stores: RUNNING under a new lease, one more attempt, nothing of a previous run. */
+export function claimedRow(current: CommandRow, agentId: string, leaseId: string, now: number, leaseMs: number): CommandRow {
+  return {
+    ...current,
+    status: 'RUNNING',
+    agent_id: agentId,
+    lease_id: leaseId,
+    lease_expires_at: now + leaseMs,
+    attempts: current.attempts + 1,
+    started_at: now,
+    finished_at: null,
+    progress: null,
+    report_hash: null,
+    updated_at: now,
+  };
+}
+
 /** Identifies a report, so the same report sent twice is recognised and changes nothing. */
 export function reportHash(body: ResultBody): string {
   return hashJson([
