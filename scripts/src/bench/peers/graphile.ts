@@ -6,12 +6,16 @@
 import { processTreeCpuSeconds } from './cpu.js';
 import type { PeerBackend } from './measure.js';
 import { packageVersion } from './bullmq.js';
-import { startPostgres } from '../../postgres/start.js';
+import { startPostgres, type Postgres } from '../../postgres/start.js';
 
 export async function startGraphile(dir: string, inFlight: number): Promise<PeerBackend & { versions: string }> {
+  return graphileOn(await startPostgres(dir), inFlight);
+}
+
+/** graphile-worker on a running PostgreSQL (its database migrated here); `stop` stops `pg`. */
+export async function graphileOn(pg: Postgres, inFlight: number): Promise<PeerBackend & { versions: string }> {
   const { makeWorkerUtils } = await import('graphile-worker');
   const { default: pgLib } = await import('pg');
-  const pg = await startPostgres(dir);
   // Our own pool, ended before PostgreSQL stops: WorkerUtils' release() neither awaits the end of
   // its pool nor keeps its error handler, and an idle connection that PostgreSQL's shutdown ends
   // would then crash the bench.
