@@ -49,3 +49,34 @@ test('the next batch commits while the last one is still in afterCommit; callers
   expect(announced).toEqual([1, 2]);
   await writes.flush();
 });
+
+test('a second batch runs its writes while the first waits for the event counter; both commit', async () => {
+  const url = await createDatabase(inject('postgresUrl'), 'group_commit_lanes');
+  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  pools.push(pool);
+  await migratePostgres(pool);
+  const writes = new PgGroupCommit(pool, { replica: 'test', now: Date.now, afterCommit: async () => {} });
+
+  // Another replica's commit in progress: it holds the counter row until it commits.
+  const other = await pool.connect();
+  await other.query('BEGIN');
+  await other.query('SELECT last_seq FROM event_counter FOR UPDATE');
+  const started: string[] = [];
+  const write = (name: string) =>
+    writes.run(async (tx) => {
+      started.push(name);
+      tx.count(null, 'PENDING');
+      return name;
+    });
+  const a = write('a');
+  await waitFor(() => started.length === 1, { what: 'the first batch to run its write', timeoutMs: 5_000, intervalMs: 10 });
+  const b = write('b');
+  // With one batch at a time, b would wait for a's commit, which waits for the counter.
+  await waitFor(() => started.length === 2, { what: 'the second batch to run its write meanwhile', timeoutMs: 5_000, intervalMs: 10 });
+  await other.query('COMMIT');
+  other.release();
+  expect(await Promise.all([a, b])).toEqual(['a', 'b']);
+  const { rows } = await pool.query<{ n: string }>("SELECT n FROM command_counts WHERE status = 'PENDING'");
+  expect(Number(rows[0]?.n)).toBe(2);
+  await writes.flush();
+});

@@ -64,9 +64,17 @@ type Outcome =
 /** Writes per transaction, at most: bounds how long one commit holds the counter. */
 const MAX_BATCH = 256;
 
+/**
+ * Batches of one replica in flight at once. The event counter still lets one commit at a time, but
+ * it is taken by a batch's last statement: a second batch runs its BEGIN and its writes while the
+ * first waits for its COMMIT (the WAL flush), and queues on the counter only for what remains.
+ */
+const LANES = 2;
+
 export class PgGroupCommit {
   private queue: Queued[] = [];
-  private draining: Promise<void> | undefined;
+  private readonly draining = new Set<Promise<void>>();
+  private lanes = 0;
   /** The afterCommit of the last committed batch, and of every one before it (a chain). */
   private announced: Promise<void> = Promise.resolve();
 
@@ -83,13 +91,18 @@ export class PgGroupCommit {
   run<T>(write: Write<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ write: write as Write<unknown>, resolve: resolve as (value: unknown) => void, reject });
-      this.draining ??= this.drain();
+      if (this.lanes < LANES) {
+        this.lanes++;
+        const lane = this.drain();
+        this.draining.add(lane);
+        void lane.then(() => this.draining.delete(lane));
+      }
     });
   }
 
   /** Resolves once every queued write has been committed or refused, and its callers told. */
   async flush(): Promise<void> {
-    while (this.draining) await this.draining;
+    while (this.draining.size > 0) await Promise.all(this.draining);
     await this.announced;
   }
 
@@ -103,8 +116,8 @@ export class PgGroupCommit {
       }
     } finally {
       // In the same turn as the loop's last look at the queue: a write queued after it starts a
-      // new drain, none is left behind.
-      this.draining = undefined;
+      // new lane, none is left behind.
+      this.lanes--;
     }
   }
 
