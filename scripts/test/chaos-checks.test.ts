@@ -235,9 +235,15 @@ describe('chaos checks', () => {
   });
 
   it('event ids: a hole or a repeat in the log is a violation', () => {
-    expect(checks(run((e) => e.eventIds.splice(4, 2)))).toEqual(['event-ids:-:']);
+    expect(checks(run((e) => e.eventIds.splice(4, 2)))).toEqual(['event-ids:-:', 'event-ids:-:']); // the hole, and the two events the SSE client had
     expect(judge(run((e) => e.eventIds.splice(4, 2))).violations[0]?.why).toContain('event ids 5…6 are missing');
     expect(checks(run((e) => e.eventIds.splice(4, 0, 4)))).toEqual(['event-ids:-:']);
+  });
+
+  it('an event the SSE client received that the log no longer holds (pruned too early) is a violation', () => {
+    const e = run((e) => e.eventIds.splice(0, 2));
+    expect(checks(e)).toEqual(['event-ids:-:']);
+    expect(judge(e).violations[0]?.why).toContain('2 event(s) the SSE client received are no longer in the log (first: 1, 2), which holds 16 events from id 3');
   });
 
   it('SSE: an event received out of order, or never, is a violation', () => {

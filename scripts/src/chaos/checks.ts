@@ -103,6 +103,8 @@ export interface Verdict {
 }
 
 const TERMINAL = new Set(['COMPLETED', 'FAILED']);
+/** The server's default event-log keep count (control-server's DEFAULT_EVENT_RETENTION). */
+const DEFAULT_KEPT_EVENTS = 100_000;
 /** Errors a crash leaves on an attempt; with attempts left the server must run it again. */
 const CRASH_ERRORS = new Set(['lease expired', 'interrupted']);
 
@@ -247,6 +249,13 @@ export function judge(e: Evidence): Verdict {
   if (e.sse) {
     const disorder = outOfOrder(e.sse.received);
     if (disorder) flag('sse-order', null, {}, disorder);
+    // The log keeps 100 000 events for 24 h by default (EVENT_RETENTION): within a drill nothing
+    // is due for pruning, so an event the client saw must still be in the log.
+    if (e.eventIds.length < DEFAULT_KEPT_EVENTS) {
+      const logged = new Set(e.eventIds);
+      const gone = e.sse.received.filter((id) => !logged.has(id));
+      if (gone.length > 0) flag('event-ids', null, {}, `${gone.length} event(s) the SSE client received are no longer in the log (first: ${gone.slice(0, 10).join(', ')}), which holds ${e.eventIds.length} events from id ${e.eventIds[0] ?? '-'}`);
+    }
     const seen = new Set(e.sse.received);
     const missed = e.eventIds.filter((id) => !seen.has(id));
     if (missed.length > 0 || e.sse.resets > 0) {
