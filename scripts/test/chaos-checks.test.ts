@@ -26,11 +26,13 @@ function command(n: number, over: Partial<CommandRecord> = {}): CommandRecord {
 }
 
 function history(c: CommandRecord): EventRecord[] {
-  const at = T0 + 1000 * Number(c.id.slice(3));
+  const n = Number(c.id.slice(3));
+  const at = T0 + 1000 * n;
+  // Commands run one after another: command n has event ids 3n+1…3n+3.
   return [
-    { seq: 1, transition: 'submit', status: 'PENDING', agentId: null, attempts: 0, error: null, at },
-    { seq: 2, transition: 'claim', status: 'RUNNING', agentId: 'agent-1', attempts: 1, error: null, at: at + 10 },
-    { seq: 3, transition: 'report', status: c.status, agentId: 'agent-1', attempts: c.attempts, error: c.error, at: at + 20 },
+    { seq: 3 * n + 1, transition: 'submit', status: 'PENDING', agentId: null, attempts: 0, error: null, at },
+    { seq: 3 * n + 2, transition: 'claim', status: 'RUNNING', agentId: 'agent-1', attempts: 1, error: null, at: at + 10 },
+    { seq: 3 * n + 3, transition: 'report', status: c.status, agentId: 'agent-1', attempts: c.attempts, error: c.error, at: at + 20 },
   ];
 }
 
@@ -47,7 +49,7 @@ function death(over: Partial<AgentDeath> = {}): AgentDeath {
 function run(change: (e: Evidence) => void = () => {}): Evidence {
   const commands = Array.from({ length: 6 }, (_, n) => command(n));
   const e: Evidence = {
-    run: { agentsKillable: true, leaseMs: 6000, gaveUp: null },
+    run: { replicas: 1, agentsKillable: true, leaseMs: 6000, gaveUp: null },
     submits: commands.map((c) => ({ key: c.key as string, type: c.type, answer: 'created', id: c.id, tries: 1, detail: null })),
     commands,
     events: new Map(commands.map((c) => [c.id, history(c)])),
@@ -56,6 +58,8 @@ function run(change: (e: Evidence) => void = () => {}): Evidence {
     serverDeaths: [],
     outboxes: new Map(),
     leaseLosses: [],
+    eventIds: Array.from({ length: 18 }, (_, i) => i + 1),
+    sse: { received: Array.from({ length: 18 }, (_, i) => i + 1), resumes: [{ at: T0, replica: 0, lastEventId: 0 }], resets: 0 },
   };
   change(e);
   // The agent's outbox agrees with the server, unless the test said otherwise.
@@ -196,7 +200,7 @@ describe('chaos checks', () => {
   });
 
   it('a lease given up after a short server restart is a violation; after a long one it is excused', () => {
-    const restart = (at: number, downMs: number): ServerDeath => ({ n: 1, by: 'drill', how: 'SIGKILL', at, downMs });
+    const restart = (at: number, downMs: number): ServerDeath => ({ n: 1, replica: 0, by: 'drill', how: 'SIGKILL', at, downMs });
     const loss = { agent: 'agent-1', commandId: 'id-2', why: 'not renewed within 6000 ms', at: T0 + 10_000 };
     const short = run((e) => {
       e.serverDeaths.push(restart(T0 + 8_000, 1_000));
@@ -209,6 +213,49 @@ describe('chaos checks', () => {
     });
     expect(checks(long)).toEqual([]);
     expect(judge(long).stats).toMatchObject({ leaseLosses: 1, leaseLossesExcused: 1 });
+  });
+
+  it('with replicas, a long downtime of one replica excuses no lease loss (agents fail over); all down at once does', () => {
+    const death = (replica: number, at: number, downMs: number): ServerDeath => ({ n: 1, replica, by: 'drill', how: 'SIGKILL', at, downMs });
+    const loss = { agent: 'agent-1', commandId: 'id-2', why: 'not renewed within 6000 ms', at: T0 + 10_000 };
+    const one = run((e) => {
+      e.run.replicas = 2;
+      e.serverDeaths.push(death(0, T0 + 4_000, 5_000));
+      e.leaseLosses.push(loss);
+    });
+    expect(checks(one)).toEqual(['lease-lost:4:k-2']);
+    // Replica 2 is down from +5 s to +9.5 s: both were down from +5 s to +9 s.
+    const both = run((e) => {
+      e.run.replicas = 2;
+      e.serverDeaths.push(death(0, T0 + 4_000, 5_000), death(1, T0 + 5_000, 4_500));
+      e.leaseLosses.push(loss);
+    });
+    expect(checks(both)).toEqual([]);
+    expect(judge(both).stats).toMatchObject({ leaseLossesExcused: 1, allReplicasDown: 1, maxOutageMs: 4_000, maxServerDownMs: 5_000 });
+  });
+
+  it('event ids: a hole or a repeat in the log is a violation', () => {
+    expect(checks(run((e) => e.eventIds.splice(4, 2)))).toEqual(['event-ids:-:', 'event-ids:-:']); // the hole, and the two events the SSE client had
+    expect(judge(run((e) => e.eventIds.splice(4, 2))).violations[0]?.why).toContain('event ids 5…6 are missing');
+    expect(checks(run((e) => e.eventIds.splice(4, 0, 4)))).toEqual(['event-ids:-:']);
+  });
+
+  it('an event the SSE client received that the log no longer holds (pruned too early) is a violation', () => {
+    const e = run((e) => e.eventIds.splice(0, 2));
+    expect(checks(e)).toEqual(['event-ids:-:']);
+    expect(judge(e).violations[0]?.why).toContain('2 event(s) the SSE client received are no longer in the log (first: 1, 2), which holds 16 events from id 3');
+  });
+
+  it('SSE: an event received out of order, or never, is a violation', () => {
+    const swapped = run((e) => e.sse!.received.splice(3, 2, 5, 4));
+    expect(checks(swapped)).toEqual(['sse-order:-:']);
+    expect(judge(swapped).violations[0]?.why).toContain('received event 4 after event 5');
+    const lost = run((e) => e.sse!.received.splice(10, 1));
+    expect(checks(lost)).toEqual(['sse-lost:-:']);
+    expect(judge(lost).violations[0]?.why).toContain('missed 1 of 18 events (first: 11)');
+    expect(checks(run((e) => (e.sse!.resets = 1)))).toEqual(['sse-lost:-:']);
+    // A resume that repeats an event it already had is out of order too.
+    expect(checks(run((e) => e.sse!.received.splice(9, 0, 9)))).toEqual(['sse-order:-:']);
   });
 
   it('the event log must tell each command to its end', () => {

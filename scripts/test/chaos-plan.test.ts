@@ -1,7 +1,7 @@
 /** The chaos drill's schedule is a function of its seed: a failed run can be replayed. */
 import { describe, expect, it } from 'vitest';
 import { parseOptions, type ChaosOptions } from '../src/chaos/options.js';
-import { agentLifeSeed, lifeHasRandomFailures, makePlan, targetDelayMs } from '../src/chaos/plan.js';
+import { agentLifeSeed, ALL_REPLICAS, lifeHasRandomFailures, makePlan, targetDelayMs } from '../src/chaos/plan.js';
 
 const options = (seed: number) =>
   parseOptions(['--commands', '500', '--server-kills', '5', '--agent-kills', '7', '--seed', String(seed)]) as ChaosOptions;
@@ -28,6 +28,27 @@ describe('chaos schedule', () => {
     expect(at).toEqual([...at].sort((x, y) => x - y));
     for (const k of plan.kills.filter((k) => k.target === 'agent')) expect(k.agent).toBeGreaterThanOrEqual(0);
     for (const k of plan.kills) expect(k.agent).toBeLessThan(3);
+  });
+
+  it('replicas: server kills name a replica or all at once (at least one), seeded; one server keeps its schedule', () => {
+    const o = (argv: string[]) => parseOptions(['--commands', '500', '--server-kills', '12', '--agent-kills', '7', '--seed', '9', ...argv]) as ChaosOptions;
+    const two = makePlan(o(['--replicas', '2', '--database', 'postgres']));
+    const serverKills = two.kills.filter((k) => k.target === 'server');
+    expect(serverKills.some((k) => k.replica === ALL_REPLICAS)).toBe(true);
+    expect(serverKills.some((k) => k.replica === 0) && serverKills.some((k) => k.replica === 1)).toBe(true);
+    for (const k of serverKills) expect([ALL_REPLICAS, 0, 1]).toContain(k.replica);
+    expect(makePlan(o(['--replicas', '2', '--database', 'postgres']))).toEqual(two);
+    // The replica draws have their own stream: the rest of the schedule is the one-server one.
+    const one = makePlan(o([]));
+    expect(one.kills.filter((k) => k.target === 'server').every((k) => k.replica === 0)).toBe(true);
+    expect(two.kills.map(({ replica: _, ...k }) => k)).toEqual(one.kills.map(({ replica: _, ...k }) => k));
+    expect(two.commands).toEqual(one.commands);
+  });
+
+  it('--replicas above 1 needs --database postgres; a bad --database is refused', () => {
+    expect(() => parseOptions(['--replicas', '2'])).toThrow(/--database postgres/);
+    expect(() => parseOptions(['--database', 'mysql'])).toThrow(/expected sqlite or postgres/);
+    expect(parseOptions([])).toMatchObject({ database: 'sqlite', replicas: 1 });
   });
 
   it('--no-random-failures: no agent life runs with the flag', () => {

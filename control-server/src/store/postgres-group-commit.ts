@@ -11,6 +11,12 @@
  * so the transaction goes on for the others. An SQL error aborts the whole transaction: then each
  * write of the batch runs again alone, so one bad write cannot fail the others. A failure while
  * committing leaves the outcome unknown, and every write of the batch is told so.
+ *
+ * The next batch does not wait for the last one's afterCommit (its events handed to this
+ * replica's listeners, which with replicas may first read the other replicas' events from the
+ * log): that read is one more round trip that would otherwise sit between every two commits.
+ * The callers of a batch still hear back only after its afterCommit, and afterCommits run in
+ * commit order, one after another.
  */
 import type pg from 'pg';
 import type { Command, CommandStatus } from '@agent-executor/common';
@@ -58,9 +64,19 @@ type Outcome =
 /** Writes per transaction, at most: bounds how long one commit holds the counter. */
 const MAX_BATCH = 256;
 
+/**
+ * Batches of one replica in flight at once. The event counter still lets one commit at a time, but
+ * it is taken by a batch's last statement: a second batch runs its BEGIN and its writes while the
+ * first waits for its COMMIT (the WAL flush), and queues on the counter only for what remains.
+ */
+const LANES = 2;
+
 export class PgGroupCommit {
   private queue: Queued[] = [];
-  private draining: Promise<void> | undefined;
+  private readonly draining = new Set<Promise<void>>();
+  private lanes = 0;
+  /** The afterCommit of the last committed batch, and of every one before it (a chain). */
+  private announced: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -75,13 +91,19 @@ export class PgGroupCommit {
   run<T>(write: Write<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ write: write as Write<unknown>, resolve: resolve as (value: unknown) => void, reject });
-      this.draining ??= this.drain();
+      if (this.lanes < LANES) {
+        this.lanes++;
+        const lane = this.drain();
+        this.draining.add(lane);
+        void lane.then(() => this.draining.delete(lane));
+      }
     });
   }
 
-  /** Resolves once every queued write has been committed or refused. */
+  /** Resolves once every queued write has been committed or refused, and its callers told. */
   async flush(): Promise<void> {
-    while (this.draining) await this.draining;
+    while (this.draining.size > 0) await Promise.all(this.draining);
+    await this.announced;
   }
 
   private async drain(): Promise<void> {
@@ -94,8 +116,8 @@ export class PgGroupCommit {
       }
     } finally {
       // In the same turn as the loop's last look at the queue: a write queued after it starts a
-      // new drain, none is left behind.
-      this.draining = undefined;
+      // new lane, none is left behind.
+      this.lanes--;
     }
   }
 
@@ -126,12 +148,24 @@ export class PgGroupCommit {
       }
       return;
     }
-    if (committed) await this.options.afterCommit(committed);
-    batch.forEach(({ resolve, reject }, i) => {
-      const outcome = outcomes?.[i];
-      if (outcome?.ok) resolve(outcome.value);
-      else reject(outcome?.error);
-    });
+    const answer = () =>
+      batch.forEach(({ resolve, reject }, i) => {
+        const outcome = outcomes?.[i];
+        if (outcome?.ok) resolve(outcome.value);
+        else reject(outcome?.error);
+      });
+    const after = committed;
+    // Chained, not awaited: the next batch may commit meanwhile (see the header). afterCommit
+    // reports its own failures (the store's never rejects); the chain must not break on one.
+    this.announced = this.announced
+      .then(async () => {
+        try {
+          if (after) await this.options.afterCommit(after);
+        } finally {
+          answer();
+        }
+      })
+      .catch(() => undefined);
   }
 
   private async transaction(client: pg.PoolClient, batch: Queued[]): Promise<{ outcomes: Outcome[]; committed: Committed }> {

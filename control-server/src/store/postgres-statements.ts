@@ -234,6 +234,17 @@ export const sql = {
     `SELECT (SELECT min(seq) FROM events) AS head, (SELECT last_seq FROM event_counter) AS last,
             (SELECT seq FROM events WHERE created_at >= $1 ORDER BY created_at, seq LIMIT 1) AS kept`,
   ),
+  /**
+   * The first young event in seq order, among those below $2. `kept` above is the first young one
+   * by created_at, which is not the first by seq: created_at is each replica's clock when the
+   * write ran, and a write that ran earlier may commit (and take its id) later, on another replica
+   * or in the other batch of this one. A young event below `kept` must stop the prune there. A
+   * range of the primary key from the head, no longer than one prune deletes.
+   */
+  youngBelow: statement(
+    'young_below',
+    'SELECT min(seq) AS seq FROM events WHERE seq >= $1 AND seq < $2 AND created_at >= $3',
+  ),
   // A range of seq from the head. Replicas pruning at once: the one holding the advisory lock for
   // this statement deletes, the others delete nothing instead of waiting on its rows.
   pruneEventsBefore: statement(

@@ -214,12 +214,16 @@ export class PostgresCommandStore implements CommandStore {
     this.pruning = true;
     this.eventsSincePrune = 0;
     try {
-      const [bounds] = await this.rows<{ head: number | null; last: number; kept: number | null }>(sql.eventLogBounds, [
-        this.now() - this.retention.ms,
-      ]);
+      const youngSince = this.now() - this.retention.ms;
+      const [bounds] = await this.rows<{ head: number | null; last: number; kept: number | null }>(sql.eventLogBounds, [youngSince]);
       if (bounds?.head == null) return;
       const { head, last } = bounds;
-      const end = pruneEnd({ head, last, keptByTime: bounds.kept ?? undefined, keepCount: this.retention.count });
+      let keptByTime = bounds.kept ?? undefined;
+      if (keptByTime !== undefined && keptByTime > head) {
+        const [young] = await this.rows<{ seq: number | null }>(sql.youngBelow, [head, Math.min(keptByTime, head + PRUNE_BATCH), youngSince]);
+        keptByTime = young?.seq ?? keptByTime;
+      }
+      const end = pruneEnd({ head, last, keptByTime, keepCount: this.retention.count });
       if (end <= head) return;
       const { rowCount } = await this.pool.query({ ...sql.pruneEventsBefore, values: [end, PRUNE_LOCK] });
       if ((rowCount ?? 0) >= PRUNE_BATCH) this.eventsSincePrune = PRUNE_EVERY_EVENTS;
@@ -662,6 +666,11 @@ export class PostgresCommandStore implements CommandStore {
   /** For tests: breaks the LISTEN connection as a network failure would. */
   dropListenConnection(): void {
     this.listener.dropConnection();
+  }
+
+  /** For tests: one prune of the event log now (it otherwise runs every PRUNE_EVERY_EVENTS events). */
+  pruneEventLogNow(): Promise<void> {
+    return this.pruneEvents();
   }
 
   /** For tests: resolves once every event heard so far has been handed to the listeners. */

@@ -32,6 +32,9 @@ export type CheckName =
   | 'lease-lost'
   | 'event-log'
   | 'concurrency-limit'
+  | 'event-ids'
+  | 'sse-order'
+  | 'sse-lost'
   | 'unexpected-exit';
 
 export interface Violation {
@@ -82,8 +85,16 @@ export interface Stats {
   leaseLosses: number;
   /** Lease losses not judged: a server downtime near them was too long to renew through. */
   leaseLossesExcused: number;
-  /** Longest server downtime, SIGKILL to healthy. */
+  /** Longest server downtime, SIGKILL to healthy (of one replica). */
   maxServerDownMs: number;
+  /** Replica kills that took every replica down at once (counted once each). */
+  allReplicasDown: number;
+  /** Longest time no replica answered. */
+  maxOutageMs: number;
+  events: number;
+  /** Events the SSE follower received, and the times it resumed on another connection. */
+  sseReceived: number;
+  sseResumes: number;
 }
 
 export interface Verdict {
@@ -92,6 +103,8 @@ export interface Verdict {
 }
 
 const TERMINAL = new Set(['COMPLETED', 'FAILED']);
+/** The server's default event-log keep count (control-server's DEFAULT_EVENT_RETENTION). */
+const DEFAULT_KEPT_EVENTS = 100_000;
 /** Errors a crash leaves on an attempt; with attempts left the server must run it again. */
 const CRASH_ERRORS = new Set(['lease expired', 'interrupted']);
 
@@ -230,6 +243,26 @@ export function judge(e: Evidence): Verdict {
     flag('concurrency-limit', null, { key: byId.get(o.commandId)?.key, id: o.commandId }, `key ${o.key} had ${o.running} commands RUNNING at event #${o.seq}, over its limit ${o.limit}`);
   }
 
+  // SSE ids: every event id once, none skipped (ids are handed out in commit order, SPEC §8).
+  for (const gap of idGaps(e.eventIds)) flag('event-ids', null, {}, gap);
+  // SSE: what one client saw, across every replica it was moved to, is the whole log, in order.
+  if (e.sse) {
+    const disorder = outOfOrder(e.sse.received);
+    if (disorder) flag('sse-order', null, {}, disorder);
+    // The log keeps 100 000 events for 24 h by default (EVENT_RETENTION): within a drill nothing
+    // is due for pruning, so an event the client saw must still be in the log.
+    if (e.eventIds.length < DEFAULT_KEPT_EVENTS) {
+      const logged = new Set(e.eventIds);
+      const gone = e.sse.received.filter((id) => !logged.has(id));
+      if (gone.length > 0) flag('event-ids', null, {}, `${gone.length} event(s) the SSE client received are no longer in the log (first: ${gone.slice(0, 10).join(', ')}), which holds ${e.eventIds.length} events from id ${e.eventIds[0] ?? '-'}`);
+    }
+    const seen = new Set(e.sse.received);
+    const missed = e.eventIds.filter((id) => !seen.has(id));
+    if (missed.length > 0 || e.sse.resets > 0) {
+      flag('sse-lost', null, {}, `the SSE client missed ${missed.length} of ${e.eventIds.length} events (first: ${missed.slice(0, 10).join(', ')})${e.sse.resets > 0 ? `; ${e.sse.resets} reset(s)` : ''} over ${e.sse.resumes.length} connection(s)`);
+    }
+  }
+
   for (const d of e.agentDeaths.filter((x) => x.by === 'exit')) flag('unexpected-exit', null, {}, `${d.agent} (life ${d.life}) ended by itself: ${d.how}`);
   for (const d of e.serverDeaths.filter((x) => x.by === 'exit')) flag('unexpected-exit', null, {}, `the server ended by itself: ${d.how}`);
 
@@ -268,6 +301,11 @@ export function judge(e: Evidence): Verdict {
       leaseLosses: e.leaseLosses.length,
       leaseLossesExcused: e.leaseLosses.filter((l) => !restartsLeftTimeToRenew(e, l.at)).length,
       maxServerDownMs: longestDowntime(e),
+      allReplicasDown: e.run.replicas > 1 ? outages(e).length : 0,
+      maxOutageMs: Math.max(0, ...outages(e).map((o) => o.downMs)),
+      events: e.eventIds.length,
+      sseReceived: e.sse?.received.length ?? 0,
+      sseResumes: Math.max(0, (e.sse?.resumes.length ?? 0) - 1),
     },
   };
 }
@@ -279,15 +317,57 @@ function longestDowntime(e: Evidence): number {
   return Math.max(0, ...e.serverDeaths.map((d) => d.downMs));
 }
 
-/** Server deaths that could have kept an agent from renewing a lease it lost at `at`. */
+/**
+ * The times no replica answered: with one server its downtimes; with replicas, an agent fails over
+ * to a live one, so only the spans where every replica was down at once keep it from renewing.
+ */
+export function outages(e: Evidence): Array<{ at: number; downMs: number }> {
+  const spans = (r: number) => e.serverDeaths.filter((d) => d.replica === r).map((d) => [d.at, d.at + d.downMs] as const);
+  let down = spans(0);
+  for (let r = 1; r < e.run.replicas; r++) {
+    const other = spans(r);
+    const both: Array<readonly [number, number]> = [];
+    for (const [a0, a1] of down) {
+      for (const [b0, b1] of other) {
+        const from = Math.max(a0, b0);
+        const to = Math.min(a1, b1);
+        if (from <= to) both.push([from, to]);
+      }
+    }
+    down = both;
+  }
+  return down.sort((a, b) => a[0] - b[0]).map(([from, to]) => ({ at: from, downMs: to - from }));
+}
+
+/** Outages that could have kept an agent from renewing a lease it lost at `at`. */
 function deathsBefore(e: Evidence, at: number) {
   const lease = e.run.leaseMs;
-  return e.serverDeaths.filter((d) => d.at <= at && d.at + d.downMs >= at - 2 * lease);
+  return outages(e).filter((d) => d.at <= at && d.at + d.downMs >= at - 2 * lease);
+}
+
+/** Holes and repeats in the log's ids (ascending); the first few, each as a sentence. */
+export function idGaps(ids: number[]): string[] {
+  const out: string[] = [];
+  for (let i = 1; i < ids.length && out.length < 10; i++) {
+    const [a, b] = [ids[i - 1] as number, ids[i] as number];
+    if (b === a) out.push(`event id ${b} is in the log twice`);
+    else if (b !== a + 1) out.push(`event ids ${a + 1}…${b - 1} are missing from the log (between ${a} and ${b})`);
+  }
+  return out;
+}
+
+/** The first id that did not come after the one before it, as a sentence; null when ascending. */
+export function outOfOrder(received: number[]): string | null {
+  for (let i = 1; i < received.length; i++) {
+    const [a, b] = [received[i - 1] as number, received[i] as number];
+    if (b <= a) return `the SSE client received event ${b} after event ${a} (position ${i} of ${received.length})`;
+  }
+  return null;
 }
 
 function nearbyDowntimes(e: Evidence, at: number): string {
   const near = deathsBefore(e, at);
-  return near.length === 0 ? '; no server kill before it' : `; server down ${near.map((d) => `${d.downMs} ms ${at - d.at} ms before`).join(', ')}`;
+  return near.length === 0 ? '; no server outage before it' : `; server down ${near.map((d) => `${d.downMs} ms ${at - d.at} ms before`).join(', ')}`;
 }
 
 /**
@@ -296,7 +376,7 @@ function nearbyDowntimes(e: Evidence, at: number): string {
  */
 export function restartsLeftTimeToRenew(e: Evidence, at: number): boolean {
   const lease = e.run.leaseMs;
-  const all = [...e.serverDeaths].sort((a, b) => a.at - b.at);
+  const all = outages(e);
   return deathsBefore(e, at).every((d) => {
     const previous = all[all.indexOf(d) - 1];
     const uptime = previous === undefined ? Number.POSITIVE_INFINITY : d.at - (previous.at + previous.downMs);

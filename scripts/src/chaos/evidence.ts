@@ -1,7 +1,7 @@
 /**
- * What a drill collects to judge a run, and the readers of the two kinds of SQLite files. Both
- * are opened read-only, only while their process is not running: an agent's outbox right after
- * it died (before its restart), the server's database after the server was stopped.
+ * What a drill collects to judge a run, and the readers of what the processes wrote: an agent's
+ * outbox (SQLite, read-only, right after it died, before its restart) and the server's database
+ * (its SQLite file read-only, or its PostgreSQL tables) after every replica was stopped.
  */
 import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
@@ -79,6 +79,8 @@ export interface AgentDeath {
 
 export interface ServerDeath {
   n: number;
+  /** Which replica (0-based; always 0 with one server). */
+  replica: number;
   by: 'drill' | 'exit';
   how: string;
   at: number;
@@ -95,8 +97,20 @@ export interface LeaseLoss {
   at: number;
 }
 
+/** What the drill's SSE follower received: one stream at a time, moved to the next replica when its replica died. */
+export interface SseRecord {
+  /** Event ids in the order they arrived, over every connection. */
+  received: number[];
+  /** Each reconnection: to which replica, resuming after which id. */
+  resumes: Array<{ at: number; replica: number; lastEventId: number }>;
+  /** `event: reset` frames (events after the resume id were pruned): events lost to the client. */
+  resets: number;
+}
+
 export interface Evidence {
   run: {
+    /** Server processes on the one database. */
+    replicas: number;
     /** Agents could be killed: by the drill (agent kills > 0) or by themselves (--random-failures). */
     agentsKillable: boolean;
     /** LEASE_MS of the server. */
@@ -114,6 +128,10 @@ export interface Evidence {
   /** Each agent's outbox after the run. */
   outboxes: Map<string, OutboxRow[]>;
   leaseLosses: LeaseLoss[];
+  /** Every event id in the server's log, ascending. */
+  eventIds: number[];
+  /** Null when the drill ran no SSE follower. */
+  sse: SseRecord | null;
 }
 
 interface OutboxDbRow {
@@ -169,53 +187,103 @@ interface EventDbRow {
   created_at: number;
 }
 
-export function readServerDb(path: string): { commands: CommandRecord[]; events: Map<string, EventRecord[]> } {
+export interface ServerRecords {
+  commands: CommandRecord[];
+  events: Map<string, EventRecord[]>;
+  /** Every event id in the log, ascending. */
+  eventIds: number[];
+}
+
+const COMMANDS_SQL = 'SELECT id, idempotency_key, type, status, error, attempts, max_attempts, agent_id, result FROM commands ORDER BY seq';
+const EVENTS_SQL = 'SELECT seq, command_id, transition, data, created_at FROM events ORDER BY seq';
+
+/** The server's SQLite file, read-only, after the server stopped. */
+export function readServerDb(path: string): ServerRecords {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   try {
-    const commands = db
-      .prepare<[], CommandDbRow>(
-        'SELECT id, idempotency_key, type, status, error, attempts, max_attempts, agent_id, result FROM commands ORDER BY seq',
-      )
-      .all()
-      .map((r) => ({
-        id: r.id,
-        key: r.idempotency_key,
-        type: r.type,
-        status: r.status,
-        error: r.error,
-        attempts: r.attempts,
-        maxAttempts: r.max_attempts,
-        agentId: r.agent_id,
-        resultKey: r.type === 'HTTP_GET_JSON' && r.result !== null ? resultKey(r.result) : null,
-      }));
-    const events = new Map<string, EventRecord[]>();
-    for (const r of db.prepare<[], EventDbRow>('SELECT seq, command_id, transition, data, created_at FROM events ORDER BY seq').iterate()) {
-      const c = JSON.parse(r.data) as {
-        status: Status;
-        agentId: string | null;
-        attempts: number;
-        error: string | null;
-        concurrencyKey?: string | null;
-        concurrencyLimit?: number | null;
-      };
-      const list = events.get(r.command_id) ?? [];
-      list.push({
-        seq: r.seq,
-        transition: r.transition,
-        status: c.status,
-        agentId: c.agentId,
-        attempts: c.attempts,
-        error: c.error,
-        at: r.created_at,
-        concurrencyKey: c.concurrencyKey ?? null,
-        concurrencyLimit: c.concurrencyLimit ?? null,
-      });
-      events.set(r.command_id, list);
-    }
-    return { commands, events };
+    return toRecords(db.prepare<[], CommandDbRow>(COMMANDS_SQL).all(), db.prepare<[], EventDbRow>(EVENTS_SQL).iterate());
   } finally {
     db.close();
   }
+}
+
+/** The same tables on PostgreSQL (the schemas agree column for column; bigints come as text). */
+export async function readServerPg(url: string): Promise<ServerRecords> {
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const commands = await client.query<CommandDbRow>(COMMANDS_SQL);
+    const events = await client.query<EventDbRow>(EVENTS_SQL);
+    return toRecords(
+      commands.rows,
+      events.rows.map((r) => ({ ...r, seq: Number(r.seq), created_at: Number(r.created_at) })),
+    );
+  } finally {
+    await client.end();
+  }
+}
+
+/** The last event id in the log now, read while the servers run (SQLite in WAL mode allows a reader). */
+export async function lastEventId(database: { path: string } | { url: string }): Promise<number> {
+  const sql = 'SELECT coalesce(max(seq), 0) AS last FROM events';
+  if ('path' in database) {
+    const db = new Database(database.path, { readonly: true, fileMustExist: true });
+    try {
+      return db.prepare<[], { last: number }>(sql).get()?.last ?? 0;
+    } finally {
+      db.close();
+    }
+  }
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: database.url });
+  await client.connect();
+  try {
+    return Number((await client.query<{ last: string }>(sql)).rows[0]?.last ?? 0);
+  } finally {
+    await client.end();
+  }
+}
+
+function toRecords(commandRows: CommandDbRow[], eventRows: Iterable<EventDbRow>): ServerRecords {
+  const commands = commandRows.map((r) => ({
+    id: r.id,
+    key: r.idempotency_key,
+    type: r.type,
+    status: r.status,
+    error: r.error,
+    attempts: r.attempts,
+    maxAttempts: r.max_attempts,
+    agentId: r.agent_id,
+    resultKey: r.type === 'HTTP_GET_JSON' && r.result !== null ? resultKey(r.result) : null,
+  }));
+  const events = new Map<string, EventRecord[]>();
+  const eventIds: number[] = [];
+  for (const r of eventRows) {
+    eventIds.push(r.seq);
+    const c = JSON.parse(r.data) as {
+      status: Status;
+      agentId: string | null;
+      attempts: number;
+      error: string | null;
+      concurrencyKey?: string | null;
+      concurrencyLimit?: number | null;
+    };
+    const list = events.get(r.command_id) ?? [];
+    list.push({
+      seq: r.seq,
+      transition: r.transition,
+      status: c.status,
+      agentId: c.agentId,
+      attempts: c.attempts,
+      error: c.error,
+      at: r.created_at,
+      concurrencyKey: c.concurrencyKey ?? null,
+      concurrencyLimit: c.concurrencyLimit ?? null,
+    });
+    events.set(r.command_id, list);
+  }
+  return { commands, events, eventIds };
 }
 
 function resultKey(json: string): string | null {

@@ -1,6 +1,7 @@
 /**
- * The processes under test: one control server (always on the same port and database, so a
- * restart is the same server) and N agents (each with its own fixed AGENT_ID and outbox). Every
+ * The processes under test: the control server's replicas (each always on the same port and
+ * database, so a restart is the same replica; one replica on SQLite, one or more on PostgreSQL)
+ * and N agents (each with its own fixed AGENT_ID and outbox). Every
  * death is recorded with what the dead agent's outbox held right after it, read before the restart.
  */
 import { join } from 'node:path';
@@ -18,8 +19,11 @@ export const AGENT_MAIN = join(REPO_ROOT, 'agent/dist/main.js');
 const HEALTH_TIMEOUT_MS = 60_000;
 
 export interface ServerOptions {
+  /** 0-based; recorded with each death. */
+  replica: number;
   port: number;
-  dbPath: string;
+  /** DB_PATH (SQLite) or DATABASE_URL (PostgreSQL), and anything else the database needs. */
+  databaseEnv: Record<string, string>;
   leaseMs: number;
 }
 
@@ -40,11 +44,11 @@ export class ServerUnderTest {
 
   /** Starts the server and waits until /health answers 200. */
   async start(): Promise<void> {
-    const { port, dbPath, leaseMs } = this.options;
-    const proc = spawnNode('server', SERVER_MAIN, [], {
+    const { port, databaseEnv, leaseMs, replica } = this.options;
+    const proc = spawnNode(`server-${replica + 1}`, SERVER_MAIN, [], {
       HOST: '127.0.0.1',
       PORT: String(port),
-      DB_PATH: dbPath,
+      ...databaseEnv,
       LEASE_MS: String(leaseMs),
       LOG_LEVEL: 'warn',
     });
@@ -53,7 +57,7 @@ export class ServerUnderTest {
       if (this.stopping || this.killing || this.proc !== proc) return;
       // It died without being asked to: record it and bring it back, the drill goes on.
       const at = Date.now();
-      this.deaths.push({ n: this.deaths.length + 1, by: 'exit', how: `${String(how)}: ${proc.output().slice(-500)}`, at, downMs: 0 });
+      this.deaths.push({ n: this.deaths.length + 1, replica, by: 'exit', how: `${String(how)}: ${proc.output().slice(-500)}`, at, downMs: 0 });
       void this.start().catch(() => {});
     });
     await waitForHealth(proc, this.url, { timeoutMs: HEALTH_TIMEOUT_MS, intervalMs: 25 });
@@ -61,17 +65,28 @@ export class ServerUnderTest {
 
   /** SIGKILL, then a restart on the same port and database. */
   async killAndRestart(): Promise<ServerDeath> {
+    const death = await this.kill();
+    await this.restart(death);
+    return death;
+  }
+
+  /** SIGKILL; resolves once the process is gone. Replicas killed together are all gone before any restarts. */
+  async kill(): Promise<ServerDeath> {
     const proc = this.proc;
     if (!proc) throw new Error('server not started');
     this.killing = true;
     const at = Date.now();
     const how = await proc.kill();
     this.killing = false;
-    const death: ServerDeath = { n: this.deaths.length + 1, by: 'drill', how: String(how), at, downMs: 0 };
+    const death: ServerDeath = { n: this.deaths.length + 1, replica: this.options.replica, by: 'drill', how: String(how), at, downMs: 0 };
     this.deaths.push(death);
-    await this.start();
-    death.downMs = Date.now() - at;
     return death;
+  }
+
+  /** Starts it again after kill(); the death's downtime runs until /health answers. */
+  async restart(death: ServerDeath): Promise<void> {
+    await this.start();
+    death.downMs = Date.now() - death.at;
   }
 
   /** SIGTERM (the server closes its database cleanly), SIGKILL after the grace time. */

@@ -3,6 +3,10 @@ import { parseArgs } from 'node:util';
 
 export interface ChaosOptions {
   commands: number;
+  /** `sqlite`: one temp file; `postgres`: an embedded PostgreSQL the drill starts and stops. */
+  database: 'sqlite' | 'postgres';
+  /** Server processes on the one database (more than one needs PostgreSQL). */
+  replicas: number;
   agents: number;
   serverKills: number;
   agentKills: number;
@@ -34,9 +38,15 @@ export interface ChaosOptions {
 }
 
 export const USAGE = `usage: npm run chaos -- [options]
+       npm run chaos -- --database postgres --replicas 2 --commands 10000
   --commands N          commands to submit (2000)
   --agents N            agents in the fleet (3)
-  --server-kills N      SIGKILLs of the control server, each followed by a restart (10)
+  --database D          sqlite (a temp file) or postgres (an embedded PostgreSQL 17 in the run's
+                        temp dir, started and stopped by the drill) (sqlite)
+  --replicas N          server processes on the one database; agents get every URL in SERVER_URL;
+                        more than 1 needs --database postgres (1)
+  --server-kills N      SIGKILLs of the control server, each followed by a restart (10); with
+                        replicas, of one replica, or of all at once for about one kill in four
   --agent-kills N       SIGKILLs of agents by the drill, each followed by a restart (10)
   --seed N              seed of every random choice; the same seed gives the same schedule (random)
   --no-random-failures  agents run without --random-failures (they then die only by the drill)
@@ -66,6 +76,8 @@ export function parseOptions(argv: string[]): ChaosOptions | 'help' {
       strict: true,
       options: {
         commands: { type: 'string', default: '2000' },
+        database: { type: 'string', default: 'sqlite' },
+        replicas: { type: 'string', default: '1' },
         agents: { type: 'string', default: '3' },
         'server-kills': { type: 'string', default: '10' },
         'agent-kills': { type: 'string', default: '10' },
@@ -104,8 +116,14 @@ export function parseOptions(argv: string[]): ChaosOptions | 'help' {
     return n;
   };
   const commands = int('commands', values.commands, 1, 1_000_000);
+  const database = values.database;
+  if (database !== 'sqlite' && database !== 'postgres') throw new UsageError(`--database=${database}: expected sqlite or postgres`);
+  const replicas = int('replicas', values.replicas, 1, 16);
+  if (replicas > 1 && database !== 'postgres') throw new UsageError(`--replicas=${replicas}: several replicas share one database: add --database postgres`);
   return {
     commands,
+    database,
+    replicas,
     agents: int('agents', values.agents, 1, 64),
     serverKills: int('server-kills', values['server-kills'], 0, 10_000),
     agentKills: int('agent-kills', values['agent-kills'], 0, 10_000),

@@ -37,6 +37,8 @@ export interface PlannedKill {
   target: 'server' | 'agent';
   /** Agent index (0-based); agent kills only. */
   agent: number;
+  /** Server kills: the replica (0-based), or ALL_REPLICAS for every replica at once. */
+  replica: number;
   /** Fires once this share of the commands is terminal… */
   atProgress: number;
   /** …plus this many ms, so kills do not line up with the progress probe. */
@@ -47,6 +49,11 @@ export interface Plan {
   commands: PlannedCommand[];
   kills: PlannedKill[];
 }
+
+/** A server kill of every replica at once. */
+export const ALL_REPLICAS = -1;
+/** With replicas, the share of server kills that take every replica down at once. */
+const ALL_AT_ONCE_SHARE = 0.25;
 
 /** Kills are spread over this share of the run's progress: early enough to hit work in flight. */
 const FIRST_KILL_AT = 0.02;
@@ -72,9 +79,19 @@ export function makePlan(o: ChaosOptions): Plan {
   }
   const kills: Omit<PlannedKill, 'n'>[] = [];
   const at = () => FIRST_KILL_AT + random() * (LAST_KILL_AT - FIRST_KILL_AT);
-  for (let i = 0; i < o.serverKills; i++) kills.push({ target: 'server', agent: -1, atProgress: at(), jitterMs: intBetween(random, 0, 500) });
+  // Its own stream too, so a seed gives a one-server run the schedule it gave before replicas.
+  const replicas = mulberry32(derive(o.seed, 'replicas'));
+  const replica = (i: number) => {
+    if (o.replicas === 1) return 0;
+    // The second server kill always takes every replica down, so that every run has one.
+    if (i === 1 || replicas() < ALL_AT_ONCE_SHARE) return ALL_REPLICAS;
+    return intBetween(replicas, 0, o.replicas - 1);
+  };
+  for (let i = 0; i < o.serverKills; i++) {
+    kills.push({ target: 'server', agent: -1, replica: replica(i), atProgress: at(), jitterMs: intBetween(random, 0, 500) });
+  }
   for (let i = 0; i < o.agentKills; i++) {
-    kills.push({ target: 'agent', agent: intBetween(random, 0, o.agents - 1), atProgress: at(), jitterMs: intBetween(random, 0, 500) });
+    kills.push({ target: 'agent', agent: intBetween(random, 0, o.agents - 1), replica: -1, atProgress: at(), jitterMs: intBetween(random, 0, 500) });
   }
   kills.sort((a, b) => a.atProgress - b.atProgress);
   return { commands, kills: kills.map((k, i) => ({ ...k, n: i + 1 })) };

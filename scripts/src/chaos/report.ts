@@ -20,7 +20,7 @@ export function summary(r: DrillResult): string {
   const failedBy = Object.entries(s.failedBy).map(([error, n]) => `${error}: ${n}`).join(', ');
   const row = (label: string, value: string | number, note = '') => `  ${label.padEnd(24)}${String(value).padStart(7)}${note ? `   ${note}` : ''}`;
   const lines = [
-    `chaos drill, seed ${o.seed}: ${o.commands} commands, ${o.agents} agents (CONCURRENCY ${o.concurrency}${o.randomFailures ? `, --random-failures in ${Math.round(o.randomFailureShare * 100)} % of lives` : ''}), LEASE_MS ${o.leaseMs}, ${(r.durationMs / 1000).toFixed(0)} s`,
+    `chaos drill, seed ${o.seed}: ${o.database === 'postgres' ? `PostgreSQL, ${o.replicas} replica(s)` : 'SQLite, 1 server'}, ${o.commands} commands, ${o.agents} agents (CONCURRENCY ${o.concurrency}${o.randomFailures ? `, --random-failures in ${Math.round(o.randomFailureShare * 100)} % of lives` : ''}), LEASE_MS ${o.leaseMs}, ${(r.durationMs / 1000).toFixed(0)} s`,
     row('submitted', s.submitted, `${s.submitRetries} retries through server downtime`),
     row('201 Created', s.created, `+ ${s.replayed} answered 200 Idempotent-Replayed (first answer lost)${s.rejected + s.unanswered > 0 ? `; ${s.rejected} rejected, ${s.unanswered} unanswered` : ''}`),
     row('stored', s.stored),
@@ -30,10 +30,11 @@ export function summary(r: DrillResult): string {
     row('not terminal', s.notTerminal),
     row('HTTP_GET_JSON commands', s.httpCommands, `the target saw ${s.witnessedExecutions} executions`),
     row('executed twice or more', s.executedTwice, `${s.extraExecutions} execution(s) beyond the first (witness); at most one per cut-off attempt: ${s.attemptsCutOff + s.reportsCutOffPastLease}`),
-    row('server kills', s.serverKills, `longest downtime ${s.maxServerDownMs} ms${s.serverExits ? `; ${s.serverExits} exits on its own` : ''}`),
+    row(o.replicas > 1 ? 'replica kills' : 'server kills', s.serverKills, `longest downtime ${s.maxServerDownMs} ms${o.replicas > 1 ? `; every replica down at once ${s.allReplicasDown} time(s), longest ${s.maxOutageMs} ms` : ''}${s.serverExits ? `; ${s.serverExits} exits on their own` : ''}`),
     row('agent kills', s.agentKillsByDrill + s.agentKillsBySelf, `${s.agentKillsByDrill} by the drill, ${s.agentKillsBySelf} by --random-failures${s.agentExits ? `; ${s.agentExits} exits on their own` : ''}`),
     row('  hit mid-execution', s.killsMidExecution, `${s.attemptsCutOff} attempt(s) cut off (outbox 'started'), ${s.requestsCutOff} HTTP request(s) cut off at the target`),
     row('  outcomes unreported', s.reportsCutOff, `finished outcome(s) not yet reported (outbox 'finished'), ${s.reportsCutOffPastLease} of them past their lease`),
+    row('events in the log', s.events, `ids without a gap; the SSE client received ${s.sseReceived}, resuming ${s.sseResumes} time(s) with Last-Event-ID`),
     row('leases lost by agents', s.leaseLosses, s.leaseLosses === 0 ? '' : `${s.leaseLossesExcused} after a server downtime too long to renew through, the rest are violations`),
     passed(r) ? 'PASS: every check held' : `FAIL: ${r.verdict.violations.length} violation(s); files kept in ${r.dir}`,
   ];

@@ -8,7 +8,8 @@ import type { SubmitRecord } from './evidence.js';
 import type { PlannedCommand } from './plan.js';
 
 export interface SubmitterOptions {
-  serverUrl: string;
+  /** Every replica; submits are spread over them, and a retry goes to the next one. */
+  serverUrls: string[];
   urlFor: (key: string) => string;
   maxAttempts: number;
   /** Requests in flight at once. */
@@ -43,14 +44,15 @@ export class Submitter {
         await this.options.gate();
         const i = next++;
         if (i >= this.plan.length) break;
-        await this.submit(this.plan[i] as PlannedCommand, this.records[i] as SubmitRecord);
+        await this.submit(this.plan[i] as PlannedCommand, this.records[i] as SubmitRecord, i);
       }
     };
     await Promise.all(Array.from({ length: this.options.inFlight }, worker));
     this.done = true;
   }
 
-  private async submit(p: PlannedCommand, record: SubmitRecord): Promise<void> {
+  private async submit(p: PlannedCommand, record: SubmitRecord, index: number): Promise<void> {
+    const urls = this.options.serverUrls;
     const body = JSON.stringify({
       type: p.type,
       payload: p.type === 'DELAY' ? { ms: p.delayMs } : { url: this.options.urlFor(p.key) },
@@ -62,7 +64,7 @@ export class Submitter {
     for (let retry = 0; Date.now() < this.options.deadline && !this.options.stopped(); retry++) {
       record.tries++;
       try {
-        const res = await fetch(`${this.options.serverUrl}/commands`, {
+        const res = await fetch(`${urls[(index + retry) % urls.length]}/commands`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', 'idempotency-key': p.key },
           body,

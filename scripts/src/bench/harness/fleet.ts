@@ -11,7 +11,8 @@ export type AgentKind = (typeof AGENT_KINDS)[number];
 
 export interface FleetOptions {
   kind: AgentKind;
-  serverUrl: string;
+  /** SERVER_URL of every agent, or of the i-th (replicas: agents spread over them). */
+  serverUrl: string | ((agent: number) => string);
   /** Where real agents keep their idempotency databases. */
   dir: string;
   agents: number;
@@ -40,10 +41,11 @@ export async function startFleet(o: FleetOptions): Promise<Fleet> {
   try {
     for (let i = 0; i < o.agents; i++) {
       const id = `bench-${o.kind}-${i + 1}`;
+      const serverUrl = typeof o.serverUrl === 'string' ? o.serverUrl : o.serverUrl(i);
       if (o.kind === 'process') {
         procs.push(
           startAgentProcess({
-            serverUrl: o.serverUrl,
+            serverUrl,
             dir: o.dir,
             id,
             concurrency: o.concurrency,
@@ -55,7 +57,7 @@ export async function startFleet(o: FleetOptions): Promise<Fleet> {
         );
       } else {
         const worker = startWorker('protocol-agent', [
-          `--url=${o.serverUrl}`,
+          `--url=${serverUrl}`,
           `--id=${id}`,
           `--loops=${o.concurrency}`,
           `--mode=${o.protocolMode ?? 'single'}`,

@@ -15,15 +15,18 @@ export interface SubmitOutcome {
   requests: number;
 }
 
-export async function submitAll(url: string, load: SubmitLoad): Promise<SubmitOutcome> {
-  const pool = new Pool(url, { connections: load.inFlight, pipelining: 1 });
+/** `url`: one server, or replicas: the requests in flight are spread over them evenly. */
+export async function submitAll(url: string | string[], load: SubmitLoad): Promise<SubmitOutcome> {
+  const urls = typeof url === 'string' ? [url] : url;
+  const pools = urls.map((u) => new Pool(u, { connections: Math.ceil(load.inFlight / urls.length), pipelining: 1 }));
   const one = JSON.stringify(load.body ?? { type: 'DELAY', payload: { ms: 0 } });
   const batches: number[] = [];
   for (let left = load.total; left > 0; left -= load.batchSize) batches.push(Math.min(load.batchSize, left));
   const batchBody = (n: number) => `{"commands":[${new Array<string>(n).fill(one).join(',')}]}`;
   let next = 0;
   const startedAt = performance.now();
-  const worker = async () => {
+  const worker = async (w: number) => {
+    const pool = pools[w % pools.length] as Pool;
     for (let i = next++; i < batches.length; i = next++) {
       const n = batches[i] as number;
       const single = load.batchSize === 1;
@@ -38,9 +41,9 @@ export async function submitAll(url: string, load: SubmitLoad): Promise<SubmitOu
     }
   };
   try {
-    await Promise.all(Array.from({ length: Math.min(load.inFlight, batches.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(load.inFlight, batches.length) }, (_, w) => worker(w)));
   } finally {
-    await pool.close();
+    await Promise.all(pools.map((p) => p.close()));
   }
   return { startedAt, endedAt: performance.now(), requests: batches.length };
 }

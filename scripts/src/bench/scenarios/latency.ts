@@ -3,12 +3,26 @@
  * command is an HTTP_GET_JSON pointing at a counting target served by this process, which
  * records the arrival on the same clock that timed the submit. The next command is submitted
  * once the previous one is COMPLETED (seen on SSE), with at least one other agent waiting.
+ * `--database postgres --replicas N`: submits go to the first replica and every agent long-polls
+ * on the last one, so with 2 replicas each sample crosses replicas (the submit's NOTIFY wakes a
+ * poll on the other server); graphile-worker's add → handler start is measured on the same
+ * PostgreSQL right after (harness/deployment.ts).
  */
 import { startFleet, AGENT_KINDS } from '../harness/fleet.js';
 import type { Figure, RunResult } from '../harness/report.js';
 import { sleep, tempDir } from '../harness/processes.js';
 import { SQLITE_SYNC_OPTION, sqliteSync, type Options, type Scenario } from '../harness/scenario.js';
-import { startServer, waitForWaitingPolls } from '../harness/server.js';
+import {
+  DEPLOYMENT_OPTIONS,
+  deploymentLabel,
+  deploymentShape,
+  graphilePeer,
+  startDeployment,
+  startRunDatabase,
+  type DeploymentShape,
+} from '../harness/deployment.js';
+import { peerLatency } from '../peers/measure.js';
+import type { Postgres } from '../../postgres/start.js';
 import { CompletionWatcher } from '../harness/sse-reader.js';
 import { distribution, type Distribution } from '../harness/stats.js';
 import { HitTarget } from '../harness/target.js';
@@ -21,32 +35,33 @@ interface ModeResult {
   submitRoundTrip: Distribution;
 }
 
-async function measure(o: Options, mode: Mode): Promise<ModeResult> {
+async function measure(o: Options, mode: Mode, shape: DeploymentShape, postgres: Postgres | null): Promise<ModeResult> {
   const kind = o.oneOf('agent', AGENT_KINDS);
   const longPoll = mode === 'long-poll';
   const samples = longPoll ? o.num('samples') : o.num('poll-samples');
   const warmup = longPoll ? o.num('warmup') : 1;
   const pollInterval = o.num('poll-interval');
   const dir = tempDir('latency');
-  const server = await startServer({ dbPath: `${dir.path}/commands.db`, sqliteSync: sqliteSync(o).sqliteSync });
+  const deployment = await startDeployment(shape, { dir: dir.path, postgres, sqliteSync: sqliteSync(o).sqliteSync });
+  const server = deployment.servers[0] as (typeof deployment.servers)[number];
   const target = new HitTarget();
   const watcher = new CompletionWatcher(server.url);
   const fleet = await startFleet({
     kind,
-    serverUrl: server.url,
+    serverUrl: deployment.urls.at(-1) as string,
     dir: dir.path,
     agents: o.num('agents'),
     concurrency: 1,
     longPollWait: longPoll ? o.num('long-poll-wait') : 0,
     pollInterval,
   }).catch(async (err: unknown) => {
-    await server.stop();
+    await deployment.stop();
     throw err;
   });
   try {
     await target.start();
     await watcher.opened();
-    if (longPoll) await waitForWaitingPolls(server.api, fleet.idlePolls, fleet.procs);
+    if (longPoll) await deployment.waitForWaitingPolls(fleet.idlePolls, fleet.procs);
     const latencies: number[] = [];
     const roundTrips: number[] = [];
     const timeoutMs = longPoll ? 10_000 : pollInterval * 3 + 10_000;
@@ -72,7 +87,7 @@ async function measure(o: Options, mode: Mode): Promise<ModeResult> {
     await fleet.stop();
     watcher.close();
     await target.close();
-    await server.stop();
+    await deployment.stop();
     dir.remove();
   }
 }
@@ -91,30 +106,53 @@ export const latency: Scenario = {
     'poll-interval': { type: 'string', default: '2000', description: 'POLL_INTERVAL of the plain-polling agents, ms' },
     modes: { type: 'string', default: 'long-poll,polling', description: 'which of long-poll, polling' },
     'sqlite-sync': SQLITE_SYNC_OPTION,
+    ...DEPLOYMENT_OPTIONS,
   },
   async run(o): Promise<RunResult> {
-    const kind = o.str('agent');
-    const { label } = sqliteSync(o);
-    const figures: Figure[] = [];
-    const results: ModeResult[] = [];
-    for (const mode of o.list('modes') as Mode[]) {
-      if (mode !== 'long-poll' && mode !== 'polling') throw new Error(`--modes: unknown mode ${String(mode)}`);
-      const r = await measure(o, mode);
-      results.push(r);
-      const d = r.startLatency;
-      const longPoll = mode === 'long-poll';
-      figures.push(
-        { name: `${kind} agents, ${mode}: start p50${label}`, value: d.p50, unit: 'ms', ...(longPoll ? { goal: { op: '<=', value: 2 } } : {}) },
-        { name: `${kind} agents, ${mode}: start p90${label}`, value: d.p90, unit: 'ms' },
-        { name: `${kind} agents, ${mode}: start p99${label}`, value: d.p99, unit: 'ms', ...(longPoll ? { goal: { op: '<=', value: 5 } } : {}) },
-        { name: `${kind} agents, ${mode}: submit round trip p50${label}`, value: r.submitRoundTrip.p50, unit: 'ms' },
-      );
+    const shape = deploymentShape(o);
+    const database = await startRunDatabase(shape);
+    try {
+      return await runOn(o, shape, database.postgres);
+    } finally {
+      await database.stop();
     }
-    const lp = results.find((r) => r.mode === 'long-poll');
-    const pp = results.find((r) => r.mode === 'polling');
-    if (lp && pp) {
-      figures.push({ name: `${kind} agents: polling p50 / long-poll p50${label}`, value: pp.startLatency.p50 / lp.startLatency.p50, unit: '×' });
-    }
-    return { figures, details: { agent: kind, results } };
   },
 };
+
+async function runOn(o: Options, shape: DeploymentShape, postgres: Postgres | null): Promise<RunResult> {
+  const kind = o.str('agent');
+  const label = postgres ? deploymentLabel(shape) : sqliteSync(o).label;
+  const figures: Figure[] = [];
+  const results: ModeResult[] = [];
+  for (const mode of o.list('modes') as Mode[]) {
+    if (mode !== 'long-poll' && mode !== 'polling') throw new Error(`--modes: unknown mode ${String(mode)}`);
+    const r = await measure(o, mode, shape, postgres);
+    results.push(r);
+    const d = r.startLatency;
+    const longPoll = mode === 'long-poll';
+    figures.push(
+      { name: `${kind} agents, ${mode}: start p50${label}`, value: d.p50, unit: 'ms', ...(longPoll ? { goal: { op: '<=', value: postgres ? 5 : 2 } } : {}) },
+      { name: `${kind} agents, ${mode}: start p90${label}`, value: d.p90, unit: 'ms' },
+      { name: `${kind} agents, ${mode}: start p99${label}`, value: d.p99, unit: 'ms', ...(longPoll ? { goal: { op: '<=', value: 5 } } : {}) },
+      { name: `${kind} agents, ${mode}: submit round trip p50${label}`, value: r.submitRoundTrip.p50, unit: 'ms' },
+    );
+  }
+  const lp = results.find((r) => r.mode === 'long-poll');
+  const pp = results.find((r) => r.mode === 'polling');
+  if (lp && pp) {
+    figures.push({ name: `${kind} agents: polling p50 / long-poll p50${label}`, value: pp.startLatency.p50 / lp.startLatency.p50, unit: '×' });
+  }
+  let graphile: { versions: string; dispatch: ReturnType<typeof distribution> } | undefined;
+  if (postgres && shape.peer === 'graphile-worker') {
+    // Its workers as our agents: o.num('agents') processes, one job at a time each.
+    const peer = await graphilePeer(postgres, 4);
+    const dispatch = await peerLatency(peer, 'latency', { workers: o.num('agents'), concurrency: 1, samples: o.num('samples'), warmup: o.num('warmup') });
+    graphile = { versions: peer.versions, dispatch };
+    console.log(`  graphile-worker (${peer.versions}), same PostgreSQL: add → handler start p50 ${dispatch.p50.toFixed(2)} ms, p99 ${dispatch.p99.toFixed(2)} ms`);
+    figures.push(
+      { name: `graphile-worker ${o.num('agents')}x1: add → start p50`, value: dispatch.p50, unit: 'ms' },
+      { name: `graphile-worker ${o.num('agents')}x1: add → start p99`, value: dispatch.p99, unit: 'ms' },
+    );
+  }
+  return { figures, details: { agent: kind, deployment: shape, results, graphile } };
+}

@@ -5,6 +5,10 @@
  * fresh server and database. The CPU time the server and the agents spend per command (from
  * /proc) is reported too: unlike the rate, it hardly depends on what else runs on the machine.
  * With --cpu-prof the server (and each real agent) is profiled and the profiles summarised.
+ * `--database postgres --replicas N`: N servers on one embedded PostgreSQL, agents spread over
+ * them (agent i on replica i mod N), submits spread too, completions read on the last replica;
+ * graphile-worker runs the same jobs with the same workers × concurrency on the same PostgreSQL
+ * right after each variant (harness/deployment.ts).
  */
 import { resolve } from 'node:path';
 import { profileDirFor, readProfile, type ProfileSummary } from '../harness/cpu-profile.js';
@@ -14,9 +18,19 @@ import { cpuSeconds } from '../harness/proc-stats.js';
 import type { Figure, RunResult } from '../harness/report.js';
 import { tempDir } from '../harness/processes.js';
 import { SQLITE_SYNC_OPTION, sqliteSync, type Options, type RunContext, type Scenario } from '../harness/scenario.js';
-import { startServer, waitForWaitingPolls } from '../harness/server.js';
+import {
+  DEPLOYMENT_OPTIONS,
+  deploymentLabel,
+  deploymentShape,
+  graphilePeer,
+  startDeployment,
+  startRunDatabase,
+  type DeploymentShape,
+} from '../harness/deployment.js';
 import { CompletionWatcher } from '../harness/sse-reader.js';
 import { submitAll } from '../harness/submitter.js';
+import { peerThroughput, type PeerBackend, type ThroughputResult } from '../peers/measure.js';
+import type { Postgres } from '../../postgres/start.js';
 
 interface Variant {
   kind: AgentKind;
@@ -32,8 +46,10 @@ interface VariantResult extends Variant {
   submitPerSecond: number;
   seconds: number;
   submitRequests: number;
-  /** CPU time (user + system, from /proc) spent per command while the load ran. */
-  cpuMicrosPerCommand: { server: number; agents: number };
+  /** CPU time (user + system, from /proc) spent per command while the load ran (server: every replica). */
+  cpuMicrosPerCommand: { server: number; agents: number; postgres: number };
+  /** graphile-worker, same jobs and workers × concurrency, same PostgreSQL, right after. */
+  graphile?: ThroughputResult;
   profile?: ProfileSummary;
   /** Agent requests per command, by route (from the server's request histogram). */
   exchanges: Record<string, number>;
@@ -45,24 +61,33 @@ function label(v: Variant): string {
   return `${v.kind} ${v.agents}x${v.concurrency}, ${v.submit} submit`;
 }
 
-async function measure(o: Options, v: Variant, context: RunContext): Promise<{ result: VariantResult; profileDir?: string; agentProfileDir?: string }> {
+async function measure(
+  o: Options,
+  v: Variant,
+  context: RunContext,
+  shape: DeploymentShape,
+  postgres: Postgres | null,
+): Promise<{ result: VariantResult; profileDir?: string; agentProfileDir?: string }> {
   const n = o.num('commands');
   const dir = tempDir('throughput');
   const profileDir = o.bool('cpu-prof')
-    ? profileDirFor(context.outDir, `throughput-${v.kind}-${v.agents}x${v.concurrency}-${v.submit}`)
+    ? profileDirFor(context.outDir, `throughput-${v.kind}-${v.agents}x${v.concurrency}-${v.submit}${postgres ? `-pg${shape.replicas}` : ''}`)
     : undefined;
   const agentProfileDir = profileDir && v.kind === 'process' ? `${profileDir}-agents` : undefined;
-  const server = await startServer({
-    dbPath: `${dir.path}/commands.db`,
+  const deployment = await startDeployment(shape, {
+    dir: dir.path,
+    postgres,
     sqliteSync: sqliteSync(o).sqliteSync,
     ...(profileDir ? { cpuProfDir: profileDir } : {}),
   });
+  const server = deployment.servers[0] as (typeof deployment.servers)[number];
+  const urls = deployment.urls;
   let fleet;
   let watcher;
   try {
     fleet = await startFleet({
       kind: v.kind,
-      serverUrl: server.url,
+      serverUrl: (i) => urls[i % urls.length] as string,
       dir: dir.path,
       agents: v.agents,
       concurrency: v.concurrency,
@@ -73,12 +98,13 @@ async function measure(o: Options, v: Variant, context: RunContext): Promise<{ r
       ...(agentProfileDir ? { cpuProfDir: agentProfileDir } : {}),
       ...(o.str('agent-main') ? { agentMain: resolve(o.str('agent-main')) } : {}),
     });
-    await waitForWaitingPolls(server.api, fleet.idlePolls, fleet.procs);
-    watcher = new CompletionWatcher(server.url, { parseIds: false });
+    await deployment.waitForWaitingPolls(fleet.idlePolls, fleet.procs);
+    // On the last replica: with replicas, completions reported elsewhere reach it through the database.
+    watcher = new CompletionWatcher(urls.at(-1) as string, { parseIds: false });
     await watcher.opened();
     const agentPids = fleet.procs.map((p) => p.pid);
-    const cpuBefore = { server: cpuSeconds(server.proc.pid), agents: sum(agentPids.map(cpuSeconds)) };
-    const submitted = await submitAll(server.url, {
+    const cpuBefore = { ...deployment.cpu(), agents: sum(agentPids.map(cpuSeconds)) };
+    const submitted = await submitAll(urls, {
       total: n,
       inFlight: o.num('in-flight'),
       batchSize: v.submit === 'batch' ? o.num('batch-size') : 1,
@@ -86,9 +112,11 @@ async function measure(o: Options, v: Variant, context: RunContext): Promise<{ r
     const w = watcher;
     await w.until(() => w.completed + w.failed >= n, `${n} commands to finish`, 120_000 + n * 10);
     const seconds = (w.lastAt - submitted.startedAt) / 1000;
+    const cpuAfter = deployment.cpu();
     const cpuMicrosPerCommand = {
-      server: ((cpuSeconds(server.proc.pid) - cpuBefore.server) / n) * 1e6,
+      server: ((cpuAfter.servers - cpuBefore.servers) / n) * 1e6,
       agents: ((sum(agentPids.map(cpuSeconds)) - cpuBefore.agents) / n) * 1e6,
+      postgres: ((cpuAfter.postgres - cpuBefore.postgres) / n) * 1e6,
     };
     const metrics = await server.api.metrics();
     const exchanges = agentExchanges(metrics, n);
@@ -98,7 +126,7 @@ async function measure(o: Options, v: Variant, context: RunContext): Promise<{ r
     }
     const result: VariantResult = {
       ...v,
-      label: `${label(v)}${sqliteSync(o).label}`,
+      label: `${label(v)}${postgres ? deploymentLabel(shape) : sqliteSync(o).label}`,
       commands: n,
       seconds,
       completedPerSecond: n / seconds,
@@ -111,7 +139,7 @@ async function measure(o: Options, v: Variant, context: RunContext): Promise<{ r
   } finally {
     watcher?.close();
     await fleet?.stop();
-    await server.stop();
+    await deployment.stop();
     dir.remove();
   }
 }
@@ -139,42 +167,80 @@ export const throughput: Scenario = {
     'cpu-prof': { type: 'boolean', default: false, description: 'profile the server and real agents (node --cpu-prof) and summarise them' },
     'sqlite-sync': SQLITE_SYNC_OPTION,
     'agent-main': { type: 'string', default: '', description: 'real agents: another build to run (e.g. a copy of agent/dist from before a change)' },
+    ...DEPLOYMENT_OPTIONS,
   },
   async run(o, context): Promise<RunResult> {
-    const kinds: AgentKind[] = o.str('agent') === 'both' ? ['process', 'protocol'] : [o.oneOf('agent', AGENT_KINDS)];
-    const variants: Variant[] = [];
-    for (const kind of kinds) {
-      for (const config of o.list(kind === 'process' ? 'configs' : 'protocol-configs')) {
-        const match = /^(\d+)x(\d+)$/.exec(config);
-        if (!match) throw new Error(`bad config ${config}: use AxC, e.g. 2x8`);
-        for (const submit of o.list('submit')) {
-          if (submit !== 'single' && submit !== 'batch') throw new Error(`--submit: single or batch, not ${submit}`);
-          variants.push({ kind, agents: Number(match[1]), concurrency: Number(match[2]), submit });
-        }
-      }
+    const shape = deploymentShape(o);
+    const database = await startRunDatabase(shape);
+    try {
+      return await runOn(o, context, shape, database.postgres);
+    } finally {
+      await database.stop();
     }
-    const results: VariantResult[] = [];
-    const figures: Figure[] = [];
-    for (const v of variants) {
-      const measured = await measure(o, v, context);
-      const r = withProfile(measured.result, measured.profileDir, measured.agentProfileDir);
-      console.log(
-        `  ${r.label}: ${Math.round(r.completedPerSecond)} completed/s (${r.seconds.toFixed(2)} s), submit ${Math.round(r.submitPerSecond)}/s, ` +
-          `CPU per command: server ${Math.round(r.cpuMicrosPerCommand.server)} µs, agents ${Math.round(r.cpuMicrosPerCommand.agents)} µs`,
-      );
-      const routes = Object.entries(r.exchanges).map(([route, perCommand]) => `${route} ${perCommand.toFixed(3)}`);
-      console.log(`    agent requests per command: ${routes.join(', ')}`);
-      results.push(r);
-      figures.push(
-        { name: `${r.label}: completed/s`, value: r.completedPerSecond, unit: 'cmd/s', goal: { op: '>=', value: 7000 } },
-        { name: `${r.label}: submitted/s`, value: r.submitPerSecond, unit: 'cmd/s' },
-        { name: `${r.label}: server CPU per command`, value: r.cpuMicrosPerCommand.server, unit: 'µs' },
-        { name: `${r.label}: agents' CPU per command`, value: r.cpuMicrosPerCommand.agents, unit: 'µs' },
-      );
-    }
-    return { figures, details: { results } };
   },
 };
+
+async function runOn(o: Options, context: RunContext, shape: DeploymentShape, postgres: Postgres | null): Promise<RunResult> {
+  const kinds: AgentKind[] = o.str('agent') === 'both' ? ['process', 'protocol'] : [o.oneOf('agent', AGENT_KINDS)];
+  const variants: Variant[] = [];
+  for (const kind of kinds) {
+    for (const config of o.list(kind === 'process' ? 'configs' : 'protocol-configs')) {
+      const match = /^(\d+)x(\d+)$/.exec(config);
+      if (!match) throw new Error(`bad config ${config}: use AxC, e.g. 2x8`);
+      for (const submit of o.list('submit')) {
+        if (submit !== 'single' && submit !== 'batch') throw new Error(`--submit: single or batch, not ${submit}`);
+        variants.push({ kind, agents: Number(match[1]), concurrency: Number(match[2]), submit });
+      }
+    }
+  }
+  const results: VariantResult[] = [];
+  const figures: Figure[] = [];
+  let graphile: (PeerBackend & { versions: string }) | undefined;
+  if (postgres && shape.peer === 'graphile-worker') {
+    graphile = await graphilePeer(postgres, o.num('in-flight'));
+    console.log(`  peer: ${graphile.versions}, on the same PostgreSQL`);
+  }
+  for (const v of variants) {
+    const measured = await measure(o, v, context, shape, postgres);
+    const r: VariantResult = withProfile(measured.result, measured.profileDir, measured.agentProfileDir);
+    const pgCpu = postgres ? `, PostgreSQL ${Math.round(r.cpuMicrosPerCommand.postgres)} µs` : '';
+    console.log(
+      `  ${r.label}: ${Math.round(r.completedPerSecond)} completed/s (${r.seconds.toFixed(2)} s), submit ${Math.round(r.submitPerSecond)}/s, ` +
+        `CPU per command: server ${Math.round(r.cpuMicrosPerCommand.server)} µs, agents ${Math.round(r.cpuMicrosPerCommand.agents)} µs${pgCpu}`,
+    );
+    const routes = Object.entries(r.exchanges).map(([route, perCommand]) => `${route} ${perCommand.toFixed(3)}`);
+    console.log(`    agent requests per command: ${routes.join(', ')}`);
+    results.push(r);
+    figures.push(
+      { name: `${r.label}: completed/s`, value: r.completedPerSecond, unit: 'cmd/s', ...(postgres ? {} : { goal: { op: '>=', value: 7000 } }) },
+      { name: `${r.label}: submitted/s`, value: r.submitPerSecond, unit: 'cmd/s' },
+      { name: `${r.label}: server CPU per command`, value: r.cpuMicrosPerCommand.server, unit: 'µs' },
+      { name: `${r.label}: agents' CPU per command`, value: r.cpuMicrosPerCommand.agents, unit: 'µs' },
+    );
+    if (postgres) figures.push({ name: `${r.label}: PostgreSQL CPU per command`, value: r.cpuMicrosPerCommand.postgres, unit: 'µs' });
+    if (graphile) {
+      const g = await peerThroughput(graphile, `throughput-${context.run}-${results.length}`, {
+        workers: v.agents,
+        concurrency: v.concurrency,
+        jobs: o.num('commands'),
+        inFlight: o.num('in-flight'),
+        batchSize: v.submit === 'batch' ? o.num('batch-size') : 1,
+      });
+      r.graphile = g;
+      const gl = `graphile-worker ${v.agents}x${v.concurrency}, ${v.submit === 'batch' ? 'addJobs' : 'addJob'}`;
+      console.log(
+        `  ${gl}: ${Math.round(g.completedPerSecond)} jobs/s (${g.seconds.toFixed(2)} s), CPU per job: workers ${Math.round(g.cpuMicrosPerJob.workers)} µs, PostgreSQL ${Math.round(g.cpuMicrosPerJob.server)} µs` +
+          ` → ours / graphile-worker ${(r.completedPerSecond / g.completedPerSecond).toFixed(2)}×`,
+      );
+      figures.push(
+        { name: `${gl}: completed/s`, value: g.completedPerSecond, unit: 'jobs/s' },
+        { name: `${gl}: PostgreSQL CPU per job`, value: g.cpuMicrosPerJob.server, unit: 'µs' },
+        { name: `${r.label}: ours / graphile-worker`, value: r.completedPerSecond / g.completedPerSecond, unit: '×', ...(shape.replicas >= 2 ? { goal: { op: '>=', value: 2 } } : {}) },
+      );
+    }
+  }
+  return { figures, details: { deployment: shape, graphileVersions: graphile?.versions, results } };
+}
 
 function sum(values: number[]): number {
   return values.reduce((a, b) => a + b, 0);

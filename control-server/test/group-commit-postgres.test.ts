@@ -1,0 +1,82 @@
+/**
+ * The PostgreSQL group commit (store/postgres-group-commit.ts) on a real database: a batch's
+ * afterCommit (with replicas, a read of the other replicas' events) must not hold up the next
+ * commit, while each batch's callers still hear back only after their own afterCommit, in order.
+ */
+import pg from 'pg';
+import { afterEach, expect, inject, test } from 'vitest';
+import { migratePostgres } from '../src/store/migrate-postgres.js';
+import { PgGroupCommit, type Committed } from '../src/store/postgres-group-commit.js';
+import { createDatabase } from '../../test-support/postgres.js';
+import { waitFor } from '../../test-support/processes.js';
+
+const pools: pg.Pool[] = [];
+afterEach(async () => {
+  for (const pool of pools.splice(0)) await pool.end();
+});
+
+test('the next batch commits while the last one is still in afterCommit; callers hear back in commit order', async () => {
+  const url = await createDatabase(inject('postgresUrl'), 'group_commit');
+  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  pools.push(pool);
+  await migratePostgres(pool);
+
+  let releaseFirst!: () => void;
+  const firstHeld = new Promise<void>((resolve) => (releaseFirst = resolve));
+  const announced: number[] = [];
+  const writes = new PgGroupCommit(pool, {
+    replica: 'test',
+    now: Date.now,
+    afterCommit: async (_: Committed) => {
+      announced.push(announced.length + 1);
+      if (announced.length === 1) await firstHeld;
+    },
+  });
+  // Each write counts one more PENDING command: a row of command_counts another connection reads.
+  const pending = async () => Number((await pool.query<{ n: string }>("SELECT n FROM command_counts WHERE status = 'PENDING'")).rows[0]?.n);
+  const heard: string[] = [];
+  const a = writes.run(async (tx) => tx.count(null, 'PENDING')).then(() => heard.push('a'));
+  await waitFor(() => announced.length === 1, { what: 'the first batch committed', timeoutMs: 5_000, intervalMs: 10 });
+  const b = writes.run(async (tx) => tx.count(null, 'PENDING')).then(() => heard.push('b'));
+
+  // Committed while the first batch's afterCommit still holds: before, the drain waited for it.
+  await waitFor(async () => (await pending()) === 2, { what: 'the second batch committed', timeoutMs: 5_000, intervalMs: 20 });
+  expect(heard).toEqual([]);
+
+  releaseFirst();
+  await Promise.all([a, b]);
+  expect(heard).toEqual(['a', 'b']);
+  expect(announced).toEqual([1, 2]);
+  await writes.flush();
+});
+
+test('a second batch runs its writes while the first waits for the event counter; both commit', async () => {
+  const url = await createDatabase(inject('postgresUrl'), 'group_commit_lanes');
+  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  pools.push(pool);
+  await migratePostgres(pool);
+  const writes = new PgGroupCommit(pool, { replica: 'test', now: Date.now, afterCommit: async () => {} });
+
+  // Another replica's commit in progress: it holds the counter row until it commits.
+  const other = await pool.connect();
+  await other.query('BEGIN');
+  await other.query('SELECT last_seq FROM event_counter FOR UPDATE');
+  const started: string[] = [];
+  const write = (name: string) =>
+    writes.run(async (tx) => {
+      started.push(name);
+      tx.count(null, 'PENDING');
+      return name;
+    });
+  const a = write('a');
+  await waitFor(() => started.length === 1, { what: 'the first batch to run its write', timeoutMs: 5_000, intervalMs: 10 });
+  const b = write('b');
+  // With one batch at a time, b would wait for a's commit, which waits for the counter.
+  await waitFor(() => started.length === 2, { what: 'the second batch to run its write meanwhile', timeoutMs: 5_000, intervalMs: 10 });
+  await other.query('COMMIT');
+  other.release();
+  expect(await Promise.all([a, b])).toEqual(['a', 'b']);
+  const { rows } = await pool.query<{ n: string }>("SELECT n FROM command_counts WHERE status = 'PENDING'");
+  expect(Number(rows[0]?.n)).toBe(2);
+  await writes.flush();
+});
