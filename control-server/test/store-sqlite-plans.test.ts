@@ -153,6 +153,25 @@ describe('event-log prune', () => {
     expect(logged(db)).toEqual({ head: 4101, last: 5101, n: 1001 });
   });
 
+  test('after the clock stepped back, the prune stops at the first young event by seq, not the first by time', async () => {
+    const clock = new TestClock();
+    const store = openStore({ now: clock.now, eventRetention: { count: 1_000_000, ms: 60_000 } });
+    const db = dbOf(store);
+    const batch = (n: number) => store.submitBatch(Array.from({ length: n }, () => ({ type: 'DELAY' as const, payload: { ms: 1 } })));
+    clock.advance(50_000);
+    await batch(500); // events 1…500 at t0 + 50 s
+    clock.advance(-50_000); // the wall clock steps back
+    await batch(499); // 501…999 at t0: older by time, newer by seq
+    clock.advance(30_000);
+    await store.submit({ type: 'DELAY', payload: { ms: 1 } }); // the 1 000th event: the prune runs
+    // Every event is younger than a minute. Before the fix the first young one by time (501) was
+    // the boundary, and events 1…500 went.
+    expect(logged(db)).toEqual({ head: 1, last: 1000, n: 1000 });
+    clock.advance(40_000); // now 1…500 are 20 s old, 501…999 70 s: only a head of old events goes
+    await batch(1000);
+    expect(logged(db), 'events 1…500 are young: nothing before them goes').toEqual({ head: 1, last: 2000, n: 2000 });
+  });
+
   test('keeps no more than the newest `count` events, however young (SPEC §4: 24 h or 100 000 events, whichever is fewer)', async () => {
     const clock = new TestClock();
     const store = openStore({ now: clock.now, eventRetention: { count: 300, ms: 3_600_000 } });

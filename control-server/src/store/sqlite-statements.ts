@@ -35,6 +35,7 @@ export interface Statements {
   lastEventSeq: Stmt<[], { seq: number | null }>;
   eventLogHead: Stmt<[], { seq: number | null }>;
   firstEventAtOrAfter: Stmt<[number], { seq: number }>;
+  youngBelow: Stmt<[number, number, number], { seq: number | null }>;
   pruneEventsBefore: Stmt<[number]>;
   deleteFinished: Stmt<[{ before: number; max: number }], { status: CommandStatus }>;
   oldestFinished: Stmt<[], { at: number | null }>;
@@ -162,6 +163,10 @@ export function prepareStatements(db: Database.Database): Statements {
     // 1 M events, every 1 000 events, deleting nothing while the log held less than 24 h.)
     firstEventAtOrAfter: db.prepare<[number], { seq: number }>(
       'SELECT seq FROM events INDEXED BY events_created WHERE created_at >= ? ORDER BY created_at, seq LIMIT 1',
+    ),
+    // The first young event by seq in a range from the head (see pruneEvents: a clock step back).
+    youngBelow: db.prepare<[number, number, number], { seq: number | null }>(
+      'SELECT min(seq) AS seq FROM events WHERE seq >= ? AND seq < ? AND created_at >= ?',
     ),
     pruneEventsBefore: db.prepare<[number]>('DELETE FROM events WHERE seq < ?'),
     // Retention: finished commands oldest first, through the partial index on finished_at, so a

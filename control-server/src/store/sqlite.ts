@@ -230,16 +230,21 @@ export class SqliteCommandStore implements CommandStore {
    * or one index lookup, so a prune costs what it deletes, at most PRUNE_BATCH rows. A full batch
    * leaves more to delete: the next write prunes again.
    *
-   * Where the clock stepped back, an event newer by seq may carry an older time; the first event
-   * young enough by the events_created index is the boundary then, which may delete a few events
-   * younger than the limit after such a step.
+   * Where the clock stepped back, an event newer by seq may carry an older time, so the first event
+   * young enough by the events_created index may come after younger ones by seq: the range up to it
+   * (at most PRUNE_BATCH rows, by seq) is read for the first young event, which is the boundary.
    */
   private pruneEvents(): void {
     this.eventsSincePrune = 0;
     const head = this.stmt.eventLogHead.get()?.seq;
     const last = this.stmt.lastEventSeq.get()?.seq;
     if (head == null || last == null) return;
-    const keptByTime = this.stmt.firstEventAtOrAfter.get(this.now() - this.retention.ms)?.seq;
+    const youngSince = this.now() - this.retention.ms;
+    let keptByTime = this.stmt.firstEventAtOrAfter.get(youngSince)?.seq;
+    if (keptByTime !== undefined && keptByTime > head) {
+      const below = Math.min(keptByTime, head + PRUNE_BATCH);
+      keptByTime = this.stmt.youngBelow.get(head, below, youngSince)?.seq ?? keptByTime;
+    }
     const end = pruneEnd({ head, last, keptByTime, keepCount: this.retention.count });
     if (end <= head) return;
     const { changes } = this.stmt.pruneEventsBefore.run(end);
