@@ -113,6 +113,7 @@ export async function buildApp(config: ServerConfig, store: CommandStore, option
     store,
     waitingPolls: () => longPoll.size,
     sseClients: () => sseHub.size,
+    sseDropped: () => sseHub.dropped,
   });
 
   await app.register(healthRoutes, { store });

@@ -6,6 +6,8 @@ export interface MetricsSources {
   store: CommandStore;
   waitingPolls: () => number;
   sseClients: () => number;
+  /** SSE clients dropped for being too far behind, since the start. */
+  sseDropped: () => number;
 }
 
 /**
@@ -67,6 +69,19 @@ export function installMetrics(app: FastifyInstance, sources: MetricsSources): R
     registers: [registry],
     collect() {
       this.set(sources.sseClients());
+    },
+  });
+
+  let droppedCounted = 0;
+  new Counter({
+    name: 'agent_executor_sse_clients_dropped_total',
+    help: 'SSE clients dropped for falling behind (SSE_MAX_QUEUED / SSE_MAX_QUEUED_BYTES); they can resume',
+    registers: [registry],
+    collect() {
+      // Read off the hub, which only counts up: what was added since the last scrape.
+      const dropped = sources.sseDropped();
+      this.inc(dropped - droppedCounted);
+      droppedCounted = dropped;
     },
   });
 

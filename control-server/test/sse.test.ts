@@ -502,6 +502,11 @@ describe('auth, shutdown, slow clients', () => {
     }
     await reader.transcript.untilEvents(changes, 10_000);
     expectIncreasingIds(reader.transcript.events);
+    // An operator sees it in /metrics (scraped twice: a counter, not a reading that doubles).
+    for (let scrape = 0; scrape < 2; scrape++) {
+      const metrics = (await app.inject({ url: '/metrics' })).body;
+      expect(metrics).toMatch(/^agent_executor_sse_clients_dropped_total 1$/m);
+    }
 
     const started = Date.now();
     await app.close();

@@ -32,6 +32,8 @@ export interface LiveLog {
   at(position: number): LiveEntry | undefined;
   /** Has a session (whose socket drained) write on a later turn of the event loop. */
   resumeSoon(session: SseSession): void;
+  /** Counts a session dropped for being too far behind (a metric for operators). */
+  noteDropped(): void;
 }
 
 /** A run of frames is cut at about this size: one write of a session takes whole runs. */
@@ -66,6 +68,7 @@ export class SseHub implements LiveLog {
   /** Sessions to write to (or check) next, in order; a Set so each is in it once. */
   private readonly ready = new Set<SseSession>();
   private writeQueued = false;
+  private droppedCount = 0;
 
   constructor(
     private readonly store: CommandStore,
@@ -80,6 +83,15 @@ export class SseHub implements LiveLog {
 
   get size(): number {
     return this.sessions.size;
+  }
+
+  /** Sessions dropped for being too far behind, since the start. */
+  get dropped(): number {
+    return this.droppedCount;
+  }
+
+  noteDropped(): void {
+    this.droppedCount++;
   }
 
   get end(): number {

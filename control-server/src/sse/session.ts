@@ -210,6 +210,7 @@ export class SseSession {
       },
       'SSE client too slow; dropping it (it can resume)',
     );
+    this.live.noteDropped();
     this.close();
     // Ending the response is not enough: the unread bytes (megabytes of socket buffers) and the
     // connection would be held until the client reads or the server stops.
