@@ -54,6 +54,9 @@ export class Outbox {
   ) {
     this.stmt = {
       get: db.prepare<[string], Row>('SELECT * FROM outbox WHERE command_id = ?'),
+      // A command this agent has never seen (almost every claim): one statement, no read first.
+      startNew: db.prepare(`INSERT INTO outbox (command_id, lease_id, type, state, executions, updated_at)
+        VALUES (@commandId, @leaseId, @type, 'started', 1, @now) ON CONFLICT (command_id) DO NOTHING`),
       start: db.prepare(`INSERT INTO outbox (command_id, lease_id, type, state, executions, updated_at)
         VALUES (@commandId, @leaseId, @type, 'started', 1, @now)
         ON CONFLICT (command_id) DO UPDATE SET lease_id = @leaseId, state = 'started', status = NULL,
@@ -88,9 +91,11 @@ export class Outbox {
    * it in a group commit): its read and its write must not be split by another writer.
    */
   plan(commandId: string, leaseId: string, type: string): Plan {
+    const params = { commandId, leaseId, type, now: this.now() };
+    if (this.stmt.startNew.run(params).changes === 1) return { kind: 'execute' };
+    // A row was there already: the command came back to this agent (a retry, a replay).
     const row = this.stmt.get.get(commandId);
     const outcome = row && toOutcome(row);
-    const params = { commandId, leaseId, type, now: this.now() };
     if (row && outcome && (row.state === 'finished' || outcome.status === 'COMPLETED')) {
       this.stmt.adopt.run(params);
       return { kind: 'replay', outcome };

@@ -164,7 +164,7 @@ export class Reporter {
         // Not needed for safety (a report sent again is answered 200 and changes nothing), but
         // it keeps the next start from sending it again.
         await writes.markReported(commandId, leaseId);
-        log.debug({ commandId, status: answer.command.status }, `report of ${commandId} accepted`);
+        log.debug({ commandId, status: answer.status }, `report of ${commandId} accepted`);
       } else if (answer?.kind === 'gone') {
         await writes.drop(commandId, leaseId, `report answered ${answer.message}`);
         log.warn({ commandId }, `command ${commandId} is not ours any more (${answer.message}); outcome kept, not reported`);

@@ -8,7 +8,7 @@ import {
   MAX_BATCH_CLAIM,
   MAX_BATCH_REPORT,
   ResultResponse,
-  type Command,
+  type CommandStatus,
   type HeartbeatBody,
   type ResultBody,
 } from '@agent-executor/common';
@@ -37,7 +37,8 @@ export interface ServerClientOptions {
 }
 
 export type ReportAnswer =
-  | { kind: 'accepted'; command: Command }
+  /** `status`: the command's, after the report (COMPLETED, FAILED, or PENDING for a retry). */
+  | { kind: 'accepted'; status: CommandStatus }
   /** 404 or 409: the command is not ours any more (another lease, or it is settled). */
   | { kind: 'gone'; statusCode: number; message: string }
   /** Any other 4xx: a definite no that no retry will change (a bad token, a result too large). */
@@ -148,7 +149,7 @@ export class ServerClient {
     return this.retrying(`report of ${commandId}`, signal, async () => {
       const response = await this.call('PUT', `/commands/${encodeURIComponent(commandId)}/result`, json, signal);
       const { statusCode } = response;
-      if (statusCode === 200) return { kind: 'accepted', command: parse(ResultResponse, response.json, 'report').command };
+      if (statusCode === 200) return { kind: 'accepted', status: parse(ResultResponse, response.json, 'report').command.status };
       return refusal(statusCode, describe(response));
     }, commandId);
   }
@@ -199,7 +200,9 @@ export class ServerClient {
     const what = batch.length === 1 ? `report of ${first}` : `report of ${batch.length} outcomes (${first}, …)`;
     const body = `{"reports":[${batch.map((r) => r.json).join(',')}]${claim === undefined ? '' : `,"claim":${claim}`}}`;
     const answer = await this.retrying(what, signal, async () => {
-      const response = await this.call('PUT', '/commands/results', body, signal);
+      // Brief answers: the command's status per report, not the whole command (a server older than
+      // `brief` ignores the query and answers in full; both are read below).
+      const response = await this.call('PUT', '/commands/results?brief=true', body, signal);
       if (response.statusCode !== 200) return response;
       const { results, commands } = parse(BatchResultResponse, response.json, 'report');
       if (results.length !== batch.length || results.some((r, i) => r.id !== batch[i]?.commandId)) {
@@ -223,9 +226,10 @@ export class ServerClient {
     // A server that ignored the claim (no `commands`) gets none from now on either.
     if (claim !== undefined && answer.commands === undefined) this.withoutClaimAlong('its answer had no commands');
     const answers = await Promise.all(
-      answer.results.map(({ statusCode, command, message }, i): ReportAnswer | Promise<ReportAnswer> => {
+      answer.results.map(({ statusCode, command, status, message }, i): ReportAnswer | Promise<ReportAnswer> => {
         const report = batch[i] as Report;
-        if (statusCode === 200 && command) return { kind: 'accepted', command };
+        const after = status ?? command?.status;
+        if (statusCode === 200 && after) return { kind: 'accepted', status: after };
         // Not a definite answer for this one (cannot happen with our server, but the contract
         // of a report is "until a definite answer"): the single route retries it.
         if (statusCode === 200 || statusCode >= 500 || statusCode === 429) {

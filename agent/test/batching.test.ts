@@ -248,7 +248,7 @@ async function olderServer(real: RunningServer): Promise<{ url: string; refused:
   const upstream = new URL(real.url);
   const proxy: Server = createServer((req, res) => {
     const path = req.url ?? '/';
-    const batched = path.startsWith('/commands/next-batch') ? 'claims' : path === '/commands/results' ? 'reports' : undefined;
+    const batched = path.startsWith('/commands/next-batch') ? 'claims' : path.split('?')[0] === '/commands/results' ? 'reports' : undefined;
     if (batched) {
       refused[batched]++;
       req.resume();

@@ -229,6 +229,15 @@ describe('an attempt', () => {
     expect(await running).toMatchObject({ kind: 'finished', outcome: { status: 'FAILED', error: 'interrupted', retryable: true } });
   });
 
+  it('DELAY 0 under a shutdown that came first is interrupted, not completed (its signal is made only when aborted)', async () => {
+    const shutdown = new AbortController();
+    shutdown.abort();
+    const end = await runAttempt(claimed('DELAY', { ms: 0 }, 5_000), Date.now(), { ...options, shutdown: shutdown.signal });
+    expect(end).toMatchObject({ kind: 'finished', outcome: { status: 'FAILED', error: 'interrupted', retryable: true } });
+    // And a DELAY 0 with nothing aborted completes.
+    expect(await runAttempt(claimed('DELAY', { ms: 0 }, 5_000), Date.now(), options)).toMatchObject({ kind: 'finished', outcome: { status: 'COMPLETED' } });
+  });
+
   it('fails a payload that does not parse for good', async () => {
     const end = await runAttempt(claimed('DELAY', { ms: -1 }, 5_000), Date.now(), options);
     expect(end).toMatchObject({ kind: 'finished', outcome: { status: 'FAILED', retryable: false } });

@@ -68,7 +68,7 @@ describe('report-and-claim', () => {
     expect(single).toBe(0);
   });
 
-  it('a server that refuses `claim` (older than report-and-claim) gets the reports again without it, then polls', async () => {
+  it('a server that refuses `claim` and knows no `brief` (older than both) gets the reports again without the claim, answered in full, then polls', async () => {
     const { server, agent } = stack();
     const srv = await server();
     const older = await withoutClaims(srv);
@@ -81,6 +81,12 @@ describe('report-and-claim', () => {
       for (const { id } of submitted) expect(executionsIn(worker, id), id).toBe(1);
       // Refused once; from then on the reports go without it (still batched) and claims by poll.
       expect(older.refused()).toBe(1);
+      // The agent asked for brief answers, got whole commands (as from a server before `brief`)
+      // and took them as well: every outcome is marked reported, none is left for the next start.
+      expect(older.briefAsked()).toBeGreaterThan(0);
+      expect(worker.output()).not.toMatch(/rejected|unexpected report answer/);
+      // An answer item the agent could not read would have been sent again on the single route.
+      expect(await requestsOn(srv, 'PUT', '/commands/:id/result')).toBe(0);
       expect(await requestsOn(srv, 'PUT', '/commands/results')).toBeGreaterThan(0);
       expect(worker.output().match(/does not take a claim along with reports/g)).toHaveLength(1);
     } finally {
@@ -122,23 +128,31 @@ describe('report-and-claim', () => {
   });
 });
 
-/** A proxy in front of `real` that answers a report carrying `claim` as a server without report-and-claim would: 400. */
-async function withoutClaims(real: RunningServer): Promise<{ url: string; refused: () => number; close: () => Promise<void> }> {
+/**
+ * A proxy in front of `real` that answers as a server from before report-and-claim and brief
+ * answers would: a report carrying `claim` is a 400; `?brief=true` is dropped on the way (an older
+ * server ignores the query), so the answers carry whole commands.
+ */
+async function withoutClaims(real: RunningServer): Promise<{ url: string; refused: () => number; briefAsked: () => number; close: () => Promise<void> }> {
   let refused = 0;
+  let briefAsked = 0;
   const upstream = new URL(real.url);
   const proxy: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
       const body = Buffer.concat(chunks);
-      if (req.method === 'PUT' && req.url === '/commands/results' && body.includes('"claim"')) {
+      const [path, query] = (req.url ?? '/').split('?');
+      const results = req.method === 'PUT' && path === '/commands/results';
+      if (results && query === 'brief=true') briefAsked++;
+      if (results && body.includes('"claim"')) {
         refused++;
         const message = 'Unrecognized key: "claim"';
         res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ statusCode: 400, error: 'Bad Request', message }));
         return;
       }
       const forward = request(
-        { host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers },
+        { host: upstream.hostname, port: upstream.port, path: results ? path : req.url, method: req.method, headers: req.headers },
         (answer) => {
           res.writeHead(answer.statusCode ?? 502, answer.headers);
           answer.pipe(res);
@@ -153,6 +167,7 @@ async function withoutClaims(real: RunningServer): Promise<{ url: string; refuse
   return {
     url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
     refused: () => refused,
+    briefAsked: () => briefAsked,
     close: async () => {
       proxy.closeAllConnections();
       proxy.close();

@@ -114,7 +114,7 @@ describe('Reporter', () => {
   it('outcomes handed over in one turn go out in one batched request, and each is marked reported', async () => {
     const cs = await leased(3);
     await Promise.all(cs.map((c, i) => deliver(c, completed({ ok: true, i }))));
-    expect(bench.requests).toEqual(['PUT /commands/results']);
+    expect(bench.requests).toEqual(['PUT /commands/results?brief=true']);
     for (const [i, c] of cs.entries()) {
       expect((await bench.store.get(c.id))?.result).toEqual({ ok: true, i });
       expect(bench.outbox.get(c.id)?.state).toBe('reported');
@@ -150,7 +150,7 @@ describe('Reporter', () => {
     letFirstThrough();
     await first;
     // The three went together (within REPORT_WINDOW_MS of each other), not one request each.
-    expect(bench.requests).toEqual([`PUT /commands/${cs[0]!.id}/result`, 'PUT /commands/results']);
+    expect(bench.requests).toEqual([`PUT /commands/${cs[0]!.id}/result`, 'PUT /commands/results?brief=true']);
     for (const c of cs) expect(bench.outbox.get(c.id)?.state).toBe('reported');
   });
 
@@ -175,7 +175,7 @@ describe('Reporter', () => {
         await bench.reporter.deliver(cs[1]!.id, 'L-forged', completed({}), shutdown.signal);
       })(),
     ]);
-    expect(bench.requests).toEqual(['PUT /commands/results']);
+    expect(bench.requests).toEqual(['PUT /commands/results?brief=true']);
     for (const c of cs) {
       const entry = bench.outbox.get(c.id);
       expect(entry?.state).toBe('dropped');
@@ -248,7 +248,7 @@ describe('Reporter', () => {
     bench.requests.length = 0;
 
     await bench.reporter.recover(shutdown.signal);
-    expect(bench.requests).toEqual(['PUT /commands/results']);
+    expect(bench.requests).toEqual(['PUT /commands/results?brief=true']);
     expect((await bench.store.get(cs[0]!.id))?.result).toEqual({ kept: true });
     // Interrupted and retryable: back to PENDING for another attempt.
     const interrupted = await bench.store.get(cs[1]!.id);

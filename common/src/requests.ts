@@ -198,13 +198,31 @@ export const BatchResultBody = z.strictObject({
 }).meta({ id: 'BatchResultBody' });
 export type BatchResultBody = z.infer<typeof BatchResultBody>;
 
+/**
+ * `PUT /commands/results?brief=true`: each accepted report is answered with the command's `status`
+ * instead of the whole command (the agent reads nothing else of it), so the server serialises
+ * and the agent parses a fraction of the bytes. Absent or `false`: the whole command, as before.
+ * A query, not a body field: a server older than it ignores it and answers in full, which the
+ * agent reads as well.
+ */
+export const BatchResultQuery = z.strictObject({
+  brief: z
+    .enum(['true', 'false'])
+    .optional()
+    .transform((value) => value === 'true'),
+});
+export type BatchResultQuery = z.infer<typeof BatchResultQuery>;
+
 /** One answer per report, in order: what the single-report route would have answered. */
 export const BatchResultResponse = z.object({
   results: z.array(
     z.object({
       id: z.string(),
       statusCode: z.int(),
+      /** The whole command after the report (200), unless the request asked for `brief`. */
       command: Command.optional(),
+      /** `brief` answers only: the command's status after the report (200). */
+      status: CommandStatus.optional(),
       message: z.string().optional(),
     }),
   ),

@@ -405,7 +405,7 @@ describe('POST /commands/:id/retry', () => {
 });
 
 describe('PUT /commands/results with claim (report-and-claim)', () => {
-  type Answer = { results: Array<{ id: string; statusCode: number; command?: Command }>; commands?: ClaimedCommand[] };
+  type Answer = { results: Array<{ id: string; statusCode: number; command?: Command; status?: string }>; commands?: ClaimedCommand[] };
   const results = (app: App, payload: object) => app.inject({ method: 'PUT', url: '/commands/results', payload });
   const done = (c: ClaimedCommand, agentId = 'agent-1') => ({ id: c.id, agentId, leaseId: c.leaseId, result: { ok: true } });
 
@@ -500,6 +500,44 @@ describe('PUT /commands/results with claim (report-and-claim)', () => {
     expect(res.json<{ message: string }>().message).toContain(path);
     expect((await getCommand(app, c.id)).status).toBe('RUNNING');
     expect((await getCommand(app, pending.id)).status).toBe('PENDING');
+  });
+
+  test('?brief=true answers each accepted report with the command\'s status only; refusals and claimed commands are as without it', async () => {
+    const { app } = await build();
+    const [a, b] = [await submit(app, delay(1)), await submit(app, delay(2, { maxAttempts: 2 }))];
+    await submit(app, delay(3));
+    const [ca, cb] = [await next(app), await next(app)];
+    expect([ca.id, cb.id]).toEqual([a.id, b.id]);
+    const reports = [
+      done(ca),
+      { id: cb.id, agentId: 'agent-1', leaseId: cb.leaseId, status: 'FAILED', error: 'boom', retryable: true },
+      { id: 'no-such-command', agentId: 'agent-1', result: {} },
+    ];
+    const res = await app.inject({ method: 'PUT', url: '/commands/results?brief=true', payload: { reports, claim: { agentId: 'agent-1', max: 1 } } });
+    expect(res.statusCode, res.body).toBe(200);
+    const answer = res.json<Answer>();
+    // The status after the report: COMPLETED, or PENDING for a retryable failure with attempts left.
+    expect(answer.results).toEqual([
+      { id: a.id, statusCode: 200, status: 'COMPLETED' },
+      { id: b.id, statusCode: 200, status: 'PENDING' },
+      { id: 'no-such-command', statusCode: 404, message: expect.any(String) },
+    ]);
+    // The commands claimed along are whole, with their leases: the agent runs them.
+    expect(answer.commands).toEqual([expect.objectContaining({ status: 'RUNNING', payload: { ms: 3 }, leaseId: expect.any(String) })]);
+    // The same report again, brief=false: the whole command, as without the query.
+    const full = await app.inject({ method: 'PUT', url: '/commands/results?brief=false', payload: { reports: [done(ca)] } });
+    expect(full.json<Answer>().results).toEqual([{ id: a.id, statusCode: 200, command: expect.objectContaining({ id: a.id, status: 'COMPLETED', result: { ok: true } }) }]);
+  });
+
+  test.each(['yes', '1', ''])('?brief=%s is a 400 naming brief; nothing is reported', async (value) => {
+    const { app } = await build();
+    await submit(app, delay(1));
+    const c = await next(app);
+    const res = await app.inject({ method: 'PUT', url: `/commands/results?brief=${value}`, payload: { reports: [done(c)] } });
+    expect(res.statusCode, res.body).toBe(400);
+    expectErrorShape(res.json(), 400);
+    expect(res.json<{ message: string }>().message).toContain('brief');
+    expect((await getCommand(app, c.id)).status).toBe('RUNNING');
   });
 
   test('a claimed command whose answer is lost is requeued when its lease runs out, like any lease', async () => {

@@ -9,7 +9,8 @@ export interface DelayResult {
 }
 
 /** Waits `ms`. The wait ends early, with the signal's reason, when the attempt is aborted. */
-export const delay: Executor<DelayResult> = async (payload, { signal, trackProgress }) => {
+export const delay: Executor<DelayResult> = async (payload, context) => {
+  const { trackProgress } = context;
   const { ms } = parsePayload(DelayPayload, payload);
   const started = performance.now();
   trackProgress(() => {
@@ -17,7 +18,7 @@ export const delay: Executor<DelayResult> = async (payload, { signal, trackProgr
     return { percent: ms === 0 ? 100 : Math.floor((elapsed / ms) * 100), message: `${elapsed} of ${ms} ms` };
   });
   // A 0 ms timer still waits for the next timers phase (about 1 ms): DELAY 0 needs no wait at all.
-  if (ms > 0) await sleep(ms, undefined, { signal });
-  else signal.throwIfAborted();
+  if (ms > 0) await sleep(ms, undefined, { signal: context.signal });
+  else if (context.aborted ?? true) context.signal.throwIfAborted();
   return { ok: true, tookMs: Math.round(performance.now() - started) };
 };

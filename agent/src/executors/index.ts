@@ -4,8 +4,16 @@ import { delay } from './delay.js';
 import { httpGetJson, type HttpGetJsonOptions } from './http-get-json.js';
 
 export interface ExecutorContext {
-  /** Fires when the attempt is aborted; its `reason` is an AttemptAborted saying why. */
-  signal: AbortSignal;
+  /**
+   * Fires when the attempt is aborted; its `reason` is an AttemptAborted saying why. Made on first
+   * read: an executor that may end at once checks `aborted` first.
+   */
+  readonly signal: AbortSignal;
+  /**
+   * The attempt is aborted already: what `signal.aborted` says, without making the signal.
+   * Optional (a context made by hand, in a test, may leave it out): absent means read the signal.
+   */
+  readonly aborted?: boolean;
   log: Logger;
   /** Lets the executor say how far it is; heartbeats send what the probe answers. */
   trackProgress: (probe: () => Progress) => void;

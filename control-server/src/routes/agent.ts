@@ -2,6 +2,7 @@ import {
   AGENT_DRAIN_HEADER,
   BatchClaimResponse,
   BatchResultBody,
+  BatchResultQuery,
   BatchResultResponse,
   ClaimedCommand,
   CommandIdParams,
@@ -149,16 +150,19 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
       schema: {
         summary:
           'Report many outcomes at once; each gets the answer the single route would give. ' +
-          'With `claim`, also lease up to `claim.max` more commands, answered in `commands` (never waits)',
+          'With `claim`, also lease up to `claim.max` more commands, answered in `commands` (never waits). ' +
+          'With `?brief=true`, an accepted report is answered with the command\'s `status`, not the whole command',
         operationId: 'reportResults',
         tags: ['agents'],
         security: AGENT_SECURITY,
+        querystring: BatchResultQuery,
         body: BatchResultBody,
         response: { 200: BatchResultResponse, 413: ErrorResponse, ...errors },
       },
     },
     async (request, reply) => {
       const { reports, claim } = request.body;
+      const { brief } = request.query;
       for (const report of reports) checkResultSize(report.result);
       // Reports issued together share one group commit in the store; a claim asked for along with
       // them is issued in the same turn, so with SQLite it commits with them too.
@@ -167,7 +171,10 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
       const [settled, commands] = await Promise.all([reported, claimed]);
       const results = settled.map((outcome, i) => {
         const id = request.body.reports[i]?.id ?? '';
-        if (outcome.status === 'fulfilled') return { id, statusCode: 200, command: outcome.value.command };
+        if (outcome.status === 'fulfilled') {
+          const { command } = outcome.value;
+          return brief ? { id, statusCode: 200, status: command.status } : { id, statusCode: 200, command };
+        }
         if (outcome.reason instanceof HttpError) {
           return { id, statusCode: outcome.reason.statusCode, message: outcome.reason.message };
         }
