@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { targets } from './targets.mjs';
 
-const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(targets).filter((name) => name !== 'store-all');
+const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(targets);
 const scores = [];
 for (const name of names) {
   const target = targets[name];
