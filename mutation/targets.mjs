@@ -53,6 +53,7 @@ const sqliteStoreTests = [
   'control-server/test/store-sqlite-key-slots.test.ts',
   'control-server/test/store-sqlite-fleet.test.ts',
   'control-server/test/store-sqlite-lifecycle.test.ts',
+  'control-server/test/store-sqlite-refusals.test.ts',
   'control-server/test/store-conditions.test.ts',
   'control-server/test/store-sqlite-plans.test.ts',
   'control-server/test/store-replays.test.ts',

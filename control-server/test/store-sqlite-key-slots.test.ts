@@ -134,6 +134,35 @@ describe('key slots', () => {
   });
 });
 
+describe('scheduled commands come due', () => {
+  test('promoteDue promotes at most 1 000 per pass and says when more are due; keyed ones take their slots', async () => {
+    const runAt = new Date(t.clock.now() + 1_000).toISOString();
+    await t.store.submitBatch(Array.from({ length: 1_001 }, () => delay({ runAt })));
+    await t.store.submitBatch(Array.from({ length: 3 }, () => keyed('k', 2, { runAt })));
+    expect(await t.store.promoteDue(), 'nothing is due yet').toBe(false);
+    t.clock.advance(1_000);
+    expect(await t.store.promoteDue(), '1 000 unkeyed of 1 001: more are due').toBe(true);
+    expect(await t.store.promoteDue(), 'the last one').toBe(false);
+    expect(await t.store.claimBatch('a1', LEASE_MS, 2_000)).toHaveLength(1_001 + 2);
+  });
+
+  test('1 000 keyed commands due at once: more are due after the pass', async () => {
+    const runAt = new Date(t.clock.now() + 1_000).toISOString();
+    await t.store.submitBatch(Array.from({ length: 1_000 }, () => keyed('k', 1_000, { runAt })));
+    t.clock.advance(1_000);
+    expect(await t.store.promoteDue()).toBe(true);
+    expect(await t.store.promoteDue()).toBe(false);
+    expect(await t.store.claimBatch('a1', LEASE_MS, 2_000)).toHaveLength(1_000);
+  });
+
+  test('999 due: one pass, nothing more', async () => {
+    const runAt = new Date(t.clock.now() + 1_000).toISOString();
+    await t.store.submitBatch(Array.from({ length: 999 }, () => delay({ runAt })));
+    t.clock.advance(1_000);
+    expect(await t.store.promoteDue()).toBe(false);
+  });
+});
+
 describe('pendingState', () => {
   test('undefined for an unknown, RUNNING or finished command', async () => {
     expect(await t.store.pendingState('no-such-id')).toBeUndefined();
