@@ -47,16 +47,18 @@ export const targets = {
  * calls the contract's retention tests make.
  */
 const sqliteStoreTests = [
-  'control-server/test/store-sqlite.test.ts',
-  'control-server/test/store-sqlite-routing.test.ts',
+  // Quick, pointed tests first: the run bails at the first failure (mutation/vitest.config.ts).
+  'control-server/test/store-shared-helpers.test.ts',
+  'control-server/test/store-sqlite-refusals.test.ts',
+  'control-server/test/store-sqlite-lifecycle.test.ts',
   'control-server/test/store-sqlite-wakeups.test.ts',
   'control-server/test/store-sqlite-key-slots.test.ts',
   'control-server/test/store-sqlite-fleet.test.ts',
-  'control-server/test/store-sqlite-lifecycle.test.ts',
-  'control-server/test/store-sqlite-refusals.test.ts',
+  'control-server/test/store-replays.test.ts',
+  'control-server/test/store-sqlite.test.ts',
   'control-server/test/store-conditions.test.ts',
   'control-server/test/store-sqlite-plans.test.ts',
-  'control-server/test/store-replays.test.ts',
+  'control-server/test/store-sqlite-routing.test.ts',
 ];
 // The store run in worker threads (the dist build, where Stryker's mutant switch does not reach):
 // they cannot kill a mutant and cost 3-5 s each.
