@@ -63,7 +63,7 @@ describe("'available'", () => {
     await t.store.submit(delay());
     let first!: ClaimedCommand;
     expect(await announced(async () => (first = await claim()))).toBe(0);
-    expect(await announced(() => t.store.heartbeat(first.id, { agentId: 'a1', leaseId: first.leaseId, progress: { done: 1 } }, LEASE_MS))).toBe(0);
+    expect(await announced(() => t.store.heartbeat(first.id, { agentId: 'a1', leaseId: first.leaseId, progress: { percent: 10 } }, LEASE_MS))).toBe(0);
     expect(await announced(() => complete(first))).toBe(0);
     const second = await claim();
     expect(await announced(() => t.store.release(second.id, second.leaseId))).toBe(1);
