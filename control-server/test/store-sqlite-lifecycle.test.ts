@@ -1,14 +1,35 @@
 /**
  * The SQLite store's life around its transitions: it makes the directory of its file, answers
- * reads on an empty file, reports a failure after a commit on stderr by default, and closes
- * once (a second close is a no-op, not a crash at shutdown).
+ * reads on an empty file, reports a failure after a commit on stderr by default, closes once (a
+ * second close is a no-op, not a crash at shutdown), keeps its full flag until a write stores
+ * something, and answers a health check without the write lock while it has space.
  *
- * Equivalent mutants (sqlite.ts):
- * - `if (options.path !== ':memory:') mkdirSync(…)` → always: dirname(':memory:') is '.', which
- *   exists, so the recursive mkdir does nothing.
- * - `this.stmt.eventLogHead.get()?.seq ?? undefined` → `&&`/without `?.`: min(seq) over an empty
- *   table is one row holding NULL, so `?.` never short-cuts; NULL ?? undefined is pinned below.
+ * Equivalent mutants of sqlite.ts that `npm run mutate store` leaves (besides those named in
+ * store-replays.test.ts, store-sqlite-key-slots.test.ts and store-sqlite-fleet.test.ts):
+ * - `if (options.path !== ':memory:') mkdirSync(…)` → always, or ':memory:' → "": dirname of
+ *   ':memory:' is '.', which exists, so the recursive mkdir does nothing.
+ * - `get()?.seq ?? 0` / `?.at ?? null` / `?.seq ?? undefined` (lastCommandSeq, lastEventSeq,
+ *   oldestEventSeq, oldestFinishedAt, nextWakeAt) → without `?.`: min()/max() over a table always
+ *   answer one row (NULL when empty), so `?.` never short-cuts; the empty answers are pinned below.
+ * - insertCommand(): `key !== null && row.concurrency_limit !== null` → `||` or either side
+ *   `true`: a submit names both or neither (SubmitBody refuses one alone).
+ * - claimEach(): `if (exhausted.has(shape))` → never, and `if (rows.length < max)` → never: a
+ *   request on a route that already came back short finds nothing in the same transaction
+ *   either; the skip only saves its statement.
+ * - cachedStatement(): `if (!statement)` → always: the statement is prepared again, same SQL.
+ * - retry(): `if (!row) throw …` → never (and its message, never reached): the row was read as
+ *   FAILED in the same transaction, so the guarded UPDATE always matches; likewise cancelPending's
+ *   `if (!row) return undefined` in a bulk step.
+ * - pendingState(): `row.ready === SCHEDULED && …` → `true && …`, `row.concurrency_key === null`
+ *   → false, `key?.running`/`key?.limit` → without `?.`: a ready or held row has no time ahead
+ *   unless the clock stepped back (tested in store-sqlite-refusals), a held row always has a key,
+ *   and its key's row exists from its submit on.
+ * - holdsSlot(): `row.status === 'PENDING'` → true: it is only asked of RUNNING or PENDING rows.
+ * - countByStatus(): the zeros `{ PENDING: 0, … }` → `{}`: command_counts always holds the four rows.
+ * - close(): `if (!this.db.open) return` → never: better-sqlite3's close() of a closed database
+ *   does nothing, and the group commit has nothing queued.
  */
+import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, test, vi } from 'vitest';
@@ -100,6 +121,36 @@ describe('SQLite store life', () => {
     } finally {
       await store.close();
       dir.cleanup(true);
+    }
+  });
+});
+
+describe('a full database', () => {
+  test('a write that stores nothing does not clear the full flag; one that stores something does', async () => {
+    const db = (t.store as unknown as { db: Database.Database }).db;
+    db.pragma(`max_page_count = ${(db.pragma('page_count', { simple: true }) as number) + 1}`);
+    const big = delay({ queue: 'q', concurrencyKey: 'x'.repeat(200), concurrencyLimit: 1 });
+    for (let i = 0; i < 100 && !t.store.isFull(); i++) await t.store.submit(big).catch(() => undefined);
+    expect(t.store.isFull()).toBe(true);
+    // Writes that change nothing: no due command to promote, no agent to save.
+    expect(await t.store.promoteDue()).toBe(false);
+    await t.store.saveAgents([]);
+    expect(t.store.isFull()).toBe(true);
+    db.pragma('max_page_count = 1073741823');
+    await t.store.submit(delay());
+    expect(t.store.isFull()).toBe(false);
+  });
+
+  test('a health check does not wait for the write lock while the database has space', async () => {
+    const other = new Database(join(t.dir, 'store.db'));
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      const started = performance.now();
+      await t.store.ping();
+      expect(performance.now() - started).toBeLessThan(1_000);
+      other.exec('ROLLBACK');
+    } finally {
+      other.close();
     }
   });
 });

@@ -126,3 +126,34 @@ describe('rows at the edges', () => {
     expect((await t.store.list({ limit: 10, queue: 'none' })).commands).toEqual([]);
   });
 });
+
+describe('transitions at their edges', () => {
+  test('a heartbeat logs a progress event only when it carries progress', async () => {
+    const { command } = await t.store.submit(delay());
+    const c = await claim();
+    const before = await t.store.lastEventSeq();
+    await t.store.heartbeat(c.id, { agentId: 'a1', leaseId: c.leaseId }, LEASE_MS);
+    expect(await t.store.eventsSince(before, 10)).toEqual([]);
+    await t.store.heartbeat(c.id, { agentId: 'a1', leaseId: c.leaseId, progress: { percent: 40, message: 'half' } }, LEASE_MS);
+    const events = await t.store.eventsSince(before, 10);
+    expect(events.map((e) => [e.kind, e.transition, e.command.id, e.command.progress])).toEqual([
+      ['progress', 'progress', command.id, { percent: 40, message: 'half' }],
+    ]);
+  });
+
+  test('a command released after its cancel was requested is canceled by the next cancel, not left PENDING', async () => {
+    const { command } = await t.store.submit(delay());
+    const c = await claim();
+    await t.store.cancel(c.id);
+    await t.store.release(c.id, c.leaseId);
+    expect(await t.store.get(command.id)).toMatchObject({ status: 'PENDING' });
+    expect(await t.store.cancel(command.id)).toMatchObject({ status: 'FAILED', error: 'canceled' });
+  });
+
+  test('after the clock steps back, a command in the claim index still reads ready', async () => {
+    const { command } = await t.store.submit(delay());
+    t.clock.advance(-5_000);
+    expect(await t.store.pendingState(command.id)).toMatchObject({ state: 'ready' });
+    expect((await claim()).id).toBe(command.id);
+  });
+});

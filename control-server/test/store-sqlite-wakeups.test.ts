@@ -9,8 +9,10 @@
  * Equivalent mutants of these announcements (sqlite.ts):
  * - none known: each `… > 0` / `if (!this.workStaged) return` is pinned by a case below.
  */
+import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import type { ClaimedCommand } from '@agent-executor/common';
+import { SqliteCommandStore } from '../src/store/sqlite.js';
 import { delay, keyed, useSqliteStore } from './sqlite-test-store.js';
 
 const t = useSqliteStore('store-wakeups');
@@ -37,6 +39,36 @@ const claim = async (agentId = 'a1'): Promise<ClaimedCommand> => {
 const complete = (c: ClaimedCommand) => t.store.report(c.id, { agentId: c.agentId ?? '', leaseId: c.leaseId, result: {} });
 
 describe("'available'", () => {
+  test("a fresh store's first write says nothing when it makes nothing claimable; listeners get no arguments", async () => {
+    const runAt = new Date(t.clock.now() + 60_000).toISOString();
+    expect(await announced(() => t.store.submit(delay({ runAt })))).toBe(0);
+    const calls: unknown[][] = [];
+    const listener = (...args: unknown[]) => calls.push(args);
+    t.store.events.on('available', listener);
+    await t.store.submit(delay());
+    t.store.events.off('available', listener);
+    expect(calls).toEqual([[]]);
+  });
+
+  test('a throwing listener is reported; the others still hear it, and the write stands', async () => {
+    const errors: Array<[unknown, string]> = [];
+    const store = new SqliteCommandStore({ path: join(t.dir, 'throwing.db'), onError: (error, what) => errors.push([error, what]) });
+    try {
+      const bug = new Error('listener bug');
+      let heard = 0;
+      store.events.on('available', () => {
+        throw bug;
+      });
+      store.events.on('available', () => heard++);
+      const { command } = await store.submit(delay());
+      expect(errors).toEqual([[bug, "an 'available' listener failed"]]);
+      expect(heard).toBe(1);
+      expect(await store.get(command.id)).toMatchObject({ status: 'PENDING' });
+    } finally {
+      await store.close();
+    }
+  });
+
   test('a ready submit says it once; a scheduled one, and one held behind its key, say nothing', async () => {
     expect(await announced(() => t.store.submit(delay()))).toBe(1);
     const runAt = new Date(t.clock.now() + 60_000).toISOString();
