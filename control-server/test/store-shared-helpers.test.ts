@@ -2,13 +2,25 @@
  * The pure helpers both stores share (transitions.ts, event-log.ts, claim-route.ts,
  * backoff.ts), at their edges: a store test reaches them only through one store's SQL, and the
  * PostgreSQL store uses some the SQLite store does not (isAvailable, the `ready` of a new row).
+ * holdsLease is the only guard of a report in the PostgreSQL store; in the SQLite store the
+ * guarded UPDATE refuses the same reports again, so only a test of the function itself can tell
+ * a broken one.
+ *
+ * Equivalent mutants (`npm run mutate store-transitions`):
+ * - newCommandRow(): `runAt === null ? now : Math.max(now, runAt)` → always Math.max: Math.max(now,
+ *   null) is `now`.
+ * - reportedRow(): `cancel_requested: status === 'PENDING' ? current.cancel_requested : 0`: a report
+ *   goes back to PENDING only when no cancel was requested, so both sides are 0.
+ * - sortKeys(): the comparator `a < b ? -1 : a > b ? 1 : 0` with `<=`/`>=` for `<`/`>`, or with
+ *   `a > b` → true/false: two keys of one object are never equal, and V8's sort only asks whether
+ *   the comparator is negative (checked on 200 keys in random order), so 0 for "after" sorts alike.
  */
 import { describe, expect, test } from 'vitest';
 import { retryBackoffMs } from '../src/store/backoff.js';
 import { routeKey, routeOf } from '../src/store/claim-route.js';
 import type { CommandRow } from '../src/store/command-rows.js';
 import { isAvailable, PRUNE_BATCH, pruneEnd } from '../src/store/event-log.js';
-import { hashJson, newCommandRow } from '../src/store/transitions.js';
+import { hashJson, holdsLease, newCommandRow } from '../src/store/transitions.js';
 
 const NOW = Date.parse('2030-01-01T00:00:00Z');
 
@@ -95,6 +107,29 @@ describe('claim routes', () => {
   });
 });
 
+describe('holdsLease', () => {
+  const row = (status: CommandRow['status'], leaseId: string | null, agentId: string | null) =>
+    ({ status, lease_id: leaseId, agent_id: agentId }) as CommandRow;
+  test('the holder of the current lease of an unfinished command, by lease id or (without one) by agent', () => {
+    expect(holdsLease(row('RUNNING', 'L1', 'a1'), { agentId: 'a1', leaseId: 'L1' })).toBe(true);
+    expect(holdsLease(row('RUNNING', 'L1', 'a1'), { agentId: 'a1' })).toBe(true);
+    // Expired with attempts left: PENDING, the lease id kept, its holder may still report.
+    expect(holdsLease(row('PENDING', 'L1', 'a1'), { agentId: 'a1', leaseId: 'L1' })).toBe(true);
+    expect(holdsLease(row('RUNNING', 'L1', 'a1'), { agentId: 'a1', leaseId: 'L2' })).toBe(false);
+    expect(holdsLease(row('RUNNING', 'L1', 'a1'), { agentId: 'a2', leaseId: 'L1' })).toBe(false);
+    expect(holdsLease(row('RUNNING', 'L1', 'a1'), { agentId: 'a2' })).toBe(false);
+  });
+
+  test('never a finished command, nor one never leased', () => {
+    expect(holdsLease(row('COMPLETED', 'L1', 'a1'), { agentId: 'a1', leaseId: 'L1' })).toBe(false);
+    expect(holdsLease(row('FAILED', 'L1', 'a1'), { agentId: 'a1', leaseId: 'L1' })).toBe(false);
+    expect(holdsLease(row('FAILED', 'L1', 'a1'), { agentId: 'a1' })).toBe(false);
+    expect(holdsLease(row('PENDING', null, null), { agentId: 'a1' })).toBe(false);
+    // A lease id of null on both sides is no lease.
+    expect(holdsLease(row('PENDING', null, 'a1'), { agentId: 'a1' })).toBe(false);
+  });
+});
+
 describe('hashJson', () => {
   test('object keys in any order, at any depth, hash alike; arrays keep their order; values count', () => {
     expect(hashJson({ b: 1, a: { d: [1, 2], c: null } })).toBe(hashJson({ a: { c: null, d: [1, 2] }, b: 1 }));
@@ -103,5 +138,7 @@ describe('hashJson', () => {
     expect(hashJson({ z: 1, y: 2, x: 3, w: 4 })).toBe(hashJson({ w: 4, x: 3, y: 2, z: 1 }));
     expect(hashJson(['b', 'a'])).not.toBe(hashJson(['a', 'b']));
     expect(hashJson({ a: 1 })).toMatch(/^[0-9a-f]{64}$/);
+    // An array is not an object with index keys.
+    expect(hashJson([1])).not.toBe(hashJson({ 0: 1 }));
   });
 });
