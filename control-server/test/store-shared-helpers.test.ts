@@ -14,12 +14,14 @@
  * - sortKeys(): the comparator `a < b ? -1 : a > b ? 1 : 0` with `<=`/`>=` for `<`/`>`, or with
  *   `a > b` → true/false: two keys of one object are never equal, and V8's sort only asks whether
  *   the comparator is negative (checked on 200 keys in random order), so 0 for "after" sorts alike.
+ * - StatusCounts.move(): `if (from === to) return` → never: the decrement and increment cancel.
  */
 import { describe, expect, test } from 'vitest';
 import { retryBackoffMs } from '../src/store/backoff.js';
 import { routeKey, routeOf } from '../src/store/claim-route.js';
 import type { CommandRow } from '../src/store/command-rows.js';
-import { isAvailable, PRUNE_BATCH, pruneEnd } from '../src/store/event-log.js';
+import { DEFAULT_EVENT_RETENTION, isAvailable, PRUNE_BATCH, pruneEnd } from '../src/store/event-log.js';
+import { StatusCounts } from '../src/store/status-counts.js';
 import { hashJson, holdsLease, newCommandRow } from '../src/store/transitions.js';
 
 const NOW = Date.parse('2030-01-01T00:00:00Z');
@@ -74,6 +76,31 @@ describe('pruneEnd', () => {
     expect(pruneEnd({ head: 1, last: 100, keptByTime: undefined, keepCount: 1_000 })).toBe(101);
     expect(pruneEnd({ head: 1, last: 10_000, keptByTime: undefined, keepCount: 1_000 })).toBe(2_001);
     expect(pruneEnd({ head: 501, last: 10_000, keptByTime: 9_000, keepCount: 5_000 })).toBe(2_501);
+  });
+});
+
+describe('event log retention by default (SPEC §4)', () => {
+  test('24 h or 100 000 events, whichever is fewer', () => {
+    expect(DEFAULT_EVENT_RETENTION).toEqual({ count: 100_000, ms: 86_400_000 });
+  });
+});
+
+describe('StatusCounts', () => {
+  test('the net move per status of one write; statuses that did not change are left out', () => {
+    const counts = new StatusCounts();
+    expect(counts.changes()).toEqual([]);
+    counts.move(null, 'PENDING');
+    counts.move(null, 'PENDING');
+    expect(counts.changes()).toEqual([['PENDING', 2]]);
+    counts.move('PENDING', 'RUNNING');
+    counts.move('RUNNING', 'RUNNING');
+    expect(counts.changes()).toEqual([['PENDING', 1], ['RUNNING', 1]]);
+    // Retention deletes a finished command: it leaves its status and goes nowhere.
+    counts.move('RUNNING', 'COMPLETED');
+    counts.move('COMPLETED', null);
+    expect(counts.changes()).toEqual([['PENDING', 1]]);
+    counts.move('FAILED', null);
+    expect(counts.changes()).toEqual([['PENDING', 1], ['FAILED', -1]]);
   });
 });
 
