@@ -15,11 +15,16 @@
  *   `a > b` → true/false: two keys of one object are never equal, and V8's sort only asks whether
  *   the comparator is negative (checked on 200 keys in random order), so 0 for "after" sorts alike.
  * - StatusCounts.move(): `if (from === to) return` → never: the decrement and increment cancel.
+ * - command-rows.ts iso(): `if (ms !== lastMs)` → always, and the first `lastIso`: a cache; the
+ *   first call always converts (lastMs starts as NaN).
+ * - rowToCommand(): `row.result === null ? null : JSON.parse(row.result)` → always JSON.parse, and
+ *   the same for progress: JSON.parse(null) is null.
  */
 import { describe, expect, test } from 'vitest';
 import { retryBackoffMs } from '../src/store/backoff.js';
 import { routeKey, routeOf } from '../src/store/claim-route.js';
-import type { CommandRow } from '../src/store/command-rows.js';
+import { withLease, type CommandRow } from '../src/store/command-rows.js';
+import type { Command } from '@agent-executor/common';
 import { DEFAULT_EVENT_RETENTION, isAvailable, PRUNE_BATCH, pruneEnd } from '../src/store/event-log.js';
 import { StatusCounts } from '../src/store/status-counts.js';
 import { hashJson, holdsLease, newCommandRow } from '../src/store/transitions.js';
@@ -130,6 +135,7 @@ describe('claim routes', () => {
   test('the same queues and types in any order are one route; queues and types do not mix', () => {
     expect(routeKey({ queues: ['b', 'a'], types: ['Y', 'X'] })).toBe(routeKey({ queues: ['a', 'b'], types: ['X', 'Y'] }));
     expect(routeKey({ queues: ['a', 'b'], types: ['X'] })).toBe('a,b|X');
+    expect(routeKey({ queues: ['b'], types: ['Y', 'X'] })).toBe('b|X,Y');
     expect(routeKey({ queues: ['a'], types: ['b', 'X'] })).not.toBe(routeKey({ queues: ['a', 'b'], types: ['X'] }));
   });
 });
@@ -167,5 +173,18 @@ describe('hashJson', () => {
     expect(hashJson({ a: 1 })).toMatch(/^[0-9a-f]{64}$/);
     // An array is not an object with index keys.
     expect(hashJson([1])).not.toBe(hashJson({ 0: 1 }));
+  });
+});
+
+describe('withLease', () => {
+  const command = { id: 'c1', leaseExpiresAt: '2030-01-01T00:00:30.000Z' } as Command;
+  test('adds the lease id to the claimed command', () => {
+    expect(withLease(command, { id: 'c1', lease_id: 'L1' } as CommandRow)).toEqual({ ...command, leaseId: 'L1' });
+  });
+  test('a claimed row without a lease id or expiry is a bug, never handed out', () => {
+    expect(() => withLease(command, { id: 'c1', lease_id: null } as CommandRow)).toThrow('command c1 was claimed without a lease');
+    expect(() => withLease({ ...command, leaseExpiresAt: null }, { id: 'c1', lease_id: 'L1' } as CommandRow)).toThrow(
+      'command c1 was claimed without a lease',
+    );
   });
 });
