@@ -11,6 +11,15 @@
  *   readiness took in between is rolled back with the write.
  * - requeueExpired(): `if (!row) continue` and report(): `if (changes !== 1) throw`: the row was
  *   read in the same transaction, so the guarded statement always matches it.
+ *
+ * Equivalent mutants (sqlite-routing.ts, `npm run mutate store-routing`):
+ * - KeySlots.limit(): `changes > 0 ? promote : 0` → `>= 0`: with the limit unchanged no held
+ *   command can have a free slot (a command is held only while the key has none), so the extra
+ *   promote finds nothing.
+ * - promote(): `if (promoted > 0) addActive…` → always: adding 0 changes nothing.
+ * - state(): `runningOf.get(key)?.n` → without `?.`: count(*) always answers one row.
+ * - claimStatement(): `if (!cache)` → always, `if (statement) return statement` → never: the
+ *   statement is prepared again from the same SQL (a cache only).
  */
 import { describe, expect, test } from 'vitest';
 import type { ClaimedCommand } from '@agent-executor/common';

@@ -132,6 +132,20 @@ describe("'available'", () => {
     expect(claimed?.id).toBe(c.id);
   });
 
+  test('a keyed scheduled command that comes due with a free slot says it; one whose key is full, nothing', async () => {
+    const runAt = new Date(t.clock.now() + 1_000).toISOString();
+    const due = (await t.store.submit(keyed('k', 1, { runAt }))).command;
+    const waits = (await t.store.submit(keyed('k', 1, { runAt }))).command;
+    t.clock.advance(1_000);
+    expect(await announced(() => t.store.promoteDue())).toBe(1);
+    expect(await t.store.pendingState(due.id)).toMatchObject({ state: 'ready' });
+    expect(await t.store.pendingState(waits.id)).toMatchObject({ state: 'held' });
+    const later = (await t.store.submit(keyed('k', 1, { runAt: new Date(t.clock.now() + 1_000).toISOString() }))).command;
+    t.clock.advance(1_000);
+    expect(await announced(() => t.store.promoteDue())).toBe(0);
+    expect(await t.store.pendingState(later.id)).toMatchObject({ state: 'held' });
+  });
+
   test('a retryable failure of a keyed command: the slot goes to the held one, which says so', async () => {
     await t.store.submit(keyed('k', 1, { maxAttempts: 3 }));
     const held = (await t.store.submit(keyed('k', 1))).command;
