@@ -15,6 +15,10 @@
  *   `a > b` → true/false: two keys of one object are never equal, and V8's sort only asks whether
  *   the comparator is negative (checked on 200 keys in random order), so 0 for "after" sorts alike.
  * - StatusCounts.move(): `if (from === to) return` → never: the decrement and increment cancel.
+ * Not equivalent, but left alive by the mutation run itself: DEFAULT_EVENT_RETENTION's four
+ * mutants are static (evaluated when event-log.ts is imported), and mutation/vitest.config.ts
+ * keeps modules loaded between mutants (`isolate: false`), so the mutated value is never imported.
+ * The test below fails on each of them in a plain vitest run.
  * - command-rows.ts iso(): `if (ms !== lastMs)` → always, and the first `lastIso`: a cache; the
  *   first call always converts (lastMs starts as NaN).
  * - rowToCommand(): `row.result === null ? null : JSON.parse(row.result)` → always JSON.parse, and
