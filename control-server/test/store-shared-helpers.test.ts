@@ -11,9 +11,11 @@
  *   null) is `now`.
  * - reportedRow(): `cancel_requested: status === 'PENDING' ? current.cancel_requested : 0`: a report
  *   goes back to PENDING only when no cancel was requested, so both sides are 0.
- * - sortKeys(): the comparator `a < b ? -1 : a > b ? 1 : 0` with `<=`/`>=` for `<`/`>`, or with
- *   `a > b` → true/false: two keys of one object are never equal, and V8's sort only asks whether
- *   the comparator is negative (checked on 200 keys in random order), so 0 for "after" sorts alike.
+ * - sortKeys(): the comparator `a < b ? -1 : a > b ? 1 : 0` with `<=` for `<`, `>=`/`<=` for `>`,
+ *   or `a > b` → true/false: two keys of one object are never equal, and V8's sort only asks
+ *   whether the comparator is negative (checked on 200 keys in random order), so 0 for "after"
+ *   sorts alike; `a < b` → `a >= b` sorts the keys in reverse, which hashes any key order alike
+ *   too (a hash is only ever compared with one made by the same code).
  * - StatusCounts.move(): `if (from === to) return` → never: the decrement and increment cancel.
  * Not equivalent, but left alive by the mutation run itself: DEFAULT_EVENT_RETENTION's four
  * mutants are static (evaluated when event-log.ts is imported), and mutation/vitest.config.ts
