@@ -28,6 +28,8 @@
  * - countByStatus(): the zeros `{ PENDING: 0, … }` → `{}`: command_counts always holds the four rows.
  * - close(): `if (!this.db.open) return` → never: better-sqlite3's close() of a closed database
  *   does nothing, and the group commit has nothing queued.
+ * And of migrate-sqlite.ts (`npm run mutate store-statements`):
+ * - `name.endsWith('.sql')` → `endsWith('')`: migrations/sqlite/ holds only .sql files.
  */
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
