@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { targets } from './targets.mjs';
 
-const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(targets).filter((name) => name !== 'store-all');
+const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(targets);
 const scores = [];
 for (const name of names) {
   const target = targets[name];
@@ -25,18 +25,28 @@ for (const name of names) {
     report = JSON.parse(readFileSync(`mutation/reports/${name}.json`, 'utf8'));
   } catch {
     console.error(`${name}: Stryker wrote no report (exit ${run.status}); see its output above`);
-    scores.push({ file: name, score: 0, survived: NaN, noCoverage: NaN, exit: run.status });
+    scores.push({ file: name, score: 0, killed: NaN, timeout: NaN, survived: NaN, noCoverage: NaN, exit: run.status });
     continue;
   }
   for (const [file, { mutants }] of Object.entries(report.files)) {
     const count = (status) => mutants.filter((m) => m.status === status).length;
     const killed = count('Killed') + count('Timeout');
     const valid = killed + count('Survived') + count('NoCoverage');
-    scores.push({ file, score: valid === 0 ? 100 : (100 * killed) / valid, survived: count('Survived'), noCoverage: count('NoCoverage'), exit: run.status });
+    scores.push({
+      file,
+      score: valid === 0 ? 100 : (100 * killed) / valid,
+      killed: count('Killed'),
+      timeout: count('Timeout'),
+      survived: count('Survived'),
+      noCoverage: count('NoCoverage'),
+      exit: run.status,
+    });
   }
 }
 console.log('\nmutation score per file');
-for (const { file, score, survived, noCoverage } of scores) {
-  console.log(`${score.toFixed(1).padStart(6)} %  ${file}  (${survived} survived, ${noCoverage} no coverage)`);
+for (const { file, score, killed, timeout, survived, noCoverage } of scores) {
+  console.log(
+    `${score.toFixed(1).padStart(6)} %  ${file}  (${killed} killed, ${timeout} timed out, ${survived} survived, ${noCoverage} no coverage)`,
+  );
 }
 process.exit(scores.every(({ score }) => score >= 85) ? 0 : 1);
