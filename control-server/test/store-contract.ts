@@ -245,6 +245,23 @@ export function describeStoreContract(name: string, makeStore: MakeStore): void 
         expect((await claim()).id).toBe(b.id);
       });
 
+      test('a claim given back after its cancel was asked for ends FAILED canceled, never to be claimed again', async () => {
+        const c = await submit(delay(10, { concurrencyKey: 'k', concurrencyLimit: 1 }));
+        const next = await submit(delay(10, { concurrencyKey: 'k', concurrencyLimit: 1 }));
+        const claimed = await claim();
+        expect(claimed.id).toBe(c.id);
+        expect(await store.cancel(c.id)).toMatchObject({ status: 'RUNNING', cancelRequested: true });
+        const before = await store.lastEventSeq();
+        clock.advance(5);
+        await store.release(claimed.id, claimed.leaseId);
+        expect(await get(c.id)).toMatchObject({ status: 'FAILED', error: 'canceled', finishedAt: at(clock.now()), leaseExpiresAt: null });
+        const events = await store.eventsSince(before, 10);
+        expect(events.map((e) => [e.transition, e.command.id, e.command.status])).toEqual([['cancel', c.id, 'FAILED']]);
+        // Its key's slot went on: the next command of the key is claimable, and only it.
+        expect((await claim()).id).toBe(next.id);
+        expect((await store.countByStatus()).FAILED).toBe(1);
+      });
+
       test('release with another lease id changes nothing', async () => {
         const c = await submit();
         await claim();
@@ -898,14 +915,13 @@ export function describeStoreContract(name: string, makeStore: MakeStore): void 
       await check('cancel', { PENDING: 2, RUNNING: 1, COMPLETED: 1, FAILED: 2 });
       await store.retry(c.id);
       await check('retry', { PENDING: 3, RUNNING: 1, COMPLETED: 1, FAILED: 1 });
-      await store.release(d.id, d.leaseId);
-      await check('release', { PENDING: 4, RUNNING: 0, COMPLETED: 1, FAILED: 1 });
+      await store.release(d.id, d.leaseId); // its cancel was requested: it ends FAILED canceled
+      await check('release', { PENDING: 3, RUNNING: 0, COMPLETED: 1, FAILED: 2 });
       clock.advance(120_000); // every backoff over
       const claimed = await store.claimBatch('agent-2', LEASE_MS, 10);
-      expect(claimed).toHaveLength(4);
+      expect(claimed).toHaveLength(3);
       clock.advance(LEASE_MS);
-      // The maxAttempts: 1 command fails, so does the released one whose cancel was requested;
-      // the other two go back to PENDING.
+      // The maxAttempts: 1 command fails; the other two go back to PENDING.
       await store.requeueExpired();
       await check('expire', { PENDING: 2, RUNNING: 0, COMPLETED: 1, FAILED: 3 });
       clock.advance(1);

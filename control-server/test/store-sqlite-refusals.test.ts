@@ -141,15 +141,6 @@ describe('transitions at their edges', () => {
     ]);
   });
 
-  test('a command released after its cancel was requested is canceled by the next cancel, not left PENDING', async () => {
-    const { command } = await t.store.submit(delay());
-    const c = await claim();
-    await t.store.cancel(c.id);
-    await t.store.release(c.id, c.leaseId);
-    expect(await t.store.get(command.id)).toMatchObject({ status: 'PENDING' });
-    expect(await t.store.cancel(command.id)).toMatchObject({ status: 'FAILED', error: 'canceled' });
-  });
-
   test('after the clock steps back, a command in the claim index still reads ready', async () => {
     const { command } = await t.store.submit(delay());
     t.clock.advance(-5_000);

@@ -122,11 +122,15 @@ export const sql = {
              WHERE status = 'PENDING' AND concurrency_key = $1 AND available_at <= $2
                AND (priority > $3 OR (priority = $3 AND seq < $4))) AS ahead`,
   ),
-  // available_at is left alone: the command keeps its place at the head of the queue.
+  // available_at is left alone: the command keeps its place at the head of the queue. A cancel
+  // asked for while it was leased ends it instead: FAILED "canceled", as an expiry does.
   release: statement(
     'release',
     `UPDATE commands
-     SET status = 'PENDING', lease_id = NULL, lease_expires_at = NULL, attempts = attempts - 1,
+     SET status = CASE WHEN cancel_requested = 1 THEN 'FAILED' ELSE 'PENDING' END,
+         error = CASE WHEN cancel_requested = 1 THEN 'canceled' ELSE error END,
+         finished_at = CASE WHEN cancel_requested = 1 THEN $3::bigint ELSE NULL END,
+         lease_id = NULL, lease_expires_at = NULL, attempts = attempts - 1,
          started_at = NULL, updated_at = $3
      WHERE id = $1 AND status = 'RUNNING' AND lease_id = $2
      RETURNING *`,

@@ -389,7 +389,8 @@ export class PostgresCommandStore implements CommandStore {
   async release(id: string, leaseId: string): Promise<void> {
     await this.write(async (tx) => {
       const [row] = (await tx.query(sql.release, [id, leaseId, this.now()])).rows;
-      if (row) tx.log('release', row, 'RUNNING');
+      // FAILED: its cancel was asked for while it was leased.
+      if (row) tx.log(row.status === 'PENDING' ? 'release' : 'cancel', row, 'RUNNING');
     });
   }
 

@@ -84,8 +84,12 @@ export function prepareStatements(db: Database.Database): Statements {
     ),
     // available_at is left alone: the command keeps its place at the head of the queue, and it
     // is ready again (its key's slot stays taken: RUNNING and ready both count as active).
+    // A cancel asked for while it was leased ends it instead: FAILED "canceled", as an expiry does.
     release: db.prepare(`UPDATE commands
-      SET status = 'PENDING', lease_id = NULL, lease_expires_at = NULL, attempts = attempts - 1,
+      SET status = CASE WHEN cancel_requested = 1 THEN 'FAILED' ELSE 'PENDING' END,
+          error = CASE WHEN cancel_requested = 1 THEN 'canceled' ELSE error END,
+          finished_at = CASE WHEN cancel_requested = 1 THEN @now ELSE NULL END,
+          lease_id = NULL, lease_expires_at = NULL, attempts = attempts - 1,
           started_at = NULL, ready = 1, updated_at = @now
       WHERE id = @id AND status = 'RUNNING' AND lease_id = @leaseId
       RETURNING *`),

@@ -378,7 +378,14 @@ export class SqliteCommandStore implements CommandStore {
   async release(id: string, leaseId: string): Promise<void> {
     await this.write((log) => {
       const row = this.stmt.release.get({ id, leaseId, now: this.now() }) as CommandRow | undefined;
-      if (row) log('release', row, 'RUNNING');
+      if (!row) return;
+      if (row.status === 'PENDING') {
+        log('release', row, 'RUNNING');
+        return;
+      }
+      // Its cancel was asked for while it was leased: it ends, and its key's slot goes on.
+      if (this.keys.release(row.concurrency_key) > 0) this.workStaged = true;
+      log('cancel', row, 'RUNNING');
     });
   }
 
