@@ -10,13 +10,16 @@ import {
   SubmittedCommand,
   type WaitingFor,
 } from '@agent-executor/common';
+import type { FastifyReply } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { requireBearer } from '../auth.js';
 import { NotFound } from '../errors.js';
 import { CLIENT_SECURITY, type HeaderDoc } from '../openapi.js';
 import type { AgentRegistry } from '../agent-registry.js';
+import { submittedJson } from '../store/command-json.js';
 import type { CommandStore } from '../store/store.js';
+import { sendJsonText } from './json-text.js';
 import { decodeCursor, encodeCursor, nextLink } from './paging.js';
 
 const SubmitHeaders = z.object({
@@ -61,7 +64,9 @@ export const commandRoutes: FastifyPluginAsyncZod<{
       const { command, replayed } = await store.submit(request.body, request.headers['idempotency-key']);
       if (replayed) void reply.code(200).header('Idempotent-Replayed', 'true');
       else void reply.code(201);
-      return reply.header('Location', `/commands/${command.id}`).send({ commandId: command.id, ...command });
+      void reply.header('Location', `/commands/${command.id}`);
+      // The command's JSON as its event row holds it: serialised once per transition.
+      return sendJsonText(reply as FastifyReply, submittedJson(command));
     },
   );
 
@@ -79,7 +84,7 @@ export const commandRoutes: FastifyPluginAsyncZod<{
     },
     async (request, reply) => {
       const commands = await store.submitBatch(request.body.commands);
-      return reply.code(201).send({ commands: commands.map((command) => ({ commandId: command.id, ...command })) });
+      return sendJsonText(reply.code(201) as FastifyReply, `{"commands":[${commands.map(submittedJson).join(',')}]}`);
     },
   );
 
