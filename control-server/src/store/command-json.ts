@@ -1,4 +1,4 @@
-import type { Command } from '@agent-executor/common';
+import type { ClaimedCommand, Command } from '@agent-executor/common';
 
 /**
  * The JSON the event log stored for a command object a transition answered with. A transition
@@ -13,6 +13,11 @@ export function rememberJson(command: Command, json: string): void {
   logged.set(command, json);
 }
 
+/** The remembered JSON of `value`, if a store remembered it. */
+export function rememberedJson(value: object): string | undefined {
+  return logged.get(value as Command);
+}
+
 /** `command` as JSON: the event log's text when it made it, else JSON.stringify's (same bytes). */
 export function commandJson(command: Command): string {
   return logged.get(command) ?? JSON.stringify(command);
@@ -24,4 +29,15 @@ export function commandJson(command: Command): string {
  */
 export function submittedJson(command: Command): string {
   return `{"commandId":${JSON.stringify(command.id)},${commandJson(command).slice(1)}`;
+}
+
+/**
+ * Remembers the JSON of a claimed command, made from its command's: `{ ...command, leaseId,
+ * leaseExpiresAt }` keeps the command's keys in their order (leaseExpiresAt is one of them, with
+ * the same value) and adds leaseId last.
+ */
+export function rememberClaimedJson(claimed: ClaimedCommand, command: Command): void {
+  const json = logged.get(command);
+  if (json === undefined) return;
+  logged.set(claimed, `${json.slice(0, -1)},"leaseId":${JSON.stringify(claimed.leaseId)}}`);
 }
