@@ -4,7 +4,7 @@
  */
 import { expect, test } from 'vitest';
 import { stringifyAnswer } from '../src/answer-json.js';
-import { rememberJson } from '../src/store/command-json.js';
+import { rememberJson, submitted } from '../src/store/command-json.js';
 import { newCommandRow, claimedRow } from '../src/store/transitions.js';
 import { rowToCommand, withLease } from '../src/store/command-rows.js';
 
@@ -45,4 +45,17 @@ test('a claimed command is its command JSON with the lease id added: the bytes o
   const marked = rowToCommand(row);
   rememberJson(marked, '{"remembered":true}');
   expect(stringifyAnswer(withLease(marked, row))).toBe('{"remembered":true,"leaseId":"lease-1"}');
+});
+
+test('a submit answer is its command JSON with commandId first: the bytes of JSON.stringify', () => {
+  const command = rowToCommand(newCommandRow({ type: 'DELAY', payload: { ms: 1 } }, Date.now(), null, null));
+  rememberJson(command, JSON.stringify(command));
+  const answer = submitted(command);
+  expect(stringifyAnswer(answer)).toBe(JSON.stringify({ commandId: command.id, ...command }));
+  const marked = rowToCommand(newCommandRow({ type: 'DELAY', payload: { ms: 1 } }, Date.now(), null, null));
+  rememberJson(marked, '{"remembered":true}');
+  expect(stringifyAnswer({ commands: [submitted(marked)] })).toBe(`{"commands":[{"commandId":"${marked.id}","remembered":true}]}`);
+  // Not remembered (an idempotent replay reads the row): JSON.stringify's bytes.
+  const replayed = rowToCommand(newCommandRow({ type: 'DELAY', payload: { ms: 2 } }, Date.now(), null, null));
+  expect(stringifyAnswer(submitted(replayed))).toBe(JSON.stringify({ commandId: replayed.id, ...replayed }));
 });

@@ -10,16 +10,14 @@ import {
   SubmittedCommand,
   type WaitingFor,
 } from '@agent-executor/common';
-import type { FastifyReply } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { requireBearer } from '../auth.js';
 import { NotFound } from '../errors.js';
 import { CLIENT_SECURITY, type HeaderDoc } from '../openapi.js';
 import type { AgentRegistry } from '../agent-registry.js';
-import { submittedJson } from '../store/command-json.js';
+import { submitted } from '../store/command-json.js';
 import type { CommandStore } from '../store/store.js';
-import { sendJsonText } from './json-text.js';
 import { decodeCursor, encodeCursor, nextLink } from './paging.js';
 
 const SubmitHeaders = z.object({
@@ -64,9 +62,8 @@ export const commandRoutes: FastifyPluginAsyncZod<{
       const { command, replayed } = await store.submit(request.body, request.headers['idempotency-key']);
       if (replayed) void reply.code(200).header('Idempotent-Replayed', 'true');
       else void reply.code(201);
-      void reply.header('Location', `/commands/${command.id}`);
-      // The command's JSON as its event row holds it: serialised once per transition.
-      return sendJsonText(reply as FastifyReply, submittedJson(command));
+      // Written as the JSON its event row holds: serialised once per transition (command-json.ts).
+      return reply.header('Location', `/commands/${command.id}`).send(submitted(command));
     },
   );
 
@@ -84,7 +81,7 @@ export const commandRoutes: FastifyPluginAsyncZod<{
     },
     async (request, reply) => {
       const commands = await store.submitBatch(request.body.commands);
-      return sendJsonText(reply.code(201) as FastifyReply, `{"commands":[${commands.map(submittedJson).join(',')}]}`);
+      return reply.code(201).send({ commands: commands.map(submitted) });
     },
   );
 

@@ -24,11 +24,14 @@ export function commandJson(command: Command): string {
 }
 
 /**
- * JSON.stringify({ commandId: command.id, ...command }) (SubmittedCommand), from the command's
- * JSON: `commandId` first, then the command's own fields in their order.
+ * The answer of a submit (SubmittedCommand): `{ commandId, ...command }`, remembered as the
+ * command's JSON with `commandId` put first, which is where JSON.stringify puts it.
  */
-export function submittedJson(command: Command): string {
-  return `{"commandId":${JSON.stringify(command.id)},${commandJson(command).slice(1)}`;
+export function submitted(command: Command): Command & { commandId: string } {
+  const answer = { commandId: command.id, ...command };
+  const json = logged.get(command);
+  if (json !== undefined) logged.set(answer, `{"commandId":${JSON.stringify(command.id)},${json.slice(1)}`);
+  return answer;
 }
 
 /**
