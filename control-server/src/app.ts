@@ -2,7 +2,6 @@ import cors from '@fastify/cors';
 import { fastifySSE } from '@fastify/sse';
 import { MAX_BODY_BYTES, MAX_LONG_POLL_WAIT_S } from '@agent-executor/common';
 import { AgentRegistry } from './agent-registry.js';
-import { stringifyAnswer } from './answer-json.js';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Clock } from './clock.js';
@@ -70,8 +69,7 @@ export async function buildApp(config: ServerConfig, store: CommandStore, option
   // own rows in the types common/ infers from those schemas (the compiler checks the shapes), and
   // the schemas still document every answer in OpenAPI. Parsing each answer again cost ~3 % of
   // the server's time under load (BENCHMARKS.md); test/response-shapes.test.ts holds the line.
-  // A command a transition answers with is written as its event row's JSON, not serialised again.
-  app.setSerializerCompiler(() => stringifyAnswer);
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   installErrorHandler(app);
   installJsonParser(app);
   echoRequestId(app);

@@ -16,7 +16,6 @@ import { requireBearer } from '../auth.js';
 import { NotFound } from '../errors.js';
 import { CLIENT_SECURITY, type HeaderDoc } from '../openapi.js';
 import type { AgentRegistry } from '../agent-registry.js';
-import { submitted } from '../store/command-json.js';
 import type { CommandStore } from '../store/store.js';
 import { decodeCursor, encodeCursor, nextLink } from './paging.js';
 
@@ -62,8 +61,7 @@ export const commandRoutes: FastifyPluginAsyncZod<{
       const { command, replayed } = await store.submit(request.body, request.headers['idempotency-key']);
       if (replayed) void reply.code(200).header('Idempotent-Replayed', 'true');
       else void reply.code(201);
-      // Written as the JSON its event row holds: serialised once per transition (command-json.ts).
-      return reply.header('Location', `/commands/${command.id}`).send(submitted(command));
+      return reply.header('Location', `/commands/${command.id}`).send({ commandId: command.id, ...command });
     },
   );
 
@@ -81,7 +79,7 @@ export const commandRoutes: FastifyPluginAsyncZod<{
     },
     async (request, reply) => {
       const commands = await store.submitBatch(request.body.commands);
-      return reply.code(201).send({ commands: commands.map(submitted) });
+      return reply.code(201).send({ commands: commands.map((command) => ({ commandId: command.id, ...command })) });
     },
   );
 

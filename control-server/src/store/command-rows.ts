@@ -1,5 +1,4 @@
 import type { ClaimedCommand, Command, CommandStatus, CommandType } from '@agent-executor/common';
-import { rememberClaimedJson } from './command-json.js';
 
 /** A row of the `commands` table, as both stores read it (times in epoch ms, JSON as text). */
 export interface CommandRow {
@@ -84,7 +83,5 @@ export function withLease(command: Command, row: CommandRow): ClaimedCommand {
   if (row.lease_id === null || command.leaseExpiresAt === null) {
     throw new Error(`command ${row.id} was claimed without a lease`);
   }
-  const claimed = { ...command, leaseId: row.lease_id, leaseExpiresAt: command.leaseExpiresAt };
-  rememberClaimedJson(claimed, command);
-  return claimed;
+  return { ...command, leaseId: row.lease_id, leaseExpiresAt: command.leaseExpiresAt };
 }

@@ -1,5 +1,4 @@
 import type { Command } from '@agent-executor/common';
-import { rememberJson } from './command-json.js';
 import { rowToCommand, type CommandRow } from './command-rows.js';
 import type { StoredEvent, Transition } from './store.js';
 
@@ -18,15 +17,12 @@ export type NewEvent = Omit<StoredEvent, 'seq'> & { commandId: string };
 /** The event a transition logs: the whole command after the change, serialised once for SSE. */
 export function buildEvent(transition: Transition, row: CommandRow, createdAt: number): NewEvent {
   const command = rowToCommand(row);
-  const data = JSON.stringify(command);
-  // The answer of the transition is this same object: it is sent as this text (command-json.ts).
-  rememberJson(command, data);
   return {
     commandId: row.id,
     kind: transition === 'progress' ? 'progress' : 'status',
     transition,
     command,
-    data,
+    data: JSON.stringify(command),
     createdAt,
   };
 }
