@@ -355,6 +355,41 @@ describe('every change: GET /events', () => {
   });
 });
 
+describe('one serialisation per transition', () => {
+  test('a submit answer carries the same command JSON as the SSE event of that submit, byte for byte', async () => {
+    const { url } = await start();
+    const stream = await openStream(`${url}/events`);
+    const post = async (path: string, body: unknown) => {
+      const res = await fetch(`${url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      const text = await res.text();
+      expect(res.status, text).toBe(201);
+      expect(res.headers.get('content-type')).toBe('application/json; charset=utf-8');
+      return text;
+    };
+    const single = await post('/commands', { type: 'HTTP_GET_JSON', payload: { url: 'http://127.0.0.1:9/é?q="x"&r=\\' } });
+    const batch = await post('/commands/batch', {
+      commands: [
+        { type: 'DELAY', payload: { ms: 1 }, queue: 'q', priority: 3 },
+        { type: 'HTTP_GET_JSON', payload: { url: 'http://127.0.0.1:9/?a=1' }, runAt: new Date(Date.now() + 3_600_000).toISOString() },
+      ],
+    });
+    await stream.transcript.untilEvents(3);
+    const data = stream.transcript.frames.filter((f) => f.event === 'status').map((f) => f.data);
+    expect(data).toHaveLength(3);
+    const submitted = (json: string) => `{"commandId":${JSON.stringify((JSON.parse(json) as { id: string }).id)},${json.slice(1)}`;
+    expect(single).toBe(submitted(data[0]!));
+    expect(batch).toBe(`{"commands":[${submitted(data[1]!)},${submitted(data[2]!)}]}`);
+    // The same bytes JSON.stringify makes of the answer's objects: the wire format is unchanged.
+    const singleCommand = JSON.parse(data[0]!) as { id: string };
+    expect(single).toBe(JSON.stringify({ commandId: singleCommand.id, ...singleCommand }));
+    expect(JSON.parse(data[0]!)).toMatchObject({ status: 'PENDING', payload: { url: 'http://127.0.0.1:9/é?q="x"&r=\\' } });
+  });
+});
+
 describe('auth, shutdown, slow clients', () => {
   const TOKEN = 'sse-test-token-0123456789';
 

@@ -5,6 +5,7 @@
  */
 import autocannon from 'autocannon';
 import type { Figure, RunResult } from '../harness/report.js';
+import { cpuSeconds } from '../harness/proc-stats.js';
 import { freePort, tempDir } from '../harness/processes.js';
 import { SQLITE_SYNC_OPTION, sqliteSync, type Options, type Scenario } from '../harness/scenario.js';
 import { startServer } from '../harness/server.js';
@@ -19,9 +20,11 @@ interface Load {
   requests: number;
   non2xx: number;
   errors: number;
+  /** The target process's CPU (user + system) per answered request over the measured run: load-robust. */
+  cpuUsPerRequest: number;
 }
 
-async function cannon(url: string, o: Options, seconds: number): Promise<Load> {
+async function cannon(url: string, o: Options, seconds: number): Promise<Omit<Load, 'cpuUsPerRequest'>> {
   const result = await autocannon({
     url,
     method: 'POST',
@@ -40,14 +43,16 @@ async function cannon(url: string, o: Options, seconds: number): Promise<Load> {
   };
 }
 
-/** A short warm-up (JIT, connections), then the measured load. */
-async function load(url: string, o: Options): Promise<Load> {
+/** A short warm-up (JIT, connections), then the measured load; `pid` is the target's process. */
+async function load(url: string, o: Options, pid: number): Promise<Load> {
   if (o.num('warmup') > 0) await cannon(url, o, o.num('warmup'));
+  const cpuBefore = cpuSeconds(pid);
   const measured = await cannon(url, o, o.num('duration'));
+  const cpuUsed = cpuSeconds(pid) - cpuBefore;
   if (measured.non2xx > 0 || measured.errors > 0) {
     throw new Error(`${url}: ${measured.non2xx} non-2xx answers and ${measured.errors} errors under load`);
   }
-  return measured;
+  return { ...measured, cpuUsPerRequest: (cpuUsed * 1e6) / Math.max(1, measured.requests) };
 }
 
 async function hello(o: Options): Promise<Load> {
@@ -55,7 +60,7 @@ async function hello(o: Options): Promise<Load> {
   const worker = startWorker('hello-server', [`--port=${port}`]);
   try {
     await worker.next('ready', 20_000);
-    return await load(`http://127.0.0.1:${port}/hello`, o);
+    return await load(`http://127.0.0.1:${port}/hello`, o, worker.proc.pid);
   } finally {
     await worker.proc.stop();
   }
@@ -69,7 +74,7 @@ async function controlServer(o: Options): Promise<Load> {
     sqliteSync: sqliteSync(o).sqliteSync,
   });
   try {
-    return await load(`${server.url}/commands`, o);
+    return await load(`${server.url}/commands`, o, server.proc.pid);
   } finally {
     await server.stop();
     dir.remove();
@@ -95,6 +100,8 @@ export const submit: Scenario = {
       { name: 'bare Fastify POST: req/s', value: base.requestsPerSecond, unit: 'req/s' },
       { name: `${what}: req/s`, value: ours.requestsPerSecond, unit: 'req/s' },
       { name: `${what} / bare Fastify`, value: (ours.requestsPerSecond / base.requestsPerSecond) * 100, unit: '%', goal: { op: '>=', value: 60 } },
+      { name: 'bare Fastify POST: CPU per request', value: base.cpuUsPerRequest, unit: 'µs' },
+      { name: `${what}: CPU per request`, value: ours.cpuUsPerRequest, unit: 'µs' },
       { name: 'bare Fastify POST: latency p50', value: base.p50, unit: 'ms' },
       { name: `${what}: latency p50`, value: ours.p50, unit: 'ms' },
       { name: `${what}: latency p99`, value: ours.p99, unit: 'ms' },
