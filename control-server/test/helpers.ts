@@ -135,7 +135,7 @@ export function useApp({ scope = 'each' }: { scope?: 'each' | 'all' } = {}): {
         expect(app.server.listening, 'the app still listens after close').toBe(false);
         expect(await openConnections(app), 'connections still open after close').toBe(0);
         expect(app.longPoll.size, 'polls still wait after close').toBe(0);
-        await expect(store.ping(), 'the store still answers after close').rejects.toThrow();
+        await expect(store.ping(), 'the store still answers after close').rejects.toBeInstanceOf(Error);
       }
       await expectNoTimersLeft(before);
     } catch (err) {
