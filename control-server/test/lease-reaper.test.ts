@@ -25,10 +25,12 @@ import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { ClaimedCommand } from '@agent-executor/common';
+import type { Clock } from '../src/clock.js';
 import { LeaseReaper } from '../src/lease-reaper.js';
 import { SqliteCommandStore } from '../src/store/sqlite.js';
 import type { StoredEvent } from '../src/store/store.js';
 import { tempDir, waitFor } from '../../test-support/processes.js';
+import { expectNoTimersLeft, serverTimers } from './helpers.js';
 
 let dir: ReturnType<typeof tempDir>;
 let store: SqliteCommandStore;
@@ -38,6 +40,16 @@ const log = pino({ level: 'warn' }, { write: (line: string) => void logs.push(li
 
 /** The store's `expire` events, with when they happened (performance.now()). */
 let expired: Array<{ id: string; status: string; at: number }>;
+
+/** Real time, plus an offset the test steps forward, as when NTP steps the system time. */
+class SteppedClock implements Clock {
+  private offset = 0;
+  readonly wall = (): number => Date.now() + this.offset;
+  readonly monotonic = (): number => performance.now();
+  step(ms: number): void {
+    this.offset += ms;
+  }
+}
 
 class FlakyStore extends SqliteCommandStore {
   /** The next this-many passes fail, as a briefly unusable database would. */
@@ -53,20 +65,26 @@ class FlakyStore extends SqliteCommandStore {
   }
 }
 
-function startReaper(leaseMs: number, onAvailable: () => void = () => {}): LeaseReaper {
-  reaper = new LeaseReaper(store, { leaseMs, onAvailable, log: log as never });
+function startReaper(leaseMs: number, onAvailable: () => void = () => {}, clock?: Clock): LeaseReaper {
+  reaper = new LeaseReaper(store, { leaseMs, onAvailable, log: log as never, clock });
   reaper.start();
   return reaper;
 }
 
-beforeEach(() => {
-  dir = tempDir('lease-reaper');
-  store = new FlakyStore({ path: join(dir.path, 'r.db'), onError: () => {} });
-  logs.length = 0;
-  expired = [];
-  store.events.on('event', (event: StoredEvent) => {
+/** The test's store, recording its `expire` events; `now` is the wall clock it reads. */
+function openStore(now?: () => number): FlakyStore {
+  const opened = new FlakyStore({ path: join(dir.path, 'r.db'), onError: () => {}, now });
+  opened.events.on('event', (event: StoredEvent) => {
     if (event.transition === 'expire') expired.push({ id: event.command.id, status: event.command.status, at: performance.now() });
   });
+  return opened;
+}
+
+beforeEach(() => {
+  dir = tempDir('lease-reaper');
+  logs.length = 0;
+  expired = [];
+  store = openStore();
 });
 
 afterEach(async ({ task }) => {
@@ -232,5 +250,89 @@ describe('LeaseReaper', () => {
     await claimOne(50);
     await new Promise((r) => setTimeout(r, 300));
     expect(laterPasses).toBe(0);
+  });
+  test('a wall-clock step over LEASE_MS / 4 is noticed even under 1 s: logged, and no lease expires for one LEASE_MS', async () => {
+    // LEASE_MS 400: a step over 100 ms counts. 500 ms would pass unseen under a 1 s threshold,
+    // and the lease below, 100 ms long on the stepped clock, would expire at the first pass.
+    const clock = new SteppedClock();
+    await store.close();
+    store = openStore(clock.wall);
+    let passes = 0;
+    startReaper(400, () => passes++, clock);
+    await waitFor(() => passes === 1, { what: 'the first pass' });
+    clock.step(500);
+    const c = await claimOne(100);
+    const notice = () => logs.find((l) => l.includes('the wall clock stepped forward'));
+    await waitFor(() => notice() !== undefined, { what: 'the step noticed', timeoutMs: 5000, intervalMs: 2 });
+    const noticedAt = performance.now();
+    const line = JSON.parse(notice()!) as { jumpMs: number; graceUntil: string; msg: string };
+    expect(line.msg).toBe('the wall clock stepped forward; no lease expires for one LEASE_MS so agents can renew');
+    expect(line.jumpMs).toBeGreaterThanOrEqual(490);
+    expect(line.jumpMs).toBeLessThan(600);
+    // The grace runs one LEASE_MS from the moment the step was noticed, on the stepped clock.
+    expect(Date.parse(line.graceUntil) - clock.wall()).toBeGreaterThan(300);
+    expect(Date.parse(line.graceUntil) - clock.wall()).toBeLessThanOrEqual(400);
+    expect(expired, 'expired by the pass that noticed the step').toEqual([]);
+    await waitFor(() => expired.length === 1, { what: 'the lease expired after the grace', timeoutMs: 5000, intervalMs: 5 });
+    expect(expired[0]!.id).toBe(c.id);
+    expect(expired[0]!.at - noticedAt).toBeGreaterThanOrEqual(380);
+  });
+
+  test('a step under the threshold is let pass: nothing logged, and the lease expires at its end', async () => {
+    const clock = new SteppedClock();
+    await store.close();
+    store = openStore(clock.wall);
+    startReaper(400, () => {}, clock);
+    await new Promise((r) => setTimeout(r, 450)); // past the start-up grace
+    await claimOne(1000);
+    clock.step(60); // under LEASE_MS / 4
+    const started = performance.now();
+    await waitFor(() => expired.length === 1, { what: 'the lease expired', timeoutMs: 5000, intervalMs: 5 });
+    // 1000 ms lease, 60 of them skipped by the step; a grace would have added 400.
+    expect(expired[0]!.at - started).toBeLessThan(1300);
+    expect(logs.filter((l) => l.includes('stepped forward'))).toEqual([]);
+  });
+
+  test('a pass that ends after stop() leaves no timer behind', async () => {
+    // A lease to wait for, so the pass would arm a timer for it.
+    await claimOne(60_000);
+    const before = serverTimers();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const originalNext = store.nextWakeAt.bind(store);
+    let inPass = false;
+    store.nextWakeAt = async () => {
+      inPass = true;
+      await gate;
+      return originalNext();
+    };
+    startReaper(100);
+    await waitFor(() => inPass, { what: 'a pass under way' });
+    const stopping = reaper!.stop();
+    release();
+    await stopping;
+    await expectNoTimersLeft(before);
+  });
+
+  test('a pass that fails after stop() arms no retry', async () => {
+    const flaky = store as FlakyStore;
+    await new Promise((r) => setTimeout(r, 1));
+    const before = serverTimers();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let inPass = false;
+    store.promoteDue = async () => {
+      inPass = true;
+      await gate;
+      throw new Error('database is locked');
+    };
+    startReaper(100);
+    await waitFor(() => inPass, { what: 'a pass under way' });
+    const stopping = reaper!.stop();
+    release();
+    await stopping;
+    expect(logs.some((l) => l.includes('lease reaper failed'))).toBe(true);
+    expect(flaky.passes).toBe(0);
+    await expectNoTimersLeft(before);
   });
 });
