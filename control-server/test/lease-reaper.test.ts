@@ -22,6 +22,7 @@
  */
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import type Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { ClaimedCommand } from '@agent-executor/common';
@@ -334,5 +335,20 @@ describe('LeaseReaper', () => {
     expect(logs.some((l) => l.includes('lease reaper failed'))).toBe(true);
     expect(flaky.passes).toBe(0);
     await expectNoTimersLeft(before);
+  });
+  test('on a full database, a pass (which stores nothing) leaves the full condition set', async () => {
+    await claimOne(60_000);
+    // The file may not grow: the next write that needs a page fails with SQLITE_FULL.
+    const db = (store as unknown as { db: Database.Database }).db;
+    db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
+    const big = { type: 'HTTP_GET_JSON' as const, payload: { url: `https://example.com/${'a'.repeat(1900)}` } };
+    for (let i = 0; i < 50 && !store.isFull(); i++) await store.submit(big).catch(() => {});
+    expect(store.isFull()).toBe(true);
+    let passes = 0;
+    // LEASE_MS 1: the first pass promotes (nothing) and requeues (nothing): writes without events.
+    startReaper(1, () => passes++);
+    await waitFor(() => passes >= 1, { what: 'a pass' });
+    expect(logs.filter((l) => l.includes('lease reaper failed'))).toEqual([]);
+    expect(store.isFull(), 'cleared by a write that stored nothing').toBe(true);
   });
 });
