@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MAX_RESULT_BYTES, type ClaimedCommand } from '@agent-executor/common';
+import { MAX_BATCH_REPORT, MAX_RESULT_BYTES, type ClaimedCommand } from '@agent-executor/common';
 import { GroupCommit } from '@agent-executor/common/group-commit';
 import { buildApp, loadConfig, SqliteCommandStore, type App } from '../../control-server/src/app.js';
 import { tempDir, waitFor } from '../../test-support/processes.js';
@@ -309,5 +309,31 @@ describe('Reporter', () => {
     await expect(delivered).resolves.toBeUndefined();
     expect((await bench.store.get(c!.id))?.status).toBe('COMPLETED');
     expect(bench.logs.join('')).toMatch(new RegExp(`report of ${c!.id}: recording the answer failed`));
+  });
+  it('recover() sends a backlog longer than MAX_BATCH_REPORT a batch at a time: the next goes once the first is answered', async () => {
+    const n = MAX_BATCH_REPORT + 1;
+    await bench.store.submitBatch(Array.from({ length: n }, () => ({ type: 'DELAY' as const, payload: { ms: 1 } })));
+    const cs = await bench.store.claimBatch('agent-r', 60_000, n);
+    expect(cs).toHaveLength(n);
+    for (const c of cs) {
+      bench.outbox.begin(c.id, c.leaseId, 'DELAY');
+      expect(bench.outbox.finish(c.id, c.leaseId, completed({}))).toBe(true);
+    }
+    let letFirstThrough!: () => void;
+    bench.hold.url = '/commands/results';
+    bench.hold.until = new Promise<void>((resolve) => (letFirstThrough = resolve));
+    const recovering = bench.reporter.recover(shutdown.signal);
+    try {
+      await waitFor(() => bench.requests.length === 1, { what: 'the first batch', intervalMs: 1 });
+      // The whole backlog at once would be a second batched request now, beside the held one.
+      await new Promise((r) => setTimeout(r, 200));
+      expect(bench.requests).toEqual(['PUT /commands/results']);
+    } finally {
+      letFirstThrough();
+    }
+    await recovering;
+    // The last outcome alone, on the single route.
+    expect(bench.requests).toEqual(['PUT /commands/results', `PUT /commands/${cs[n - 1]!.id}/result`]);
+    expect(bench.outbox.countUnreported()).toBe(0);
   });
 });
