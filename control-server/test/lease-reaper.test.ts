@@ -116,7 +116,15 @@ describe('LeaseReaper', () => {
     for (const e of expired) expect(e.at - started).toBeLessThan(1500);
     expect((await store.get(again.id))?.status).toBe('PENDING');
     expect(await store.get(last.id)).toMatchObject({ status: 'FAILED', error: 'lease expired' });
-    expect(logs.join('')).toMatch(/lease expired/);
+    // One warning per expired lease, with what an operator looks up: which command, whose, now what.
+    const warned = logs.map((l) => JSON.parse(l) as { level: number; msg: string }).filter((l) => l.msg === 'lease expired');
+    expect(warned).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ level: 40, commandId: again.id, agentId: 'agent-1', status: 'PENDING' }),
+        expect.objectContaining({ level: 40, commandId: last.id, agentId: 'agent-1', status: 'FAILED' }),
+      ]),
+    );
+    expect(warned).toHaveLength(2);
   });
 
   test('for one LEASE_MS after start nothing expires (agents reconnect and renew), then it does', async () => {
@@ -190,6 +198,8 @@ describe('LeaseReaper', () => {
     flaky.failures = 1;
     await claimOne(100);
     await waitFor(() => logs.some((l) => l.includes('lease reaper failed; retrying in 1 s')), { what: 'the failure logged' });
+    const failure = JSON.parse(logs.find((l) => l.includes('lease reaper failed'))!) as { level: number; msg: string; err?: { message: string } };
+    expect(failure).toMatchObject({ level: 50, msg: 'lease reaper failed; retrying in 1 s', err: { message: 'database is locked' } });
     const failedAt = performance.now();
     const passes = flaky.passes;
     await waitFor(() => flaky.passes > passes, { what: 'the retry', timeoutMs: 5000, intervalMs: 10 });
