@@ -219,10 +219,14 @@ describe('LeaseReaper', () => {
   });
 
   test('after stop() no lease expires, and events no longer arm it', async () => {
+    const listeners = store.events.listenerCount('event');
     startReaper(100);
+    expect(store.events.listenerCount('event')).toBe(listeners + 1);
     await new Promise((r) => setTimeout(r, 150));
     await claimOne(200);
     await reaper!.stop();
+    // Its store listener is gone too: a stopped reaper is not called for every event.
+    expect(store.events.listenerCount('event')).toBe(listeners);
     const passes = (store as FlakyStore).passes;
     await claimOne(100);
     await new Promise((r) => setTimeout(r, 500));
