@@ -2,24 +2,26 @@
  * The lease reaper alone, on a real SQLite store and real timers: when it expires a lease (not
  * before the lease ends, not during the start-up grace), when it wakes polls for a backoff that
  * ended, that a later deadline never postpones an earlier one, that a failing pass is retried,
- * that a far deadline does not spin, and that stop() stops it.
+ * that a far deadline does not spin, that passes never overlap, that a wall-clock step over
+ * LEASE_MS / 4 gives agents a LEASE_MS to renew, that a pass on a full database leaves it
+ * reported full, and that stop() stops it (no timer, no store listener left).
+ *
+ * The `lease expired`, clock-step and failure log lines are asserted with their fields: what an
+ * operator looks up (which command, whose, what it became; how far the clock stepped).
  *
  * Mutants `npm run mutate lease-reaper` leaves alive, and why they are equivalent:
- * - the texts and fields of the `lease expired` and clock-jump log lines: read by people only.
- * - `Math.max(0, at - now) + 1` → `- 1`, `>=` → `>` at the grace boundary, `due > now` → `>=`,
- *   `due < armedAt` → `<=`: one millisecond either way, or re-arming for the same moment.
- * - onEvent's due time (`status === 'RUNNING' && leaseExpiresAt !== null` and the PENDING
- *   branch, each side → true): only a RUNNING command has a lease, and a finished one's
- *   availableAt is in the past, so it arms nothing.
- * - `due !== undefined &&` → `||`/true, `if (candidates.length)` → true: arming for no time
- *   (NaN → 1 ms, or Infinity → the 24.8-day cap) only adds an empty pass.
- * - `events.off('event')` → `off('')` in stop(): `arm()` returns once stopped anyway.
- * - tick's `if (this.stopped || this.running) return` → `&&`/false: an overlapping pass repeats
- *   guarded statements that change nothing the second time.
- * Not equivalent, not yet killed (measured 75.0 % before the two tests above were added):
- * `Math.min(1000, leaseMs / 4)` → `max` (a clock step between LEASE_MS/4 and 1 s goes unseen)
- * and `if (this.stopped) return` in arm() (a timer left armed after stop()).
+ * - onEvent's due time: `status === 'RUNNING'` → true, `&&` → `||`, `leaseExpiresAt !== null` →
+ *   true: the store sets leaseExpiresAt exactly while a command is RUNNING, so each asks the same.
+ *   `status === 'PENDING'` → true: a finished command's availableAt is past (or, for one canceled
+ *   while scheduled, arms one extra pass that finds nothing to do).
+ * - `due !== undefined &&` → true: `undefined > now` is false anyway. `due > now` → `>=`,
+ *   `due < armedAt` → `<=`, `wall >= graceUntil` → `>`: the same millisecond either way.
+ * - `Math.max(0, at - now) + 1` → `- 1`: the timer fires 2 ms sooner; a pass before the deadline
+ *   expires nothing and re-arms for it.
+ * - `if (candidates.length)` → true: Math.min() of nothing is Infinity, which arms the 24.8-day
+ *   maximum: one empty pass, cleared by stop().
  */
+import type { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type Database from 'better-sqlite3';
@@ -41,6 +43,9 @@ const log = pino({ level: 'warn' }, { write: (line: string) => void logs.push(li
 
 /** The store's `expire` events, with when they happened (performance.now()). */
 let expired: Array<{ id: string; status: string; at: number }>;
+
+/** Listeners of the store's 'event' (the SQLite store's events are a Node EventEmitter). */
+const eventListeners = () => (store.events as unknown as EventEmitter).listenerCount('event');
 
 /** Real time, plus an offset the test steps forward, as when NTP steps the system time. */
 class SteppedClock implements Clock {
@@ -219,14 +224,14 @@ describe('LeaseReaper', () => {
   });
 
   test('after stop() no lease expires, and events no longer arm it', async () => {
-    const listeners = store.events.listenerCount('event');
+    const listeners = eventListeners();
     startReaper(100);
-    expect(store.events.listenerCount('event')).toBe(listeners + 1);
+    expect(eventListeners()).toBe(listeners + 1);
     await new Promise((r) => setTimeout(r, 150));
     await claimOne(200);
     await reaper!.stop();
     // Its store listener is gone too: a stopped reaper is not called for every event.
-    expect(store.events.listenerCount('event')).toBe(listeners);
+    expect(eventListeners()).toBe(listeners);
     const passes = (store as FlakyStore).passes;
     await claimOne(100);
     await new Promise((r) => setTimeout(r, 500));
@@ -364,5 +369,38 @@ describe('LeaseReaper', () => {
     await waitFor(() => passes >= 1, { what: 'a pass' });
     expect(logs.filter((l) => l.includes('lease reaper failed'))).toEqual([]);
     expect(store.isFull(), 'cleared by a write that stored nothing').toBe(true);
+  });
+  test('passes never overlap: a deadline that comes while a pass is under way waits for it to end', async () => {
+    const flaky = store as FlakyStore;
+    startReaper(100);
+    await new Promise((r) => setTimeout(r, 150));
+    // The next pass stops before its end (nextWakeAt) until released.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const originalNext = store.nextWakeAt.bind(store);
+    let gated = 0;
+    store.nextWakeAt = async () => {
+      gated++;
+      await gate;
+      return originalNext();
+    };
+    let second: ClaimedCommand;
+    try {
+      const first = await claimOne(50);
+      await waitFor(() => gated === 1, { what: 'the pass for the first lease, held' });
+      expect(expired.map((e) => e.id)).toEqual([first.id]);
+      const passes = flaky.passes;
+      // A second lease ends while that pass is held: its timer comes, and must not start a second pass.
+      second = await claimOne(50);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(flaky.passes, 'a pass started beside the held one').toBe(passes);
+      expect((await store.get(second.id))?.status).toBe('RUNNING');
+    } finally {
+      store.nextWakeAt = originalNext;
+      release();
+    }
+    // The held pass ends by arming for the second lease, which then expires.
+    await waitFor(() => expired.length === 2, { what: 'the second lease expired after the pass', timeoutMs: 5000, intervalMs: 5 });
+    expect(expired[1]!.id).toBe(second.id);
   });
 });
