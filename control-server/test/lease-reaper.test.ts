@@ -199,9 +199,10 @@ describe('LeaseReaper', () => {
     const flaky = store as FlakyStore;
     startReaper(100);
     await new Promise((r) => setTimeout(r, 150));
-    // The pass for this lease's end fails.
+    // The pass for this lease's end fails. One attempt only: the expiry then FAILS the command
+    // rather than scheduling a retry, whose backoff would arm a pass of its own about a second on.
     flaky.failures = 1;
-    await claimOne(100);
+    await claimOne(100, 1);
     await waitFor(() => logs.some((l) => l.includes('lease reaper failed; retrying in 1 s')), { what: 'the failure logged' });
     const failure = JSON.parse(logs.find((l) => l.includes('lease reaper failed'))!) as { level: number; msg: string; err?: { message: string } };
     expect(failure).toMatchObject({ level: 50, msg: 'lease reaper failed; retrying in 1 s', err: { message: 'database is locked' } });
@@ -402,5 +403,20 @@ describe('LeaseReaper', () => {
     // The held pass ends by arming for the second lease, which then expires.
     await waitFor(() => expired.length === 2, { what: 'the second lease expired after the pass', timeoutMs: 5000, intervalMs: 5 });
     expect(expired[1]!.id).toBe(second.id);
+  });
+  test('events that set no deadline to come start no pass', async () => {
+    const flaky = store as FlakyStore;
+    startReaper(100);
+    await new Promise((r) => setTimeout(r, 150));
+    const passes = flaky.passes;
+    // Ready at once (their availableAt is now, not ahead), then run and finished: nothing to wait for.
+    for (let i = 0; i < 3; i++) {
+      await store.submit({ type: 'DELAY', payload: { ms: 1 } });
+      const c = await store.claim('agent-1', 60_000);
+      await store.report(c!.id, { agentId: 'agent-1', leaseId: c!.leaseId, status: 'COMPLETED', result: {} });
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    // The claims armed the timer for their leases (a minute away); nothing else came due.
+    expect(flaky.passes).toBe(passes);
   });
 });
