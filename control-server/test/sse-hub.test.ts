@@ -6,7 +6,7 @@
  * `catchUp`, `onClose`, `close`, `ping`); the real SseSession over HTTP is in sse.test.ts.
  *
  * Mutants of hub.ts these tests leave alive, and why they are equivalent (measured with this file
- * alone; sse.test.ts drives the hub through real sessions too):
+ * alone, 88.7 %; sse.test.ts drives the hub through real sessions too):
  * - `frames.length === 1 ? frames[0] : Buffer.concat(...)` → always concat: the same bytes.
  * - `size < RUN_BYTES` → `<=`: a run cut one frame later when the frames add up to exactly 64 KiB.
  * - `position >= this.first ? … : undefined` → always index: a negative index is undefined too.
@@ -14,6 +14,7 @@
  *   nothing; a session is never before `first`), `passed >= entries.length` → `>` or false
  *   (splice() of all of them empties the array as well).
  * - close(): `incoming = []` → a non-empty array: the store listener is off, nothing delivers it.
+ * - `performance.now() >= stopAt` → `>`: a slice ends in the same millisecond either way.
  * - `ready.size > 0` → `>= 0`, and the writeQueued guard (`if (this.writeQueued) return` → false,
  *   `writeQueued = true` → false): an extra setImmediate that finds no session ready.
  */
