@@ -5,14 +5,15 @@
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { targets } from './targets.mjs';
+import { groups, targets } from './targets.mjs';
 
-const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(targets);
+const asked = process.argv.slice(2);
+const names = asked.length > 0 ? asked.flatMap((name) => groups[name] ?? [name]) : Object.keys(targets);
 const scores = [];
 for (const name of names) {
   const target = targets[name];
   if (!target) {
-    console.error(`unknown target "${name}"; known: ${Object.keys(targets).join(', ')}`);
+    console.error(`unknown target "${name}"; known: ${[...Object.keys(targets), ...Object.keys(groups)].join(', ')}`);
     process.exit(2);
   }
   const run = spawnSync('npx', ['stryker', 'run', 'mutation/stryker.config.mjs'], {

@@ -3,6 +3,8 @@
  * Tests that start the built dist/ entry points are left out: they run the unmutated build, so
  * they cannot kill a mutant and would only make each run slower.
  */
+const SSE_SKIP = 'real process|200 concurrent|200 clients';
+
 export const targets = {
   'group-commit': {
     mutate: ['common/src/group-commit.ts'],
@@ -26,11 +28,24 @@ export const targets = {
     mutate: ['control-server/src/lease-reaper.ts'],
     tests: ['control-server/test/lease-reaper.test.ts', 'control-server/test/clock-jump.test.ts', 'control-server/test/routes.test.ts'],
   },
-  sse: {
-    mutate: ['control-server/src/sse/session.ts', 'control-server/src/sse/hub.ts', 'control-server/src/sse/frame.ts'],
-    tests: ['control-server/test/sse.test.ts', 'control-server/test/sse-frames.test.ts', 'control-server/test/sse-hub.test.ts'],
-    // Real-process tests (the dist build, not the mutant) and the 200-client ones: seconds each, no kill.
-    skip: 'real process|200 concurrent|200 clients',
+  // SSE, one file per target: each can be run (and re-run, from its own incremental file) alone,
+  // with only the tests that reach it. `npm run mutate sse` runs the three, one after another.
+  // Skipped: real-process tests (they run the dist build, not the mutant) and the 200-client ones
+  // (seconds each, and they kill nothing the others do not).
+  'sse-session': {
+    mutate: ['control-server/src/sse/session.ts'],
+    tests: ['control-server/test/sse.test.ts'],
+    skip: SSE_SKIP,
+  },
+  'sse-hub': {
+    mutate: ['control-server/src/sse/hub.ts'],
+    tests: ['control-server/test/sse-hub.test.ts', 'control-server/test/sse.test.ts'],
+    skip: SSE_SKIP,
+  },
+  'sse-frame': {
+    mutate: ['control-server/src/sse/frame.ts'],
+    tests: ['control-server/test/sse-frames.test.ts', 'control-server/test/sse.test.ts'],
+    skip: SSE_SKIP,
   },
   'long-poll': {
     mutate: ['control-server/src/long-poll.ts'],
@@ -96,3 +111,6 @@ Object.assign(targets, {
     skip: storeSkip,
   },
 });
+
+/** Names that stand for several targets, run one after another. */
+export const groups = { sse: ['sse-session', 'sse-hub', 'sse-frame'] };

@@ -249,7 +249,8 @@ describe('an attempt', () => {
     const running = delay({ ms: 10_000 }, { signal: controller.signal, log, trackProgress: (p) => (probe = p) });
     await waitFor(() => probe !== undefined && probe().percent > 0, { what: 'progress above 0 %' });
     controller.abort(new AttemptAborted('canceled'));
-    await expect(running).rejects.toThrow();
+    // The timer's AbortError, carrying the reason the attempt was aborted.
+    await expect(running).rejects.toMatchObject({ name: 'AbortError', cause: { name: 'AttemptAborted', kind: 'canceled' } });
     expect(probe?.().percent).toBeLessThan(100);
   });
 });

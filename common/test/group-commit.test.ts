@@ -215,4 +215,13 @@ describe('GroupCommit', () => {
     });
     expect(seen).toEqual([['a']]);
   });
+  it('idle: true with nothing queued, false from run() until the commit, true again after it', async () => {
+    const commits = new GroupCommit(db);
+    expect(commits.idle).toBe(true);
+    const a = commits.run(insert('a'));
+    expect(commits.idle).toBe(false);
+    await a;
+    expect(commits.idle).toBe(true);
+    expect(rows()).toEqual(['a']);
+  });
 });

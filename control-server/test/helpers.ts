@@ -135,7 +135,7 @@ export function useApp({ scope = 'each' }: { scope?: 'each' | 'all' } = {}): {
         expect(app.server.listening, 'the app still listens after close').toBe(false);
         expect(await openConnections(app), 'connections still open after close').toBe(0);
         expect(app.longPoll.size, 'polls still wait after close').toBe(0);
-        await expect(store.ping(), 'the store still answers after close').rejects.toThrow();
+        await expect(store.ping(), 'the store still answers after close').rejects.toBeInstanceOf(Error);
       }
       await expectNoTimersLeft(before);
     } catch (err) {
@@ -179,8 +179,13 @@ export function useApp({ scope = 'each' }: { scope?: 'each' | 'all' } = {}): {
   };
 }
 
+/** The server's timers alive now: pass to expectNoTimersLeft() to check that no new ones are left. */
+export function serverTimers(): Set<number> {
+  return new Set(liveTimers.keys());
+}
+
 /** A timer is cleared within a turn or two of the event loop after close: give it those turns. */
-async function expectNoTimersLeft(before: Set<number>): Promise<void> {
+export async function expectNoTimersLeft(before: Set<number>): Promise<void> {
   let left: string[] = [];
   for (let turn = 0; turn < 20; turn++) {
     left = [...liveTimers].filter(([id]) => !before.has(id)).map(([, t]) => `${t.type} created at\n${t.stack}`);

@@ -299,7 +299,7 @@ describe('long-poll', () => {
     const gone = poll(base, 'agentId=agent-dead&wait=30', { signal: controller.signal });
     await waiting(app, 1);
     controller.abort();
-    await expect(gone).rejects.toThrow();
+    await expect(gone).rejects.toMatchObject({ name: 'AbortError' });
     await waiting(app, 0); // the server noticed the hang-up
     const created = await submitOverHttp(base);
     expect(await store.get(created.id)).toMatchObject({ status: 'PENDING', attempts: 0, agentId: null });

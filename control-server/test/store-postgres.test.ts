@@ -55,12 +55,12 @@ describe('PostgreSQL store', () => {
   test('a change and its event are one transaction: when the event cannot be written, the change is undone', async () => {
     const { store, db } = await storeAndAdmin();
     await refuse(db, 'submit');
-    await expect(store.submit({ type: 'DELAY', payload: { ms: 1 } })).rejects.toThrow(/event log refused/);
+    await expect(store.submit({ type: 'DELAY', payload: { ms: 1 } })).rejects.toMatchObject({ message: 'event log refused' });
     expect(await store.countByStatus()).toEqual({ PENDING: 0, RUNNING: 0, COMPLETED: 0, FAILED: 0 });
     await allow(db);
     const { command } = await store.submit({ type: 'DELAY', payload: { ms: 1 } });
     await refuse(db, 'claim');
-    await expect(store.claim('agent-1', 30_000)).rejects.toThrow(/event log refused/);
+    await expect(store.claim('agent-1', 30_000)).rejects.toMatchObject({ message: 'event log refused' });
     expect(await store.get(command.id)).toMatchObject({ status: 'PENDING', attempts: 0 });
   });
 

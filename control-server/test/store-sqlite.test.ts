@@ -72,12 +72,12 @@ describe('SQLite store', () => {
     const other = new Database(path);
     try {
       other.exec(`CREATE TRIGGER no_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'event log refused'); END`);
-      await expect(store.submit({ type: 'DELAY', payload: { ms: 1 } })).rejects.toThrow(/event log refused/);
+      await expect(store.submit({ type: 'DELAY', payload: { ms: 1 } })).rejects.toMatchObject({ name: 'SqliteError', message: 'event log refused' });
       expect(await store.countByStatus()).toEqual({ PENDING: 0, RUNNING: 0, COMPLETED: 0, FAILED: 0 });
       other.exec('DROP TRIGGER no_events');
       const { command } = await store.submit({ type: 'DELAY', payload: { ms: 1 } });
       other.exec(`CREATE TRIGGER no_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'event log refused'); END`);
-      await expect(store.claim('agent-1', 30_000)).rejects.toThrow(/event log refused/);
+      await expect(store.claim('agent-1', 30_000)).rejects.toMatchObject({ name: 'SqliteError', message: 'event log refused' });
       expect(await store.get(command.id)).toMatchObject({ status: 'PENDING', attempts: 0 });
     } finally {
       other.close();
