@@ -402,20 +402,20 @@ describe('Reporter', () => {
       expect(bench.outbox.finish(c.id, c.leaseId, completed({}))).toBe(true);
     }
     let letFirstThrough!: () => void;
-    bench.hold.url = '/commands/results';
+    bench.hold.url = '/commands/results?brief=true';
     bench.hold.until = new Promise<void>((resolve) => (letFirstThrough = resolve));
     const recovering = bench.reporter.recover(shutdown.signal);
     try {
       await waitFor(() => bench.requests.length === 1, { what: 'the first batch', intervalMs: 1 });
       // The whole backlog at once would be a second batched request now, beside the held one.
       await new Promise((r) => setTimeout(r, 200));
-      expect(bench.requests).toEqual(['PUT /commands/results']);
+      expect(bench.requests).toEqual(['PUT /commands/results?brief=true']);
     } finally {
       letFirstThrough();
     }
     await recovering;
     // The last outcome alone, on the single route.
-    expect(bench.requests).toEqual(['PUT /commands/results', `PUT /commands/${cs[n - 1]!.id}/result`]);
+    expect(bench.requests).toEqual(['PUT /commands/results?brief=true', `PUT /commands/${cs[n - 1]!.id}/result`]);
     expect(bench.outbox.countUnreported()).toBe(0);
   });
 });
