@@ -255,6 +255,25 @@ describe('long-poll', () => {
     expect(answeredAt - availableAt).toBeLessThan(1000);
   });
 
+  test("a drain answers the drained agent's waiting polls 204 at once, and only its own", async () => {
+    const { app } = await build();
+    const base = await listen(app);
+    const drained = [poll(base, 'agentId=drained&wait=30'), poll(base, 'agentId=drained&wait=30')];
+    const other = poll(base, 'agentId=other&wait=30');
+    await waiting(app, 3);
+    const draining = performance.now();
+    const res = await fetch(`${base}/agents/drained/drain`, { method: 'POST' });
+    expect(res.status).toBe(200);
+    for (const answer of await Promise.all(drained)) {
+      expect(answer.status).toBe(204);
+      expect(answer.at - draining, 'answered at the drain, not at the end of its wait').toBeLessThan(5_000);
+    }
+    // The other agent's poll still waits, and still gets work.
+    expect(app.longPoll.size).toBe(1);
+    const command = await submitOverHttp(base);
+    expect((await other).command?.id).toBe(command.id);
+  });
+
   test('app.close() answers waiting polls 204 at once', async () => {
     const { app } = await build();
     const base = await listen(app);
