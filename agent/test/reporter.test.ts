@@ -174,8 +174,11 @@ describe('Reporter', () => {
     await Promise.all(rest);
     letFirstThrough();
     await first;
-    // The three went together (within REPORT_WINDOW_MS of each other), not one request each.
-    expect(bench.requests).toEqual([`PUT /commands/${cs[0]!.id}/result`, 'PUT /commands/results?brief=true']);
+    // The three waited for company instead of going one request each: one batched request, or two
+    // when a busy machine stretched the turns past REPORT_WINDOW_MS (CI on Node 24 saw that once).
+    expect(bench.requests[0]).toBe(`PUT /commands/${cs[0]!.id}/result`);
+    expect(bench.requests).toContain('PUT /commands/results?brief=true');
+    expect(bench.requests.length, bench.requests.join(', ')).toBeLessThanOrEqual(3);
     for (const c of cs) expect(bench.outbox.get(c.id)?.state).toBe('reported');
   });
 
