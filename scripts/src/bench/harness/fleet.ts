@@ -3,7 +3,8 @@
  * agents (workers/protocol-agent.ts) that speak the agent protocol with no agent-side costs.
  */
 import type { Started } from './processes.js';
-import { startAgentProcess } from './server.js';
+import type { Options } from './scenario.js';
+import { startAgentProcess, waitForWaitingPolls, type BenchServer } from './server.js';
 import { startWorker } from './workers.js';
 
 export const AGENT_KINDS = ['process', 'protocol'] as const;
@@ -83,4 +84,27 @@ export async function startFleet(o: FleetOptions): Promise<Fleet> {
       await Promise.all(procs.map((p) => (o.cpuProfDir ? p.stop(15_000) : p.kill())));
     },
   };
+}
+
+/**
+ * The load most scenarios put on one server: real agents as the `agents` and `concurrency` options
+ * say, long-polling 25 s, started and waiting for work.
+ */
+export async function startWaitingAgents(o: Options, server: BenchServer, dir: string): Promise<Fleet> {
+  const fleet = await startFleet({
+    kind: 'process',
+    serverUrl: server.url,
+    dir,
+    agents: o.num('agents'),
+    concurrency: o.num('concurrency'),
+    longPollWait: 25,
+    pollInterval: 2000,
+  });
+  try {
+    await waitForWaitingPolls(server.api, fleet.idlePolls, fleet.procs);
+  } catch (err) {
+    await fleet.stop();
+    throw err;
+  }
+  return fleet;
 }

@@ -14,12 +14,12 @@
  * Timed commands are HTTP_GET_JSON to a counting target served by this process (as in latency),
  * so the start is seen on the same clock that timed the submit.
  */
-import { startFleet } from '../harness/fleet.js';
+import { startWaitingAgents } from '../harness/fleet.js';
 import { metric, type Api } from '../harness/http.js';
 import type { Figure, RunResult } from '../harness/report.js';
 import { sleep, tempDir, waitUntil } from '../harness/processes.js';
 import { SQLITE_SYNC_OPTION, sqliteSync, type Options, type Scenario } from '../harness/scenario.js';
-import { startServer, waitForWaitingPolls, type BenchServer } from '../harness/server.js';
+import { startServer, type BenchServer } from '../harness/server.js';
 import { distribution, type Distribution } from '../harness/stats.js';
 import { submitAll } from '../harness/submitter.js';
 import { HitTarget } from '../harness/target.js';
@@ -49,17 +49,8 @@ async function withFleet<T>(o: Options, name: string, body: (server: BenchServer
   const target = new HitTarget();
   let fleet;
   try {
-    fleet = await startFleet({
-      kind: 'process',
-      serverUrl: server.url,
-      dir: dir.path,
-      agents: o.num('agents'),
-      concurrency: o.num('concurrency'),
-      longPollWait: 25,
-      pollInterval: 2000,
-    });
+    fleet = await startWaitingAgents(o, server, dir.path);
     await target.start();
-    await waitForWaitingPolls(server.api, fleet.idlePolls, fleet.procs);
     return await body(server, target);
   } finally {
     await fleet?.stop();

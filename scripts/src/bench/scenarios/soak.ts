@@ -9,13 +9,13 @@
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { startFleet } from '../harness/fleet.js';
+import { startWaitingAgents } from '../harness/fleet.js';
 import { metric } from '../harness/http.js';
 import { cpuSeconds, rssKiB } from '../harness/proc-stats.js';
 import type { Figure, RunResult } from '../harness/report.js';
 import { sleep, tempDir } from '../harness/processes.js';
 import { SQLITE_SYNC_OPTION, sqliteSync, type Options, type Scenario } from '../harness/scenario.js';
-import { startServer, waitForWaitingPolls } from '../harness/server.js';
+import { startServer } from '../harness/server.js';
 import { CompletionWatcher } from '../harness/sse-reader.js';
 import { keepBacklog } from '../harness/submitter.js';
 import { lineChartSvg } from '../harness/svg-chart.js';
@@ -97,16 +97,7 @@ export const soak: Scenario = {
     let watcher;
     let keeper;
     try {
-      fleet = await startFleet({
-        kind: 'process',
-        serverUrl: server.url,
-        dir: dir.path,
-        agents: o.num('agents'),
-        concurrency: o.num('concurrency'),
-        longPollWait: 25,
-        pollInterval: 2000,
-      });
-      await waitForWaitingPolls(server.api, fleet.idlePolls, fleet.procs);
+      fleet = await startWaitingAgents(o, server, dir.path);
       const w = new CompletionWatcher(server.url, { parseIds: false });
       watcher = w;
       await w.opened();

@@ -11,7 +11,7 @@
  * delay, and its POST (waits for a commit's fsync) and GET (waits only for the server's event
  * loop) latencies apart. `--normal-client=inline` measures from the bench's process, as before.
  */
-import { startFleet } from '../harness/fleet.js';
+import { startWaitingAgents } from '../harness/fleet.js';
 import { metric } from '../harness/http.js';
 import { JsonTarget } from '../harness/json-target.js';
 import { rssKiB } from '../harness/proc-stats.js';
@@ -20,7 +20,7 @@ import { tempDir } from '../harness/processes.js';
 import { NormalClient } from '../harness/normal-client.js';
 import { profileDirFor, readProfile } from '../harness/cpu-profile.js';
 import { requireOpenFiles, type Options, type Scenario } from '../harness/scenario.js';
-import { startServer, waitForWaitingPolls } from '../harness/server.js';
+import { startServer } from '../harness/server.js';
 import { CompletionWatcher } from '../harness/sse-reader.js';
 import { distribution } from '../harness/stats.js';
 import { submitAll } from '../harness/submitter.js';
@@ -76,16 +76,7 @@ export const sseSlow: Scenario = {
     let sampler: ReturnType<typeof setInterval> | undefined;
     let result: RunResult;
     try {
-      fleet = await startFleet({
-        kind: 'process',
-        serverUrl: server.url,
-        dir: dir.path,
-        agents: o.num('agents'),
-        concurrency: o.num('concurrency'),
-        longPollWait: 25,
-        pollInterval: 2000,
-      });
-      await waitForWaitingPolls(server.api, fleet.idlePolls, fleet.procs);
+      fleet = await startWaitingAgents(o, server, dir.path);
       const rssBefore = rssKiB(pid);
       worker = startWorker('slow-sse-clients', [`--url=${server.url}`, `--clients=${clients}`]);
       const connected = await worker.next<{ type: string; clients: number; ms: number }>('connected', 300_000);
