@@ -7,9 +7,9 @@
  * everything and judges what it collected.
  */
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '@agent-executor/common/processes';
 import { judge, type Verdict } from './checks.js';
 import { lastEventId, readOutbox, readServerDb, readServerPg, type AgentDeath, type Evidence, type LeaseLoss, type ServerDeath, type ServerRecords } from './evidence.js';
 import { AgentUnderTest, ServerUnderTest } from './fleet.js';
@@ -96,17 +96,6 @@ class ProgressProbe {
       this.next++;
     }
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 export async function runDrill(o: ChaosOptions, say: (line: string) => void): Promise<DrillResult> {
