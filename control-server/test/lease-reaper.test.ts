@@ -71,6 +71,23 @@ class FlakyStore extends SqliteCommandStore {
   }
 }
 
+/**
+ * Holds every pass of the reaper at its end (the store's nextWakeAt) until `release()`; `held`
+ * counts the passes that reached it. `next` is the store's own nextWakeAt.
+ */
+function holdPasses() {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const next = store.nextWakeAt.bind(store);
+  const hold = { held: 0, release, next };
+  store.nextWakeAt = async () => {
+    hold.held++;
+    await gate;
+    return next();
+  };
+  return hold;
+}
+
 function startReaper(leaseMs: number, onAvailable: () => void = () => {}, clock?: Clock): LeaseReaper {
   reaper = new LeaseReaper(store, { leaseMs, onAvailable, log: log as never, clock });
   reaper.start();
@@ -242,22 +259,14 @@ describe('LeaseReaper', () => {
 
   test('stop() waits for a pass under way', async () => {
     const flaky = store as FlakyStore;
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const originalNext = store.nextWakeAt.bind(store);
-    let inPass = false;
-    store.nextWakeAt = async () => {
-      inPass = true;
-      await gate;
-      return originalNext();
-    };
+    const hold = holdPasses();
     startReaper(100);
-    await waitFor(() => inPass, { what: 'a pass under way' });
+    await waitFor(() => hold.held > 0, { what: 'a pass under way' });
     let stopped = false;
     const stopping = reaper!.stop().then(() => (stopped = true));
     await new Promise((r) => setTimeout(r, 50));
     expect(stopped).toBe(false);
-    release();
+    hold.release();
     await stopping;
     expect(stopped).toBe(true);
     // Within the start-up grace: the pass expired nothing.
@@ -266,7 +275,7 @@ describe('LeaseReaper', () => {
     let laterPasses = 0;
     store.nextWakeAt = async () => {
       laterPasses++;
-      return originalNext();
+      return hold.next();
     };
     await claimOne(50);
     await new Promise((r) => setTimeout(r, 300));
@@ -318,19 +327,11 @@ describe('LeaseReaper', () => {
     // A lease to wait for, so the pass would arm a timer for it.
     await claimOne(60_000);
     const before = serverTimers();
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const originalNext = store.nextWakeAt.bind(store);
-    let inPass = false;
-    store.nextWakeAt = async () => {
-      inPass = true;
-      await gate;
-      return originalNext();
-    };
+    const hold = holdPasses();
     startReaper(100);
-    await waitFor(() => inPass, { what: 'a pass under way' });
+    await waitFor(() => hold.held > 0, { what: 'a pass under way' });
     const stopping = reaper!.stop();
-    release();
+    hold.release();
     await stopping;
     await expectNoTimersLeft(before);
   });
@@ -376,19 +377,11 @@ describe('LeaseReaper', () => {
     startReaper(100);
     await new Promise((r) => setTimeout(r, 150));
     // The next pass stops before its end (nextWakeAt) until released.
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const originalNext = store.nextWakeAt.bind(store);
-    let gated = 0;
-    store.nextWakeAt = async () => {
-      gated++;
-      await gate;
-      return originalNext();
-    };
+    const hold = holdPasses();
     let second: ClaimedCommand;
     try {
       const first = await claimOne(50);
-      await waitFor(() => gated === 1, { what: 'the pass for the first lease, held' });
+      await waitFor(() => hold.held === 1, { what: 'the pass for the first lease, held' });
       expect(expired.map((e) => e.id)).toEqual([first.id]);
       const passes = flaky.passes;
       // A second lease ends while that pass is held: its timer comes, and must not start a second pass.
@@ -397,8 +390,8 @@ describe('LeaseReaper', () => {
       expect(flaky.passes, 'a pass started beside the held one').toBe(passes);
       expect((await store.get(second.id))?.status).toBe('RUNNING');
     } finally {
-      store.nextWakeAt = originalNext;
-      release();
+      store.nextWakeAt = hold.next;
+      hold.release();
     }
     // The held pass ends by arming for the second lease, which then expires.
     await waitFor(() => expired.length === 2, { what: 'the second lease expired after the pass', timeoutMs: 5000, intervalMs: 5 });
