@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { setImmediate as setImmediatePromise } from 'node:timers/promises';
 import type { ClaimedCommand } from '@agent-executor/common';
+import { routeKey } from './store/claim-route.js';
 import type { ClaimRequest, Route } from './store/store.js';
 
 interface Waiter {
@@ -79,7 +80,7 @@ export class LongPoll {
         this.waiters.delete(waiter);
         resolve(commands);
       };
-      const shape = `${[...route.queues].sort().join(',')}|${[...route.types].sort().join(',')}`;
+      const shape = routeKey(route);
       const waiter: Waiter = { agentId, max, route, shape, response, settled: false, settle };
       // A client that hangs up (an agent killed while it waits) leaves the queue at once.
       const onClose = () => settle([]);

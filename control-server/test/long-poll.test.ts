@@ -8,9 +8,9 @@
  *   equality, so any change of it signals; `answers` always has one entry per waiter).
  * - `response.off('', onClose)`: the listener stays on a settled poll's response and settles it
  *   again, which changes nothing (settle is idempotent); the response closes right after.
- * - The route `shape` strings (7 mutants): they only decide which routes a pass stops claiming for
- *   after one came back short, which matters with more than WAITERS_PER_CLAIM (64) polls of mixed
- *   routes waiting at once; the routing suites run fewer.
+ * - The route key (7 mutants, before it was `routeKey` of claim-route.ts): it only decides which
+ *   routes a pass stops claiming for after one came back short, which matters with more than
+ *   WAITERS_PER_CLAIM (64) polls of mixed routes waiting at once; the routing suites run fewer.
  * - `since === undefined || since !== this.signals` → `false`: a poll whose own claim raced a
  *   submit would wait for the next signal instead of claiming again; the interleavings test forces
  *   the common order, not that one.

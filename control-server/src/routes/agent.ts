@@ -6,8 +6,6 @@ import {
   BatchResultResponse,
   ClaimedCommand,
   CommandIdParams,
-  CommandType,
-  DEFAULT_QUEUE,
   ErrorResponse,
   HeartbeatBody,
   HeartbeatResponse,
@@ -29,7 +27,8 @@ import { BadRequest, HttpError, PayloadTooLarge } from '../errors.js';
 import type { LongPoll } from '../long-poll.js';
 import { AGENT_SECURITY, type HeaderDoc } from '../openapi.js';
 import type { AgentInfo, AgentRegistry } from '../agent-registry.js';
-import type { CommandStore, Route } from '../store/store.js';
+import { routeOf } from '../store/claim-route.js';
+import type { CommandStore } from '../store/store.js';
 
 export interface AgentRoutesOptions {
   store: CommandStore;
@@ -51,15 +50,24 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
   const { store, longPoll, leaseMs, registry } = options;
   app.addHook('onRequest', requireBearer(options.agentToken));
 
+  /**
+   * What a poll and a report's claim both do first: the agent is seen for its route (GET /agents),
+   * then up to `max` commands are leased at once. A draining agent claims nothing more: it hears so
+   * at once (the drain header) and finishes what it runs.
+   */
+  async function claimNow(agentId: string, agent: AgentInfo, max: number): Promise<ClaimedCommand[] | undefined> {
+    registry.polled(agentId, agent);
+    if (registry.isDraining(agentId)) return undefined;
+    return store.claimBatch(agentId, leaseMs, max, { queues: agent.queues, types: agent.types });
+  }
+
   /** Claims at once, or waits when asked to; an empty array means "no work". */
   async function poll(request: FastifyRequest, reply: FastifyReply, query: NextQuery, max: number) {
-    const { agentId, wait } = query;
-    const route: Route = { queues: query.queues ?? [DEFAULT_QUEUE], types: query.types ?? CommandType.options };
-    registry.polled(agentId, { ...route, hostname: query.hostname, version: query.version, concurrency: query.concurrency } as AgentInfo);
-    // A draining agent claims nothing more: it hears so at once and finishes what it runs.
-    if (registry.isDraining(agentId)) return drainAnswer(reply);
+    const { agentId, wait, hostname, version, concurrency } = query;
+    const route = routeOf(query);
     const mark = longPoll.mark;
-    const claimed = await store.claimBatch(agentId, leaseMs, max, route);
+    const claimed = await claimNow(agentId, { ...route, hostname, version, concurrency } as AgentInfo, max);
+    if (claimed === undefined) return drainAnswer(reply);
     if (claimed.length > 0) return claimed;
     const waitS = wait ?? preferredWait(headerValue(request.headers.prefer));
     if (!waitS) return [];
@@ -74,14 +82,10 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
    */
   async function claimAlong(claim: ReportClaim, reply: FastifyReply): Promise<ClaimedCommand[]> {
     const { agentId, max, hostname, version, concurrency } = claim;
-    const route: Route = {
-      queues: claim.queues ? [...new Set(claim.queues)] : [DEFAULT_QUEUE],
-      types: claim.types ? [...new Set(claim.types)] : CommandType.options,
-    };
+    // A JSON array may name a queue twice (the poll's comma list drops repeats as it is parsed).
+    const route = routeOf({ queues: claim.queues && [...new Set(claim.queues)], types: claim.types && [...new Set(claim.types)] });
     // Seen as a poll is: an agent kept busy by its reports is a live agent of its queues.
-    registry.polled(agentId, { ...route, hostname, version, concurrency } as AgentInfo);
-    if (registry.isDraining(agentId)) return drainAnswer(reply);
-    return store.claimBatch(agentId, leaseMs, max, route);
+    return (await claimNow(agentId, { ...route, hostname, version, concurrency } as AgentInfo, max)) ?? drainAnswer(reply);
   }
 
   app.get(
