@@ -287,4 +287,93 @@ describe('PostgreSQL store', () => {
     }
     expect(errors).toEqual([]);
   });
+
+  // The reports of one group-commit batch share one locking read and one update (store/postgres-
+  // group-commit.ts). These pin what that must not change: each report decides from the row as the
+  // writes before it in the same transaction left it.
+  describe('reports batched in one transaction', () => {
+    const claimAll = async (store: PostgresCommandStore, n: number) => {
+      await store.submitBatch(delays(n));
+      const claimed = await store.claimBatch('agent-1', 60_000, n);
+      expect(claimed).toHaveLength(n);
+      return claimed;
+    };
+
+    test('eight reports of one turn: each lands with its own result, one event each, counts right', async () => {
+      const { store, db } = await storeAndAdmin();
+      const claimed = await claimAll(store, 8);
+      const outcomes = await Promise.all(
+        claimed.map((c, i) =>
+          store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, ...(i % 2 ? { result: { i } } : { status: 'FAILED' as const, error: `e${i}` }) }),
+        ),
+      );
+      expect(outcomes.map((o) => [o.command.status, o.replayed])).toEqual(
+        claimed.map((_, i) => [i % 2 ? 'COMPLETED' : 'FAILED', false]),
+      );
+      for (const [i, c] of claimed.entries()) {
+        const stored = await store.get(c.id);
+        expect(stored).toMatchObject(i % 2 ? { status: 'COMPLETED', result: { i } } : { status: 'FAILED', error: `e${i}` });
+      }
+      const { rows } = await db.query<{ n: number }>("SELECT count(*)::integer AS n FROM events WHERE transition = 'report'");
+      expect(rows[0]!.n).toBe(8);
+      expect(await store.countByStatus()).toEqual(await realCounts(db));
+      expect(await store.countByStatus()).toMatchObject({ COMPLETED: 4, FAILED: 4, RUNNING: 0 });
+    });
+
+    test('the same command reported twice in one turn: the same report is a replay, a different one a 409', async () => {
+      const { store } = await storeAndAdmin();
+      const [a, b] = await claimAll(store, 2);
+      const first = { agentId: 'agent-1', leaseId: a!.leaseId, result: { n: 1 } };
+      const [one, again, other] = await Promise.allSettled([
+        store.report(a!.id, first),
+        store.report(a!.id, first),
+        store.report(a!.id, { ...first, result: { n: 2 } }),
+        store.report(b!.id, { agentId: 'agent-1', leaseId: b!.leaseId, result: {} }),
+      ]);
+      expect(one).toMatchObject({ status: 'fulfilled', value: { replayed: false, command: { status: 'COMPLETED', result: { n: 1 } } } });
+      expect(again).toMatchObject({ status: 'fulfilled', value: { replayed: true, command: { result: { n: 1 } } } });
+      expect(other).toMatchObject({ status: 'rejected', reason: { statusCode: 409 } });
+      expect(await store.get(a!.id)).toMatchObject({ status: 'COMPLETED', result: { n: 1 } });
+      expect(await store.get(b!.id)).toMatchObject({ status: 'COMPLETED' });
+    });
+
+    test('a cancel queued between reports, before a report of the same command, in one turn: that report sees it', async () => {
+      const { store } = await storeAndAdmin();
+      const [a, b] = await claimAll(store, 2);
+      // b's report first: a locking read for a's report taken with it would miss the cancel.
+      const [, canceled, reported] = await Promise.all([
+        store.report(b!.id, { agentId: 'agent-1', leaseId: b!.leaseId, result: {} }),
+        store.cancel(a!.id),
+        store.report(a!.id, { agentId: 'agent-1', leaseId: a!.leaseId, status: 'FAILED', error: 'boom', retryable: true }),
+      ]);
+      expect(canceled).toMatchObject({ status: 'RUNNING', cancelRequested: true });
+      // A retryable failure of a command whose cancel was asked for ends it: no retry. Had the
+      // report decided from the row as it was before the cancel, it would be PENDING again.
+      expect(reported.command).toMatchObject({ status: 'FAILED' });
+      expect(await store.get(a!.id)).toMatchObject({ status: 'FAILED' });
+    });
+
+    test('an unknown command among reports of one turn is a 404; the others land', async () => {
+      const { store } = await storeAndAdmin();
+      const [a] = await claimAll(store, 1);
+      const [missing, ok] = await Promise.allSettled([
+        store.report('no-such-command', { agentId: 'agent-1', result: {} }),
+        store.report(a!.id, { agentId: 'agent-1', leaseId: a!.leaseId, result: {} }),
+      ]);
+      expect(missing).toMatchObject({ status: 'rejected', reason: { statusCode: 404 } });
+      expect(ok).toMatchObject({ status: 'fulfilled', value: { command: { status: 'COMPLETED' } } });
+    });
+  });
+
+  test('a claim that misses the keyed turn (another replica holds it) takes only unkeyed commands', async () => {
+    const { store, db } = await storeAndAdmin();
+    const keyed = await store.submit({ type: 'DELAY', payload: { ms: 1 }, concurrencyKey: 'k', concurrencyLimit: 1 });
+    const plain = await store.submit({ type: 'DELAY', payload: { ms: 1 } });
+    await db.query('SELECT pg_advisory_lock($1)', [0x61656b79]);
+    const first = await store.claimBatch('agent-1', 60_000, 5);
+    expect(first.map((c) => c.id)).toEqual([plain.command.id]);
+    await db.query('SELECT pg_advisory_unlock($1)', [0x61656b79]);
+    const second = await store.claimBatch('agent-1', 60_000, 5);
+    expect(second.map((c) => c.id)).toEqual([keyed.command.id]);
+  });
 });

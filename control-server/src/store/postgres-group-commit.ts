@@ -41,9 +41,34 @@ export interface Tx {
   log(transition: Transition, row: CommandRow, from: CommandStatus | null): Command;
   /** Counts a move between statuses that logs no event (a command deleted: `to` null). */
   count(from: CommandStatus | null, to: CommandStatus | null): void;
+  /**
+   * The command's current row, locked for the rest of the transaction (undefined: there is none).
+   * For the id a write was queued with (`run(write, { lock })`), it comes from one locking read
+   * shared by the run of such writes it belongs to (see WriteHints).
+   */
+  lockedRow(id: string): Promise<CommandRow | undefined>;
+  /**
+   * Writes a report's row (reportValues in postgres-rows.ts) with the other reports of the transaction,
+   * in one statement sent before the next query or the commit. Only for a row this transaction
+   * holds locked and has checked: the statement's guard then matches it, and a miss is an error.
+   */
+  reportLater(values: unknown[]): void;
+  /** Whether this transaction holds the keyed-claim turn (asked for with `run(write, { keyedTurn })`). */
+  readonly keyedTurn: boolean;
 }
 
 export type Write<T> = (tx: Tx) => Promise<T>;
+
+/**
+ * What a write will need, told when it is queued, so that the batch can fetch it for many writes in
+ * one round trip: `lock`, the one command whose row it reads locked first (a report); `keyedTurn`, a
+ * claim that may take keyed commands (the advisory lock is then tried with BEGIN, in the same round
+ * trip).
+ */
+export interface WriteHints {
+  lock?: string;
+  keyedTurn?: number;
+}
 
 export interface Committed {
   events: StoredEvent[];
@@ -53,6 +78,7 @@ export interface Committed {
 
 interface Queued {
   write: Write<unknown>;
+  hints: WriteHints | undefined;
   resolve: (value: unknown) => void;
   reject: (reason: unknown) => void;
 }
@@ -88,9 +114,9 @@ export class PgGroupCommit {
     },
   ) {}
 
-  run<T>(write: Write<T>): Promise<T> {
+  run<T>(write: Write<T>, hints?: WriteHints): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ write: write as Write<unknown>, resolve: resolve as (value: unknown) => void, reject });
+      this.queue.push({ write: write as Write<unknown>, hints, resolve: resolve as (value: unknown) => void, reject });
       if (this.lanes < LANES) {
         this.lanes++;
         const lane = this.drain();
@@ -169,9 +195,36 @@ export class PgGroupCommit {
   }
 
   private async transaction(client: pg.PoolClient, batch: Queued[]): Promise<{ outcomes: Outcome[]; committed: Committed }> {
-    await client.query('BEGIN');
+    // A keyed claim's turn is tried with BEGIN (one simple query, one round trip): a constant key,
+    // no parameters. Its own statement before the claims, so their snapshots see every keyed claim
+    // committed before this transaction got the turn.
+    const turnKey = batch.find((q) => q.hints?.keyedTurn !== undefined)?.hints?.keyedTurn;
+    let keyedTurn = false;
+    if (turnKey === undefined) await client.query('BEGIN');
+    else {
+      const results = (await client.query(`BEGIN; SELECT pg_try_advisory_xact_lock(${Math.trunc(turnKey)}) AS got`)) as unknown as pg.QueryResult<{ got: boolean }>[];
+      keyedTurn = results[1]?.rows[0]?.got === true;
+    }
     const outcomes: Outcome[] = [];
     let inserts: CommandRow[] = [];
+    let reports: unknown[][] = [];
+    /** Rows read locked for a run of writes queued with `lock`; null: no such command. */
+    let prefetched = new Map<string, CommandRow | null>();
+    let prefetchedUpTo = 0;
+    const flushReports = async () => {
+      if (reports.length === 0) return;
+      const rows = reports;
+      reports = [];
+      const columns = rows[0]!.map((_, c) => rows.map((r) => r[c]));
+      const { rowCount } = await client.query({ ...sql.reportMany, values: columns });
+      // Each row is locked by this transaction and was checked against its guard: a miss means
+      // the store's reasoning is wrong, and the transaction must not commit.
+      if (rowCount !== rows.length) throw new Error(`a batched report wrote ${rowCount} of ${rows.length} rows`);
+    };
+    const flushWrites = async () => {
+      await flushInserts();
+      await flushReports();
+    };
     const flushInserts = async () => {
       if (inserts.length === 0) return;
       const rows = inserts;
@@ -194,16 +247,40 @@ export class PgGroupCommit {
         ],
       });
     };
-    for (const { write } of batch) {
+    for (const [i, { write, hints }] of batch.entries()) {
+      if (hints?.lock === undefined) prefetched = new Map();
+      else if (i >= prefetchedUpTo) {
+        // The run of writes from here that each lock one command: one locking read for all (in id
+        // order, as every multi-row lock here). Only those writes run until the run ends, and each
+        // takes its row once, so no write sees a row another one changed since.
+        let end = i;
+        while (end < batch.length && batch[end]!.hints?.lock !== undefined) end++;
+        const ids = [...new Set(batch.slice(i, end).map((q) => q.hints!.lock!))];
+        await flushWrites();
+        const { rows } = await client.query<CommandRow>({ ...sql.byIdsForUpdate, values: [ids] });
+        prefetched = new Map<string, CommandRow | null>(ids.map((id) => [id, null]));
+        for (const row of rows) prefetched.set(row.id, row);
+        prefetchedUpTo = end;
+      }
       const events: NewEvent[] = [];
       const counts = new StatusCounts();
       let available = false;
       const tx: Tx = {
         query: async (statement, values) => {
-          await flushInserts();
+          await flushWrites();
           return client.query({ name: statement.name, text: statement.text, values });
         },
         insertLater: (row) => inserts.push(row),
+        reportLater: (values) => reports.push(values),
+        lockedRow: async (id) => {
+          if (hints?.lock === id && prefetched.has(id)) {
+            const row = prefetched.get(id)!;
+            prefetched.delete(id); // a second write of the same command reads it again, changed
+            return row ?? undefined;
+          }
+          return (await tx.query(sql.byIdForUpdate, [id])).rows[0];
+        },
+        keyedTurn,
         log: (transition, row, from) => {
           counts.move(from, row.status);
           const event = buildEvent(transition, row, this.options.now());
@@ -229,7 +306,7 @@ export class PgGroupCommit {
         outcomes.push({ ok: false, error });
       }
     }
-    await flushInserts();
+    await flushWrites();
     const logged = outcomes.flatMap((o) => (o.ok ? o.events : []));
     const available = outcomes.some((o) => o.ok && o.available);
     // The moves of the writes that were taken (a refused one changed nothing), summed by status.

@@ -35,7 +35,7 @@ export function insertValues(row: CommandRow): unknown[] {
   ];
 }
 
-/** The values of the report statement, from the row report() built. */
+/** The values of a report for sql.reportMany (one row of its columns), from the row report() built. */
 export function reportValues(row: CommandRow, agentId: string, leaseId: string | null): unknown[] {
   return [
     row.id,

@@ -63,6 +63,8 @@ export const sql = {
   byId: statement('by_id', 'SELECT * FROM commands WHERE id = $1'),
   /** The current row, locked until the transaction ends: what report/cancel/retry decide from. */
   byIdForUpdate: statement('by_id_for_update', 'SELECT * FROM commands WHERE id = $1 FOR UPDATE'),
+  /** The rows of a run of writes that each lock one command (reports), locked in id order. */
+  byIdsForUpdate: statement('by_ids_for_update', 'SELECT * FROM commands WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE'),
   byIdempotencyKey: statement('by_idempotency_key', 'SELECT * FROM commands WHERE idempotency_key = $1'),
   // One statement picks and leases, for several agents of one route ($4 queues × $5 types) at
   // once, highest priority first: $1 holds one agent id per command wanted, in the order of the requests; the n-th command in claim order goes to the n-th slot.
@@ -101,14 +103,11 @@ export const sql = {
      FROM picked JOIN slots USING (slot) WHERE c.seq = picked.seq
      RETURNING c.*`,
   ),
-  /**
-   * Keyed claims of all replicas take turns: a claim counts a key's RUNNING commands, and two
-   * claims counting at once (each blind to the other's uncommitted rows) would both take the last
-   * slot. Taken in its own statement, before the claim, so the claim's snapshot sees every keyed
-   * claim committed before it. A try: a claim never waits on it (no deadlock with the row locks of
-   * the other writes of its batch); one that misses it leaves keyed commands for the next poll.
-   */
-  keyedClaimLock: statement('keyed_claim_lock', 'SELECT pg_try_advisory_xact_lock($1) AS got'),
+  // Keyed claims of all replicas take turns: a claim counts a key's RUNNING commands, and two
+  // claims counting at once (each blind to the other's uncommitted rows) would both take the last
+  // slot. The turn is an advisory lock the claim's transaction tries with its BEGIN (see
+  // postgres-group-commit.ts): a try, so a claim never waits on it (no deadlock with the row locks
+  // of the other writes of its batch); one that misses it leaves keyed commands for the next poll.
   /**
    * For waitingFor: a key's RUNNING count, its limit (its newest command's), and how many of its
    * PENDING commands due at $2 come before the one at priority $3, seq $4 in claim order (they
@@ -135,12 +134,19 @@ export const sql = {
      WHERE id = $1 AND status = 'RUNNING' AND lease_id = $2
      RETURNING *`,
   ),
-  report: statement(
-    'report',
-    `UPDATE commands
-     SET status = $4, result = $5, error = $6, available_at = $7, finished_at = $8, lease_id = NULL,
-         lease_expires_at = NULL, cancel_requested = $9, report_hash = $10, updated_at = $11
-     WHERE id = $1 AND agent_id = $2 AND lease_id = $3 AND status IN ('RUNNING', 'PENDING')`,
+  // The reports of one transaction, in one statement: each row is locked and checked by then
+  // (the guard is report's), so every row matches; the group commit checks that it did.
+  reportMany: statement(
+    'report_many',
+    `UPDATE commands c
+     SET status = r.status, result = r.result, error = r.error, available_at = r.available_at,
+         finished_at = r.finished_at, lease_id = NULL, lease_expires_at = NULL,
+         cancel_requested = r.cancel_requested, report_hash = r.report_hash, updated_at = r.updated_at
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
+                 $8::bigint[], $9::smallint[], $10::text[], $11::bigint[])
+          AS r(id, agent_id, lease_id, status, result, error, available_at, finished_at, cancel_requested,
+               report_hash, updated_at)
+     WHERE c.id = r.id AND c.agent_id = r.agent_id AND c.lease_id = r.lease_id AND c.status IN ('RUNNING', 'PENDING')`,
   ),
   heartbeat: statement(
     'heartbeat',

@@ -16,7 +16,7 @@ import { DEFAULT_EVENT_RETENTION, PRUNE_BATCH, pruneEnd, toStoredEvent, type Eve
 import { emitToEach } from './listeners.js';
 import { migratePostgres } from './migrate-postgres.js';
 import { EventFeed } from './postgres-event-feed.js';
-import { PgGroupCommit, type Committed, type Tx, type Write } from './postgres-group-commit.js';
+import { PgGroupCommit, type Committed, type Tx, type Write, type WriteHints } from './postgres-group-commit.js';
 import { PgListener } from './postgres-listener.js';
 import { insertValues, pgTypes, reportValues, type Notice } from './postgres-rows.js';
 import { sql } from './postgres-statements.js';
@@ -75,7 +75,7 @@ const PRUNE_LOCK = 0x61657866;
 /** SQLSTATE disk_full: PostgreSQL could not extend a file (ENOSPC). */
 const DISK_FULL = '53100';
 
-/** The advisory lock keyed claims take turns on (postgres-statements.ts keyedClaimLock). */
+/** The advisory lock keyed claims take turns on (see the claim in postgres-statements.ts). */
 const KEYED_CLAIM_LOCK = 0x61656b79; // "aeky"
 /** How soon polls try again after a claim missed the keyed turn. */
 const KEYED_RETRY_MS = 20;
@@ -234,8 +234,8 @@ export class PostgresCommandStore implements CommandStore {
     }
   }
 
-  private write<T>(change: Write<T>): Promise<T> {
-    return this.writes.run(change).catch((err: unknown) => {
+  private write<T>(change: Write<T>, hints?: WriteHints): Promise<T> {
+    return this.writes.run(change, hints).catch((err: unknown) => {
       throw this.spaceError(err);
     });
   }
@@ -253,7 +253,7 @@ export class PostgresCommandStore implements CommandStore {
 
   /** The current row, locked for the rest of the transaction; NotFound when there is none. */
   private async lockedRow(tx: Tx, id: string): Promise<CommandRow> {
-    const row = (await tx.query(sql.byIdForUpdate, [id])).rows[0];
+    const row = await tx.lockedRow(id);
     if (!row) throw new NotFound(`command ${id} not found`);
     return row;
   }
@@ -364,8 +364,7 @@ export class PostgresCommandStore implements CommandStore {
     return this.write(async (tx) => {
       const now = this.now();
       const answers: ClaimedCommand[][] = requests.map(() => []);
-      const [lock] = (await tx.query<{ got: boolean }>(sql.keyedClaimLock, [KEYED_CLAIM_LOCK])).rows;
-      const keyed = lock?.got === true;
+      const keyed = tx.keyedTurn;
       // Another replica's claim holds the turn: keyed commands wait for the next poll, so wake
       // this replica's polls again shortly (the other claim may leave some).
       if (!keyed) setTimeout(() => this.announceWork(), KEYED_RETRY_MS).unref();
@@ -383,7 +382,7 @@ export class PostgresCommandStore implements CommandStore {
         }
       }
       return answers;
-    });
+    }, { keyedTurn: KEYED_CLAIM_LOCK });
   }
 
   async release(id: string, leaseId: string): Promise<void> {
@@ -402,10 +401,10 @@ export class PostgresCommandStore implements CommandStore {
       if (!holdsLease(current, body)) throw new Conflict(reportConflictMessage(current, body.agentId));
       const row = reportedRow(current, body, hash, this.now(), this.random);
       const leaseId = body.leaseId ?? current.lease_id;
-      const { rowCount } = await tx.query(sql.report, reportValues(row, body.agentId, leaseId));
-      if (rowCount !== 1) throw new Conflict(reportConflictMessage(current, body.agentId));
+      // holdsLease checked the report statement's guard on the row this transaction holds locked.
+      tx.reportLater(reportValues(row, body.agentId, leaseId));
       return { command: tx.log('report', row, current.status), replayed: false };
-    });
+    }, { lock: id });
   }
 
   async heartbeat(id: string, body: HeartbeatBody, leaseMs: number): Promise<HeartbeatResponse> {
