@@ -6,6 +6,7 @@ import { PostgresCommandStore, type PostgresStoreOptions } from '../src/store/po
 import { createDatabase } from '../../test-support/postgres.js';
 import { describeStoreContract } from './store-contract.js';
 import { TestClock } from './helpers.js';
+import { waitFor } from '../../test-support/processes.js';
 
 const adminUrl = inject('postgresUrl');
 
@@ -89,7 +90,7 @@ describe('PostgreSQL store', () => {
     await db.connect();
     clients.push(db);
     const { rows } = await db.query('SELECT name FROM schema_migrations ORDER BY name');
-    expect(rows.map((r: { name: string }) => r.name)).toEqual(['001_commands.sql', '002_flat_cost.sql', '003_routing.sql']);
+    expect(rows.map((r: { name: string }) => r.name)).toEqual(['001_commands.sql', '002_flat_cost.sql', '003_routing.sql', '004_keyed_pending.sql']);
     await stores[0]!.submit({ type: 'DELAY', payload: { ms: 1 } });
     expect((await stores[3]!.countByStatus()).PENDING).toBe(1);
   });
@@ -363,6 +364,27 @@ describe('PostgreSQL store', () => {
       expect(missing).toMatchObject({ status: 'rejected', reason: { statusCode: 404 } });
       expect(ok).toMatchObject({ status: 'fulfilled', value: { command: { status: 'COMPLETED' } } });
     });
+  });
+
+  test('a claim that misses the keyed turn wakes polls again shortly only when a keyed command waits', async () => {
+    const { store, db } = await storeAndAdmin();
+    let wakes = 0;
+    store.events.on('available', () => wakes++);
+    await db.query('SELECT pg_advisory_lock($1)', [0x61656b79]);
+    await store.submit({ type: 'DELAY', payload: { ms: 1 } });
+    await store.claimBatch('agent-1', 60_000, 5);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    wakes = 0;
+    // Nothing keyed is waiting: a missed turn leaves nothing behind, so nothing to wake for.
+    expect(await store.claimBatch('agent-1', 60_000, 5)).toEqual([]);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(wakes).toBe(0);
+    await store.submit({ type: 'DELAY', payload: { ms: 1 }, concurrencyKey: 'k', concurrencyLimit: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    wakes = 0;
+    expect(await store.claimBatch('agent-1', 60_000, 5)).toEqual([]);
+    await waitFor(() => wakes > 0, { what: 'polls woken again for the keyed command', timeoutMs: 2_000, intervalMs: 5 });
+    await db.query('SELECT pg_advisory_unlock($1)', [0x61656b79]);
   });
 
   test('a claim that misses the keyed turn (another replica holds it) takes only unkeyed commands', async () => {

@@ -108,6 +108,11 @@ export const sql = {
   // slot. The turn is an advisory lock the claim's transaction tries with its BEGIN (see
   // postgres-group-commit.ts): a try, so a claim never waits on it (no deadlock with the row locks
   // of the other writes of its batch); one that misses it leaves keyed commands for the next poll.
+  /** A keyed command due by $1 waits (commands_keyed_pending): asked by a claim that missed the keyed turn. */
+  keyedWaiting: statement(
+    'keyed_waiting',
+    `SELECT EXISTS (SELECT 1 FROM commands WHERE status = 'PENDING' AND concurrency_key IS NOT NULL AND available_at <= $1) AS waiting`,
+  ),
   /**
    * For waitingFor: a key's RUNNING count, its limit (its newest command's), and how many of its
    * PENDING commands due at $2 come before the one at priority $3, seq $4 in claim order (they

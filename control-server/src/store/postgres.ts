@@ -366,8 +366,12 @@ export class PostgresCommandStore implements CommandStore {
       const answers: ClaimedCommand[][] = requests.map(() => []);
       const keyed = tx.keyedTurn;
       // Another replica's claim holds the turn: keyed commands wait for the next poll, so wake
-      // this replica's polls again shortly (the other claim may leave some).
-      if (!keyed) setTimeout(() => this.announceWork(), KEYED_RETRY_MS).unref();
+      // this replica's polls again shortly (the other claim may leave some) — if any is waiting:
+      // otherwise two replicas claiming at once would keep waking each other's polls for nothing.
+      if (!keyed) {
+        const [waiting] = (await tx.query<{ waiting: boolean }>(sql.keyedWaiting, [now])).rows;
+        if (waiting?.waiting === true) setTimeout(() => this.announceWork(), KEYED_RETRY_MS).unref();
+      }
       for (const { route, indexes } of byRoute.values()) {
         const slots = indexes.flatMap((i) => Array<string>(requests[i]!.max).fill(requests[i]!.agentId));
         const { rows } = await tx.query(sql.claim, [slots, now + leaseMs, now, route.queues, route.types, keyed]);

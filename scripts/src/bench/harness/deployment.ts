@@ -78,8 +78,10 @@ export async function freshDatabase(postgres: Postgres, prefix: string): Promise
 export interface Deployment {
   servers: BenchServer[];
   urls: string[];
-  /** CPU seconds so far: the replicas together, and PostgreSQL's (postmaster and backends). */
-  cpu: () => { servers: number; postgres: number };
+  /** CPU seconds so far: the replicas together and each, and PostgreSQL's (postmaster and backends). */
+  cpu: () => { servers: number; byServer: number[]; postgres: number };
+  /** Transactions committed so far in our database (pg_stat_database); 0 on SQLite. */
+  transactions: () => Promise<number>;
   /** Resolves once at least `n` polls wait, over every replica. */
   waitForWaitingPolls: (n: number, procs: Started[], timeoutMs?: number) => Promise<void>;
   stop: () => Promise<void>;
@@ -95,12 +97,14 @@ export interface DeploymentOptions {
 
 export async function startDeployment(s: DeploymentShape, o: DeploymentOptions): Promise<Deployment> {
   const servers: BenchServer[] = [];
+  let databaseUrl: string | undefined;
   const profile = o.cpuProfDir ? { cpuProfDir: o.cpuProfDir } : {};
   try {
     if (o.postgres === null) {
       servers.push(await startServer({ dbPath: `${o.dir}/commands.db`, sqliteSync: o.sqliteSync, ...profile }));
     } else {
       const url = await freshDatabase(o.postgres, 'ours');
+      databaseUrl = url;
       const env = { DATABASE_URL: url, PG_POOL_SIZE: String(s.pgPoolSize) };
       // The first one migrates; the others find the schema in place.
       servers.push(await startServer({ dbPath: `${o.dir}/unused.db`, env, ...profile }));
@@ -114,10 +118,26 @@ export async function startDeployment(s: DeploymentShape, o: DeploymentOptions):
   return {
     servers,
     urls: servers.map((x) => x.url),
-    cpu: () => ({
-      servers: servers.reduce((sum, x) => sum + cpuSeconds(x.proc.pid), 0),
-      postgres: pgPid === undefined ? 0 : processTreeCpuSeconds(pgPid),
-    }),
+    cpu: () => {
+      const byServer = servers.map((x) => cpuSeconds(x.proc.pid));
+      return {
+        servers: byServer.reduce((sum, x) => sum + x, 0),
+        byServer,
+        postgres: pgPid === undefined ? 0 : processTreeCpuSeconds(pgPid),
+      };
+    },
+    transactions: async () => {
+      if (databaseUrl === undefined) return 0;
+      const client = new pg.Client({ connectionString: databaseUrl });
+      await client.connect();
+      try {
+        // Counted by each backend and flushed to the shared counters within about a second.
+        const { rows } = await client.query<{ n: string }>('SELECT xact_commit AS n FROM pg_stat_database WHERE datname = current_database()');
+        return Number(rows[0]?.n ?? 0);
+      } finally {
+        await client.end();
+      }
+    },
     waitForWaitingPolls: async (n, procs, timeoutMs = 20_000) => {
       await waitUntil(
         async () => {

@@ -48,6 +48,10 @@ interface VariantResult extends Variant {
   submitRequests: number;
   /** CPU time (user + system, from /proc) spent per command while the load ran (server: every replica). */
   cpuMicrosPerCommand: { server: number; agents: number; postgres: number };
+  /** With replicas: each one's share of the server CPU per command. */
+  serverCpuMicrosByReplica?: number[];
+  /** PostgreSQL: transactions committed in our database per command (pg_stat_database). */
+  pgTransactionsPerCommand?: number;
   /** graphile-worker, same jobs and workers × concurrency, same PostgreSQL, right after. */
   graphile?: ThroughputResult;
   profile?: ProfileSummary;
@@ -104,6 +108,7 @@ async function measure(
     await watcher.opened();
     const agentPids = fleet.procs.map((p) => p.pid);
     const cpuBefore = { ...deployment.cpu(), agents: sum(agentPids.map(cpuSeconds)) };
+    const transactionsBefore = await deployment.transactions();
     const submitted = await submitAll(urls, {
       total: n,
       inFlight: o.num('in-flight'),
@@ -119,7 +124,19 @@ async function measure(
       postgres: ((cpuAfter.postgres - cpuBefore.postgres) / n) * 1e6,
     };
     const metrics = await server.api.metrics();
-    const exchanges = agentExchanges(metrics, n);
+    // Every replica's agent requests (agents are spread over them).
+    const exchanges: Record<string, number> = {};
+    for (const x of deployment.servers) {
+      for (const [route, perCommand] of Object.entries(agentExchanges(await x.api.metrics(), n))) {
+        exchanges[route] = (exchanges[route] ?? 0) + perCommand;
+      }
+    }
+    let pgTransactionsPerCommand: number | undefined;
+    if (postgres) {
+      await new Promise((r) => setTimeout(r, 1_000)); // the backends' counters reach the shared ones
+      pgTransactionsPerCommand = ((await deployment.transactions()) - transactionsBefore) / n;
+    }
+    const serverCpuMicrosByReplica = cpuAfter.byServer.map((after, i) => ((after - (cpuBefore.byServer[i] ?? 0)) / n) * 1e6);
     const completed = metric(metrics, 'agent_executor_commands{status="COMPLETED"}');
     if (completed !== n || w.failed > 0) {
       throw new Error(`expected ${n} COMPLETED, the server counts ${completed} (failed events: ${w.failed})`);
@@ -133,6 +150,7 @@ async function measure(
       submitPerSecond: n / ((submitted.endedAt - submitted.startedAt) / 1000),
       submitRequests: submitted.requests,
       cpuMicrosPerCommand,
+      ...(postgres ? { serverCpuMicrosByReplica, pgTransactionsPerCommand } : {}),
       exchanges,
     };
     return { result, ...(profileDir ? { profileDir } : {}), ...(agentProfileDir ? { agentProfileDir } : {}) };
@@ -210,6 +228,10 @@ async function runOn(o: Options, context: RunContext, shape: DeploymentShape, po
     );
     const routes = Object.entries(r.exchanges).map(([route, perCommand]) => `${route} ${perCommand.toFixed(3)}`);
     console.log(`    agent requests per command: ${routes.join(', ')}`);
+    if (r.pgTransactionsPerCommand !== undefined) {
+      const byReplica = (r.serverCpuMicrosByReplica ?? []).map((x) => `${Math.round(x)}`).join(' + ');
+      console.log(`    PostgreSQL transactions per command ${r.pgTransactionsPerCommand.toFixed(3)}; server CPU per command by replica ${byReplica} µs`);
+    }
     results.push(r);
     figures.push(
       { name: `${r.label}: completed/s`, value: r.completedPerSecond, unit: 'cmd/s', ...(postgres ? {} : { goal: { op: '>=', value: 7000 } }) },
