@@ -68,6 +68,24 @@ describe('report-and-claim', () => {
     expect(single).toBe(0);
   });
 
+  it('CONCURRENCY 1: each freed slot waits for its outcome to be kept, then claims with its report — no poll, no lone report', async () => {
+    const { server, agent } = stack();
+    const srv = await server();
+    const worker = agent(srv, 'a', { CONCURRENCY: '1' });
+    await waitFor(async () => /^agent_executor_waiting_polls 1$/m.test(await (await fetch(`${srv.url}/metrics`)).text()), { what: 'the first poll' });
+    const submitted = await submitBatch(srv, delays(30));
+    const client = api(srv);
+    for (const { id } of submitted) expect(await waitForCommand(client, id, isSettled)).toMatchObject({ status: 'COMPLETED', attempts: 1 });
+    await everyStartLogged(worker, submitted);
+    const polls = (await requestsOn(srv, 'GET', '/commands/next-batch')) + (await requestsOn(srv, 'GET', '/commands/next'));
+    const single = await requestsOn(srv, 'PUT', '/commands/:id/result');
+    console.log(`30 commands at CONCURRENCY 1: ${polls} polls, ${single} single reports`);
+    // The slot is free before the outcome is written: a claim made then found no report to ride
+    // with, so every command cost a poll and a report of its own.
+    expect(single).toBe(0);
+    expect(polls).toBeLessThanOrEqual(3);
+  });
+
   it('a server that refuses `claim` and knows no `brief` (older than both) gets the reports again without the claim, answered in full, then polls', async () => {
     const { server, agent } = stack();
     const srv = await server();

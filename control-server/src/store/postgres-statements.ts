@@ -70,24 +70,31 @@ export const sql = {
   // once, highest priority first: $1 holds one agent id per command wanted, in the order of the requests; the n-th command in claim order goes to the n-th slot.
   // SKIP LOCKED: claims on other connections and replicas pass over rows another claim holds
   // instead of queueing behind it, and never take the same row.
+  // Per (queue, type) pair ($4 × $5) a LATERAL read of commands_route in claim order, cut at the
+  // number wanted: each pair's read stops after the rows it can give, so the cost does not grow
+  // with the backlog (one ORDER BY over several pairs would sort every PENDING row of them).
   claim: statement(
     'claim',
     `WITH candidates AS (
-       SELECT seq, priority, concurrency_key,
-              CASE WHEN concurrency_key IS NULL THEN NULL ELSE
+       SELECT picked.seq, picked.priority, picked.concurrency_key, picked.free
+       FROM unnest($4::text[]) AS q(queue) CROSS JOIN unnest($5::text[]) AS t(type)
+       CROSS JOIN LATERAL (
+         SELECT c.seq, c.priority, c.concurrency_key,
+                CASE WHEN c.concurrency_key IS NULL THEN NULL ELSE
+                  (SELECT l.concurrency_limit FROM commands l
+                   WHERE l.concurrency_key = c.concurrency_key ORDER BY l.seq DESC LIMIT 1)
+                  - (SELECT count(*) FROM commands r
+                     WHERE r.status = 'RUNNING' AND r.concurrency_key = c.concurrency_key) END AS free
+         FROM commands c
+         WHERE c.status = 'PENDING' AND c.queue = q.queue AND c.type = t.type AND c.available_at <= $3
+           -- A key at its limit is passed over here, so its backlog never fills the window.
+           AND (c.concurrency_key IS NULL OR ($6::boolean AND
                 (SELECT l.concurrency_limit FROM commands l
                  WHERE l.concurrency_key = c.concurrency_key ORDER BY l.seq DESC LIMIT 1)
-                - (SELECT count(*) FROM commands r
-                   WHERE r.status = 'RUNNING' AND r.concurrency_key = c.concurrency_key) END AS free
-       FROM commands c
-       WHERE status = 'PENDING' AND available_at <= $3 AND queue = ANY($4::text[]) AND type = ANY($5::text[])
-         -- A key at its limit is passed over here, so its backlog never fills the window.
-         AND (concurrency_key IS NULL OR ($6::boolean AND
-              (SELECT l.concurrency_limit FROM commands l
-               WHERE l.concurrency_key = c.concurrency_key ORDER BY l.seq DESC LIMIT 1)
-              > (SELECT count(*) FROM commands r WHERE r.status = 'RUNNING' AND r.concurrency_key = c.concurrency_key)))
-       ORDER BY priority DESC, seq LIMIT cardinality($1::text[])
-       FOR UPDATE SKIP LOCKED),
+                > (SELECT count(*) FROM commands r WHERE r.status = 'RUNNING' AND r.concurrency_key = c.concurrency_key)))
+         ORDER BY c.priority DESC, c.seq LIMIT cardinality($1::text[])
+         FOR UPDATE OF c SKIP LOCKED) AS picked
+       ORDER BY picked.priority DESC, picked.seq LIMIT cardinality($1::text[])),
      allowed AS (
        SELECT seq, priority, concurrency_key, free,
               row_number() OVER (PARTITION BY concurrency_key ORDER BY priority DESC, seq) AS nth

@@ -142,7 +142,7 @@ export class PostgresCommandStore implements CommandStore {
   }
 
   static async open(options: PostgresStoreOptions): Promise<PostgresCommandStore> {
-    const pool = new pg.Pool({ connectionString: options.connectionString, max: options.poolSize ?? 10, types: pgTypes });
+    const pool = new pg.Pool({ connectionString: options.connectionString, max: options.poolSize ?? 10, types: pgTypes, options: '-c plan_cache_mode=force_generic_plan' });
     // An idle connection that dies emits here; without a listener it would end the process.
     pool.on('error', (err) => (options.onError ?? console.error)(err, 'an idle database connection failed'));
     const store = new PostgresCommandStore(pool, options);
