@@ -354,6 +354,26 @@ describe('PostgreSQL store', () => {
       expect(await store.get(a!.id)).toMatchObject({ status: 'FAILED' });
     });
 
+    test('a batched report that writes fewer rows than it checked commits nothing; the others of its turn land alone', async () => {
+      const { store, db } = await storeAndAdmin();
+      const [a, b] = await claimAll(store, 2);
+      // A trigger that silently skips the update of a's row: the store's check passed, the write
+      // did not happen. The transaction must not commit as if it had.
+      await db.query(`CREATE FUNCTION skip_row() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN IF OLD.id = '${a!.id}' THEN RETURN NULL; END IF; RETURN NEW; END $$;
+        CREATE TRIGGER skip_row BEFORE UPDATE ON commands FOR EACH ROW EXECUTE FUNCTION skip_row()`);
+      const [ra, rb] = await Promise.allSettled([
+        store.report(a!.id, { agentId: 'agent-1', leaseId: a!.leaseId, result: {} }),
+        store.report(b!.id, { agentId: 'agent-1', leaseId: b!.leaseId, result: {} }),
+      ]);
+      expect(ra).toMatchObject({ status: 'rejected', reason: { message: expect.stringMatching(/division by zero/) } });
+      expect(rb).toMatchObject({ status: 'fulfilled', value: { command: { status: 'COMPLETED' } } });
+      expect(await store.get(a!.id)).toMatchObject({ status: 'RUNNING' });
+      const { rows } = await db.query<{ n: number }>("SELECT count(*)::integer AS n FROM events WHERE transition = 'report'");
+      expect(rows[0]!.n).toBe(1);
+      expect(await store.countByStatus()).toEqual(await realCounts(db));
+    });
+
     test('an unknown command among reports of one turn is a 404; the others land', async () => {
       const { store } = await storeAndAdmin();
       const [a] = await claimAll(store, 1);

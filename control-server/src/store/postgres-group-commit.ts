@@ -23,7 +23,7 @@ import type { Command, CommandStatus } from '@agent-executor/common';
 import { HttpError } from '../errors.js';
 import type { CommandRow } from './command-rows.js';
 import { buildEvent, isAvailable, type NewEvent } from './event-log.js';
-import { sql, type Statement } from './postgres-statements.js';
+import { KEYED_TURN_SETTING, sql, type Statement } from './postgres-statements.js';
 import { StatusCounts } from './status-counts.js';
 import type { StoredEvent, Transition } from './store.js';
 
@@ -54,7 +54,7 @@ export interface Tx {
    */
   reportLater(values: unknown[]): void;
   /** Whether this transaction holds the keyed-claim turn (asked for with `run(write, { keyedTurn })`). */
-  readonly keyedTurn: boolean;
+  keyedTurn(): Promise<boolean>;
 }
 
 export type Write<T> = (tx: Tx) => Promise<T>;
@@ -195,57 +195,66 @@ export class PgGroupCommit {
   }
 
   private async transaction(client: pg.PoolClient, batch: Queued[]): Promise<{ outcomes: Outcome[]; committed: Committed }> {
-    // A keyed claim's turn is tried with BEGIN (one simple query, one round trip): a constant key,
-    // no parameters. Its own statement before the claims, so their snapshots see every keyed claim
-    // committed before this transaction got the turn.
+    // The pool's connections pipeline (store/postgres.ts): a statement sent is on the wire at once,
+    // behind the ones before it, and only the statements whose answer a write needs are awaited.
+    // BEGIN goes with the first of them. A keyed claim's turn is tried in BEGIN's simple query (a
+    // constant key): its own statement before the claims, so their snapshots see every keyed claim
+    // committed before this transaction got the turn; the claim reads the outcome from a setting.
     const turnKey = batch.find((q) => q.hints?.keyedTurn !== undefined)?.hints?.keyedTurn;
-    let keyedTurn = false;
-    if (turnKey === undefined) await client.query('BEGIN');
-    else {
-      const results = (await client.query(`BEGIN; SELECT pg_try_advisory_xact_lock(${Math.trunc(turnKey)}) AS got`)) as unknown as pg.QueryResult<{ got: boolean }>[];
-      keyedTurn = results[1]?.rows[0]?.got === true;
-    }
+    const begun: Promise<unknown> =
+      turnKey === undefined
+        ? client.query('BEGIN')
+        : client.query(`BEGIN; SELECT set_config('${KEYED_TURN_SETTING}', pg_try_advisory_xact_lock(${Math.trunc(turnKey)})::text, true) AS got`);
+    // Awaited with the statements behind it (an unawaited rejection must not go unhandled first).
+    begun.catch(() => undefined);
+    const keyedTurn = async () => {
+      const results = (await begun) as pg.QueryResult<{ got: string }>[];
+      return results[1]?.rows[0]?.got === 'true';
+    };
     const outcomes: Outcome[] = [];
     let inserts: CommandRow[] = [];
     let reports: unknown[][] = [];
     /** Rows read locked for a run of writes queued with `lock`; null: no such command. */
     let prefetched = new Map<string, CommandRow | null>();
     let prefetchedUpTo = 0;
-    const flushReports = async () => {
-      if (reports.length === 0) return;
-      const rows = reports;
-      reports = [];
-      const columns = rows[0]!.map((_, c) => rows.map((r) => r[c]));
-      const { rowCount } = await client.query({ ...sql.reportMany, values: columns });
-      // Each row is locked by this transaction and was checked against its guard: a miss means
-      // the store's reasoning is wrong, and the transaction must not commit.
-      if (rowCount !== rows.length) throw new Error(`a batched report wrote ${rowCount} of ${rows.length} rows`);
+    /** Sends the deferred inserts and reports (not awaited: see flushWrites). */
+    const sendWrites = (): Promise<unknown>[] => {
+      const sent: Promise<unknown>[] = [];
+      if (inserts.length > 0) {
+        const rows = inserts;
+        inserts = [];
+        sent.push(
+          client.query({
+            ...sql.insertMany,
+            values: [
+              rows.map((r) => r.id),
+              rows.map((r) => r.type),
+              rows.map((r) => r.payload),
+              rows.map((r) => r.max_attempts),
+              rows.map((r) => r.timeout_ms),
+              rows.map((r) => r.available_at),
+              rows.map((r) => r.created_at),
+              rows.map((r) => r.queue),
+              rows.map((r) => r.priority),
+              rows.map((r) => r.run_at),
+              rows.map((r) => r.concurrency_key),
+              rows.map((r) => r.concurrency_limit),
+            ],
+          }),
+        );
+      }
+      if (reports.length > 0) {
+        const rows = reports;
+        reports = [];
+        // The statement fails (and the transaction with it) unless it wrote every row: each is
+        // locked by this transaction and was checked against the guard, so a miss would mean the
+        // store's reasoning is wrong.
+        sent.push(client.query({ ...sql.reportMany, values: rows[0]!.map((_, c) => rows.map((r) => r[c])) }));
+      }
+      return sent;
     };
     const flushWrites = async () => {
-      await flushInserts();
-      await flushReports();
-    };
-    const flushInserts = async () => {
-      if (inserts.length === 0) return;
-      const rows = inserts;
-      inserts = [];
-      await client.query({
-        ...sql.insertMany,
-        values: [
-          rows.map((r) => r.id),
-          rows.map((r) => r.type),
-          rows.map((r) => r.payload),
-          rows.map((r) => r.max_attempts),
-          rows.map((r) => r.timeout_ms),
-          rows.map((r) => r.available_at),
-          rows.map((r) => r.created_at),
-          rows.map((r) => r.queue),
-          rows.map((r) => r.priority),
-          rows.map((r) => r.run_at),
-          rows.map((r) => r.concurrency_key),
-          rows.map((r) => r.concurrency_limit),
-        ],
-      });
+      await Promise.all([begun, ...sendWrites()]);
     };
     for (const [i, { write, hints }] of batch.entries()) {
       if (hints?.lock === undefined) prefetched = new Map();
@@ -256,8 +265,11 @@ export class PgGroupCommit {
         let end = i;
         while (end < batch.length && batch[end]!.hints?.lock !== undefined) end++;
         const ids = [...new Set(batch.slice(i, end).map((q) => q.hints!.lock!))];
-        await flushWrites();
-        const { rows } = await client.query<CommandRow>({ ...sql.byIdsForUpdate, values: [ids] });
+        const [{ rows }] = await Promise.all([
+          client.query<CommandRow>({ ...sql.byIdsForUpdate, values: [ids] }),
+          begun,
+          ...sendWrites(),
+        ]);
         prefetched = new Map<string, CommandRow | null>(ids.map((id) => [id, null]));
         for (const row of rows) prefetched.set(row.id, row);
         prefetchedUpTo = end;
@@ -267,8 +279,12 @@ export class PgGroupCommit {
       let available = false;
       const tx: Tx = {
         query: async (statement, values) => {
-          await flushWrites();
-          return client.query({ name: statement.name, text: statement.text, values });
+          const [result] = await Promise.all([
+            client.query({ name: statement.name, text: statement.text, values }),
+            begun,
+            ...sendWrites(),
+          ]);
+          return result;
         },
         insertLater: (row) => inserts.push(row),
         reportLater: (values) => reports.push(values),
@@ -306,7 +322,6 @@ export class PgGroupCommit {
         outcomes.push({ ok: false, error });
       }
     }
-    await flushWrites();
     const logged = outcomes.flatMap((o) => (o.ok ? o.events : []));
     const available = outcomes.some((o) => o.ok && o.available);
     // The moves of the writes that were taken (a refused one changed nothing), summed by status.
@@ -316,29 +331,44 @@ export class PgGroupCommit {
       for (const [status, n] of outcome.counts.changes()) moves.set(status, (moves.get(status) ?? 0) + n);
     }
     for (const [status, n] of moves) if (n === 0) moves.delete(status);
-    const events: StoredEvent[] = [];
-    if (logged.length > 0 || moves.size > 0) {
-      const { rows } = await client.query<{ last_seq: number }>({
-        ...sql.logEvents,
-        values: [
-          logged.map((e) => e.commandId),
-          logged.map((e) => e.kind),
-          logged.map((e) => e.transition),
-          logged.map((e) => e.data),
-          logged.map((e) => e.createdAt),
-          this.options.replica,
-          available ? '1' : '0',
-          [...moves.keys()],
-          [...moves.values()],
-        ],
-      });
-      const first = rows[0]!.last_seq - logged.length + 1;
-      logged.forEach(({ commandId: _, ...event }, i) => events.push({ seq: first + i, ...event }));
-    }
+    // The rest goes out in one burst: the deferred writes, the events, COMMIT (a submit-only batch
+    // is thus one round trip in all). A statement that fails aborts the transaction, and COMMIT
+    // then answers ROLLBACK.
+    const before: Promise<unknown>[] = [begun, ...sendWrites()];
+    const logging =
+      logged.length > 0 || moves.size > 0
+        ? client.query<{ last_seq: number }>({
+            ...sql.logEvents,
+            values: [
+              logged.map((e) => e.commandId),
+              logged.map((e) => e.kind),
+              logged.map((e) => e.transition),
+              logged.map((e) => e.data),
+              logged.map((e) => e.createdAt),
+              this.options.replica,
+              available ? '1' : '0',
+              [...moves.keys()],
+              [...moves.values()],
+            ],
+          })
+        : undefined;
+    if (logging) before.push(logging);
+    const commit = client.query('COMMIT');
+    const settled = await Promise.allSettled(before);
+    let ended: pg.QueryResult;
     try {
-      await client.query('COMMIT');
+      ended = await commit;
     } catch (error) {
       throw new CommitFailed(error);
+    }
+    const refused = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    // Rolled back (a statement failed): nothing is stored, so the writes may run again alone.
+    if (refused || ended.command !== 'COMMIT') throw refused?.reason ?? new Error(`COMMIT answered ${ended.command}`);
+    const events: StoredEvent[] = [];
+    if (logging) {
+      const { rows } = await logging;
+      const first = rows[0]!.last_seq - logged.length + 1;
+      logged.forEach(({ commandId: _, ...event }, i) => events.push({ seq: first + i, ...event }));
     }
     return { outcomes, committed: { events, available } };
   }

@@ -11,6 +11,12 @@ export interface Statement {
 
 const statement = (name: string, text: string): Statement => ({ name: `ae_${name}`, text });
 
+/**
+ * The transaction-local setting that tells the claim statement whether its transaction got the
+ * keyed-claim turn: set by the query that begins the transaction (postgres-group-commit.ts).
+ */
+export const KEYED_TURN_SETTING = 'agent_executor.keyed_turn';
+
 /** The channel of LISTEN/NOTIFY: one notification per committed write that logged events. */
 export const CHANNEL = 'agent_executor';
 
@@ -70,6 +76,7 @@ export const sql = {
   // once, highest priority first: $1 holds one agent id per command wanted, in the order of the requests; the n-th command in claim order goes to the n-th slot.
   // SKIP LOCKED: claims on other connections and replicas pass over rows another claim holds
   // instead of queueing behind it, and never take the same row.
+  // Keyed commands only when the transaction got the keyed-claim turn (KEYED_TURN_SETTING).
   // Per (queue, type) pair ($4 × $5) a LATERAL read of commands_route in claim order, cut at the
   // number wanted: each pair's read stops after the rows it can give, so the cost does not grow
   // with the backlog (one ORDER BY over several pairs would sort every PENDING row of them).
@@ -88,7 +95,7 @@ export const sql = {
          FROM commands c
          WHERE c.status = 'PENDING' AND c.queue = q.queue AND c.type = t.type AND c.available_at <= $3
            -- A key at its limit is passed over here, so its backlog never fills the window.
-           AND (c.concurrency_key IS NULL OR ($6::boolean AND
+           AND (c.concurrency_key IS NULL OR (current_setting('${KEYED_TURN_SETTING}', true) = 'true' AND
                 (SELECT l.concurrency_limit FROM commands l
                  WHERE l.concurrency_key = c.concurrency_key ORDER BY l.seq DESC LIMIT 1)
                 > (SELECT count(*) FROM commands r WHERE r.status = 'RUNNING' AND r.concurrency_key = c.concurrency_key)))
@@ -147,10 +154,13 @@ export const sql = {
      RETURNING *`,
   ),
   // The reports of one transaction, in one statement: each row is locked and checked by then
-  // (the guard is report's), so every row matches; the group commit checks that it did.
+  // (the guard is report's), so every row matches, and the statement fails otherwise.
   reportMany: statement(
     'report_many',
-    `UPDATE commands c
+    // Fails (division by zero) unless every row was written, so that the transaction cannot
+    // commit: its statements are sent together with COMMIT, nothing is checked in between.
+    `WITH written AS (
+     UPDATE commands c
      SET status = r.status, result = r.result, error = r.error, available_at = r.available_at,
          finished_at = r.finished_at, lease_id = NULL, lease_expires_at = NULL,
          cancel_requested = r.cancel_requested, report_hash = r.report_hash, updated_at = r.updated_at
@@ -158,7 +168,9 @@ export const sql = {
                  $8::bigint[], $9::smallint[], $10::text[], $11::bigint[])
           AS r(id, agent_id, lease_id, status, result, error, available_at, finished_at, cancel_requested,
                report_hash, updated_at)
-     WHERE c.id = r.id AND c.agent_id = r.agent_id AND c.lease_id = r.lease_id AND c.status IN ('RUNNING', 'PENDING')`,
+     WHERE c.id = r.id AND c.agent_id = r.agent_id AND c.lease_id = r.lease_id AND c.status IN ('RUNNING', 'PENDING')
+     RETURNING 1)
+     SELECT 1 / (count(*) = cardinality($1::text[]))::integer AS all_written FROM written`,
   ),
   heartbeat: statement(
     'heartbeat',

@@ -142,7 +142,15 @@ export class PostgresCommandStore implements CommandStore {
   }
 
   static async open(options: PostgresStoreOptions): Promise<PostgresCommandStore> {
-    const pool = new pg.Pool({ connectionString: options.connectionString, max: options.poolSize ?? 10, types: pgTypes, options: '-c plan_cache_mode=force_generic_plan' });
+    const pool = new pg.Pool({
+      connectionString: options.connectionString,
+      max: options.poolSize ?? 10,
+      types: pgTypes,
+      // Statements go out without waiting for the answers before them (postgres-group-commit.ts).
+      pipeline: true,
+      // One plan per prepared statement, not one per execution (README, "PostgreSQL").
+      options: '-c plan_cache_mode=force_generic_plan',
+    });
     // An idle connection that dies emits here; without a listener it would end the process.
     pool.on('error', (err) => (options.onError ?? console.error)(err, 'an idle database connection failed'));
     const store = new PostgresCommandStore(pool, options);
@@ -364,17 +372,9 @@ export class PostgresCommandStore implements CommandStore {
     return this.write(async (tx) => {
       const now = this.now();
       const answers: ClaimedCommand[][] = requests.map(() => []);
-      const keyed = tx.keyedTurn;
-      // Another replica's claim holds the turn: keyed commands wait for the next poll, so wake
-      // this replica's polls again shortly (the other claim may leave some) — if any is waiting:
-      // otherwise two replicas claiming at once would keep waking each other's polls for nothing.
-      if (!keyed) {
-        const [waiting] = (await tx.query<{ waiting: boolean }>(sql.keyedWaiting, [now])).rows;
-        if (waiting?.waiting === true) setTimeout(() => this.announceWork(), KEYED_RETRY_MS).unref();
-      }
       for (const { route, indexes } of byRoute.values()) {
         const slots = indexes.flatMap((i) => Array<string>(requests[i]!.max).fill(requests[i]!.agentId));
-        const { rows } = await tx.query(sql.claim, [slots, now + leaseMs, now, route.queues, route.types, keyed]);
+        const { rows } = await tx.query(sql.claim, [slots, now + leaseMs, now, route.queues, route.types]);
         rows.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
         let next = 0;
         for (const i of indexes) {
@@ -384,6 +384,13 @@ export class PostgresCommandStore implements CommandStore {
           answers[i] = mine.map((row) => withLease(tx.log('claim', row, 'PENDING'), row));
           if (mine.length < max) break; // nothing left for the requests of this route after this one
         }
+      }
+      // Another replica's claim held the turn: keyed commands wait for the next poll, so wake
+      // this replica's polls again shortly (the other claim may leave some) — if any is waiting:
+      // otherwise two replicas claiming at once would keep waking each other's polls for nothing.
+      if (!(await tx.keyedTurn())) {
+        const [waiting] = (await tx.query<{ waiting: boolean }>(sql.keyedWaiting, [now])).rows;
+        if (waiting?.waiting === true) setTimeout(() => this.announceWork(), KEYED_RETRY_MS).unref();
       }
       return answers;
     }, { keyedTurn: KEYED_CLAIM_LOCK });
