@@ -23,7 +23,7 @@ import type { Command, CommandStatus } from '@agent-executor/common';
 import { HttpError } from '../errors.js';
 import type { CommandRow } from './command-rows.js';
 import { buildEvent, isAvailable, type NewEvent } from './event-log.js';
-import { KEYED_TURN_SETTING, sql, type Statement } from './postgres-statements.js';
+import { sql, type Statement } from './postgres-statements.js';
 import { StatusCounts } from './status-counts.js';
 import type { StoredEvent, Transition } from './store.js';
 
@@ -197,20 +197,16 @@ export class PgGroupCommit {
   private async transaction(client: pg.PoolClient, batch: Queued[]): Promise<{ outcomes: Outcome[]; committed: Committed }> {
     // The pool's connections pipeline (store/postgres.ts): a statement sent is on the wire at once,
     // behind the ones before it, and only the statements whose answer a write needs are awaited.
-    // BEGIN goes with the first of them. A keyed claim's turn is tried in BEGIN's simple query (a
-    // constant key): its own statement before the claims, so their snapshots see every keyed claim
-    // committed before this transaction got the turn; the claim reads the outcome from a setting.
+    // BEGIN goes with the first of them. A keyed claim's turn is tried right after BEGIN, in its
+    // own statement before the claims, so that their snapshots see every keyed claim committed
+    // before this transaction got the turn; the claim reads the outcome from a setting.
     const turnKey = batch.find((q) => q.hints?.keyedTurn !== undefined)?.hints?.keyedTurn;
-    const begun: Promise<unknown> =
-      turnKey === undefined
-        ? client.query('BEGIN')
-        : client.query(`BEGIN; SELECT set_config('${KEYED_TURN_SETTING}', pg_try_advisory_xact_lock(${Math.trunc(turnKey)})::text, true) AS got`);
+    const begin = client.query('BEGIN');
+    const turn = turnKey === undefined ? undefined : client.query<{ got: string }>({ ...sql.tryKeyedTurn, values: [turnKey] });
+    const begun: Promise<unknown> = turn ? Promise.all([begin, turn]) : begin;
     // Awaited with the statements behind it (an unawaited rejection must not go unhandled first).
     begun.catch(() => undefined);
-    const keyedTurn = async () => {
-      const results = (await begun) as pg.QueryResult<{ got: string }>[];
-      return results[1]?.rows[0]?.got === 'true';
-    };
+    const keyedTurn = async () => (await turn)?.rows[0]?.got === 'true';
     const outcomes: Outcome[] = [];
     let inserts: CommandRow[] = [];
     let reports: unknown[][] = [];

@@ -122,6 +122,11 @@ export const sql = {
   // slot. The turn is an advisory lock the claim's transaction tries with its BEGIN (see
   // postgres-group-commit.ts): a try, so a claim never waits on it (no deadlock with the row locks
   // of the other writes of its batch); one that misses it leaves keyed commands for the next poll.
+  /** Tries the keyed-claim turn (advisory lock $1) and leaves the outcome in KEYED_TURN_SETTING. */
+  tryKeyedTurn: statement(
+    'try_keyed_turn',
+    `SELECT set_config('${KEYED_TURN_SETTING}', pg_try_advisory_xact_lock($1)::text, true) AS got`,
+  ),
   /** A keyed command due by $1 waits (commands_keyed_pending): asked by a claim that missed the keyed turn. */
   keyedWaiting: statement(
     'keyed_waiting',
