@@ -201,6 +201,11 @@ export class PgGroupCommit {
     // own statement before the claims, so that their snapshots see every keyed claim committed
     // before this transaction got the turn; the claim reads the outcome from a setting.
     const turnKey = batch.find((q) => q.hints?.keyedTurn !== undefined)?.hints?.keyedTurn;
+    // BEGIN and what the first write sends in this same run of the event loop leave in one write
+    // to the socket (each query corks on its own; this outer cork holds them until the microtask).
+    const socket = corkable(client);
+    socket?.cork();
+    queueMicrotask(() => socket?.uncork());
     const begin = client.query('BEGIN');
     const turn = turnKey === undefined ? undefined : client.query<{ got: string }>({ ...sql.tryKeyedTurn, values: [turnKey] });
     const begun: Promise<unknown> = turn ? Promise.all([begin, turn]) : begin;
@@ -330,6 +335,7 @@ export class PgGroupCommit {
     // The rest goes out in one burst: the deferred writes, the events, COMMIT (a submit-only batch
     // is thus one round trip in all). A statement that fails aborts the transaction, and COMMIT
     // then answers ROLLBACK.
+    socket?.cork();
     const before: Promise<unknown>[] = [begun, ...sendWrites()];
     const logging =
       logged.length > 0 || moves.size > 0
@@ -350,6 +356,7 @@ export class PgGroupCommit {
         : undefined;
     if (logging) before.push(logging);
     const commit = client.query('COMMIT');
+    socket?.uncork(); // the burst leaves in one write
     const settled = await Promise.allSettled(before);
     let ended: pg.QueryResult;
     try {
@@ -368,6 +375,15 @@ export class PgGroupCommit {
     }
     return { outcomes, committed: { events, available } };
   }
+}
+
+/**
+ * The connection's socket, to send several pipelined statements in one write. node-postgres's
+ * `connection.stream` (not part of its typed API): undefined if a version does not have it.
+ */
+function corkable(client: pg.PoolClient): { cork(): void; uncork(): void } | undefined {
+  const stream = (client as unknown as { connection?: { stream?: { cork?: unknown; uncork?: unknown } } }).connection?.stream;
+  return typeof stream?.cork === 'function' && typeof stream.uncork === 'function' ? (stream as { cork(): void; uncork(): void }) : undefined;
 }
 
 /** COMMIT itself failed: whether the batch is stored is unknown, so it must not run again. */
