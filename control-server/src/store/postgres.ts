@@ -148,8 +148,6 @@ export class PostgresCommandStore implements CommandStore {
       types: pgTypes,
       // Statements go out without waiting for the answers before them (postgres-group-commit.ts).
       pipeline: true,
-      // One plan per prepared statement, not one per execution (README, "PostgreSQL").
-      options: '-c plan_cache_mode=force_generic_plan',
     });
     // An idle connection that dies emits here; without a listener it would end the process.
     pool.on('error', (err) => (options.onError ?? console.error)(err, 'an idle database connection failed'));
