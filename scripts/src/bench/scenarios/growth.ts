@@ -12,7 +12,7 @@ import { copyFileSync, existsSync, statSync } from 'node:fs';
 import pg from 'pg';
 import type { Postgres } from '../../postgres/start.js';
 import { freshDatabase, startRunDatabase } from '../harness/deployment.js';
-import { Api } from '../harness/http.js';
+import { Api, metric } from '../harness/http.js';
 import type { Figure, RunResult } from '../harness/report.js';
 import { tempDir } from '../harness/processes.js';
 import type { Options, Scenario } from '../harness/scenario.js';
@@ -24,6 +24,8 @@ import { distribution, type Distribution } from '../harness/stats.js';
 interface SizeResult {
   stored: number;
   pending: number;
+  /** The server's counts by status before the timed part (/metrics): what the seeding left. */
+  seededCounts: Record<string, number>;
   seedMs: number;
   seedCpuMs: number;
   dbMiB: number;
@@ -159,6 +161,10 @@ async function measureSize(o: Options, database: GrowthDatabase, stored: number,
     const server = await seeded.serve();
     const api = new Api(server.url, 1);
     try {
+      const before = await api.metrics();
+      const seededCounts = Object.fromEntries(
+        ['PENDING', 'RUNNING', 'COMPLETED', 'FAILED'].map((status) => [status, metric(before, `agent_executor_commands{status="${status}"}`)]),
+      );
       const s = {
         claim: [] as number[],
         report: [] as number[],
@@ -200,6 +206,7 @@ async function measureSize(o: Options, database: GrowthDatabase, stored: number,
       return {
         stored,
         pending,
+        seededCounts,
         seedMs: seeded.ms,
         seedCpuMs: seeded.cpuMs,
         dbMiB,
