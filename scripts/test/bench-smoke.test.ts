@@ -166,7 +166,7 @@ describe('benchmark scenarios (tiny sizes)', { timeout: 90_000 }, () => {
     const r = await bench('growth', ['--sizes=200,2000', '--samples=20', '--warmup=5']);
     type Counted = { count: number; p50: number };
     const results = r.runs[0]?.details.results as Array<
-      { stored: number; dbMiB: number } & Record<'claim' | 'report' | 'list' | 'listCursor' | 'metrics', Counted>
+      { stored: number; dbMiB: number; seededCounts: Record<string, number> } & Record<'claim' | 'report' | 'list' | 'listCursor' | 'metrics', Counted>
     >;
     expect(results.map((s) => [s.stored, s.claim.count, s.report.count, s.list.count, s.listCursor.count, s.metrics.count])).toEqual([
       [200, 20, 20, 20, 20, 1],
@@ -174,11 +174,47 @@ describe('benchmark scenarios (tiny sizes)', { timeout: 90_000 }, () => {
     ]);
     // The seeded rows are really in the file: ten times the rows, a clearly larger database.
     expect((results[1]?.dbMiB ?? 0) / (results[0]?.dbMiB ?? 1)).toBeGreaterThan(2);
+    expect(results.map((s) => s.seededCounts)).toEqual([
+      { PENDING: 100, RUNNING: 0, COMPLETED: 190, FAILED: 10 },
+      { PENDING: 100, RUNNING: 0, COMPLETED: 1900, FAILED: 100 },
+    ]);
     for (const name of ['claim', 'report', 'list', 'list cursor page', 'GET /metrics'] as const) {
       const key = ({ claim: 'claim', report: 'report', list: 'list', 'list cursor page': 'listCursor', 'GET /metrics': 'metrics' } as const)[name];
       const [small, large] = results as [(typeof results)[0], (typeof results)[0]];
       expect(figure(r, `ratio ${name} p50`)).toBeCloseTo(large[key].p50 / small[key].p50, 6);
     }
+  });
+
+  it('growth on PostgreSQL: a backlog per size, held keys, counts kept', { timeout: 180_000 }, async () => {
+    // 40 % of each size held behind keys (2 and 20 keys), and a larger ready backlog at the second size.
+    const r = await bench('growth', ['--database=postgres', '--sizes=500,5000', '--pending=10,300', '--held-share=0.4', '--samples=20', '--warmup=5']);
+    type Counted = { count: number; p50: number };
+    const results = r.runs[0]?.details.results as Array<
+      { stored: number; pending: number; dbMiB: number; seededCounts: Record<string, number> } & Record<'claim' | 'report' | 'list' | 'listCursor' | 'get' | 'metrics', Counted>
+    >;
+    expect(results.map((s) => [s.stored, s.pending, s.claim.count, s.report.count, s.list.count, s.listCursor.count, s.get.count, s.metrics.count])).toEqual([
+      [500, 10, 20, 20, 20, 20, 20, 1],
+      [5000, 300, 20, 20, 20, 20, 20, 1],
+    ]);
+    // The rows are really in the database: ten times the rows, a larger database.
+    expect(results[1]?.dbMiB ?? 0).toBeGreaterThan((results[0]?.dbMiB ?? Infinity) + 1);
+    // The server's counts (command_counts, recounted after the seeding) before the timed part:
+    // 40 % held (one RUNNING holder per 100), the rest finished (every 20th FAILED), plus the backlog.
+    expect(results.map((s) => s.seededCounts)).toEqual([
+      { PENDING: 200 + 10, RUNNING: 2, COMPLETED: 285, FAILED: 15 },
+      { PENDING: 2000 + 300, RUNNING: 20, COMPLETED: 2850, FAILED: 150 },
+    ]);
+    const at = '5,000 stored (40 % held behind keys) + 300 pending [PostgreSQL]';
+    expect(figure(r, `${at}: claim p50`)).toBeGreaterThan(0);
+    expect(figure(r, `${at}: seed CPU time`)).toBeGreaterThan(0);
+    expect(figure(r, 'ratio claim p50 [PostgreSQL]')).toBeCloseTo((results[1]?.claim.p50 ?? 0) / (results[0]?.claim.p50 ?? 1), 6);
+  });
+
+  it('growth: --pending is one backlog or one per size', async () => {
+    const run = promisify(execFile)(process.execPath, [BENCH, 'growth', '--runs=1', `--out-dir=${outDir}`, '--sizes=200,2000', '--pending=1,2,3'], {
+      cwd: REPO_ROOT,
+    });
+    await expect(run).rejects.toMatchObject({ stderr: expect.stringMatching(/--pending: one backlog, or one per size \(2\), not 3/) });
   });
 
   it('soak: real agents on a steady backlog, per-interval table and chart', async () => {

@@ -3,19 +3,29 @@
  * → claim, report, list (first page and a cursor page), get and /metrics latency, and their ratio
  * to the first size (issue 10: within 1.2× from 1 000 to 10 000 000 stored). The server migrates an empty database once; each
  * size gets a copy, filled straight through better-sqlite3 (harness/seed.ts), then served.
+ * `--database postgres`: one embedded PostgreSQL for the run; each size gets a fresh database
+ * there, which a server migrates (started and stopped), filled with set-based SQL through `pg`
+ * (harness/seed-postgres.ts) while no server runs, then served by a new server.
  * One sequential client on one keep-alive connection, so each figure is one request's latency.
  */
 import { copyFileSync, existsSync, statSync } from 'node:fs';
-import { Api } from '../harness/http.js';
+import pg from 'pg';
+import type { Postgres } from '../../postgres/start.js';
+import { freshDatabase, startRunDatabase } from '../harness/deployment.js';
+import { Api, metric } from '../harness/http.js';
 import type { Figure, RunResult } from '../harness/report.js';
 import { tempDir } from '../harness/processes.js';
 import type { Options, Scenario } from '../harness/scenario.js';
 import { seedCommands } from '../harness/seed.js';
-import { startServer } from '../harness/server.js';
+import { databaseMiB, seedPostgresCommands } from '../harness/seed-postgres.js';
+import { startServer, type BenchServer } from '../harness/server.js';
 import { distribution, type Distribution } from '../harness/stats.js';
 
 interface SizeResult {
   stored: number;
+  pending: number;
+  /** The server's counts by status before the timed part (/metrics): what the seeding left. */
+  seededCounts: Record<string, number>;
   seedMs: number;
   seedCpuMs: number;
   dbMiB: number;
@@ -51,17 +61,110 @@ async function migratedTemplate(dir: string): Promise<string> {
   return dbPath;
 }
 
-async function measureSize(o: Options, stored: number, template: string): Promise<SizeResult> {
-  const dir = tempDir('growth');
-  const dbPath = `${dir.path}/commands.db`;
+/** A size's database, seeded: its sample of ids, and how to serve it. */
+interface SeededDatabase {
+  ids: string[];
+  ms: number;
+  cpuMs: number;
+  dbMiB: number;
+  serve: () => Promise<BenchServer>;
+  remove: () => Promise<void>;
+}
+
+/** Where the sizes are seeded: a copy of a migrated SQLite file each, or a database each on the run's PostgreSQL. */
+interface GrowthDatabase {
+  label: string;
+  /** Whose CPU the seed CPU time is. */
+  seedCpuOf: string;
+  seed: (stored: number, pending: number, heldShare: number) => Promise<SeededDatabase>;
+  stop: () => Promise<void>;
+}
+
+async function sqliteDatabase(): Promise<GrowthDatabase> {
+  const templateDir = tempDir('growth-template');
+  let template: string;
   try {
-    copyFileSync(template, dbPath);
-    const seeded = seedCommands(dbPath, stored, o.num('pending'), o.num('held-share'));
-    const dbMiB = statSync(dbPath).size / 2 ** 20;
-    console.log(`  ${stored.toLocaleString('en-US')} stored: seeded in ${(seeded.ms / 1000).toFixed(1)} s (${(seeded.cpuMs / 1000).toFixed(1)} s of CPU), database ${dbMiB.toFixed(0)} MiB`);
-    const server = await startServer({ dbPath });
+    template = await migratedTemplate(templateDir.path);
+  } catch (err) {
+    templateDir.remove();
+    throw err;
+  }
+  return {
+    label: '',
+    seedCpuOf: 'the bench',
+    seed: async (stored, pending, heldShare) => {
+      const dir = tempDir('growth');
+      try {
+        const dbPath = `${dir.path}/commands.db`;
+        copyFileSync(template, dbPath);
+        const seeded = seedCommands(dbPath, stored, pending, heldShare);
+        return {
+          ...seeded,
+          dbMiB: statSync(dbPath).size / 2 ** 20,
+          serve: () => startServer({ dbPath }),
+          remove: async () => dir.remove(),
+        };
+      } catch (err) {
+        dir.remove();
+        throw err;
+      }
+    },
+    stop: async () => templateDir.remove(),
+  };
+}
+
+async function postgresDatabase(postgres: Postgres, stopPostgres: () => Promise<void>): Promise<GrowthDatabase> {
+  const dir = tempDir('growth');
+  return {
+    label: ' [PostgreSQL]',
+    seedCpuOf: 'PostgreSQL',
+    seed: async (stored, pending, heldShare) => {
+      const url = await freshDatabase(postgres, 'growth');
+      // DB_PATH is required by the server's config but unused with DATABASE_URL.
+      const serverOptions = { dbPath: `${dir.path}/unused.db`, env: { DATABASE_URL: url } };
+      // The server migrates the empty database; it is stopped while the rows go in.
+      await (await startServer(serverOptions)).stop();
+      const seeded = await seedPostgresCommands(url, postgres.pid, stored, pending, heldShare);
+      return {
+        ...seeded,
+        dbMiB: await databaseMiB(url),
+        serve: () => startServer(serverOptions),
+        // Each size's rows are dropped once measured: a 10 M database takes gigabytes.
+        remove: () => dropDatabase(postgres, url),
+      };
+    },
+    stop: async () => {
+      dir.remove();
+      await stopPostgres();
+    },
+  };
+}
+
+async function dropDatabase(postgres: Postgres, url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: postgres.url });
+  await client.connect();
+  try {
+    await client.query(`DROP DATABASE ${client.escapeIdentifier(new URL(url).pathname.slice(1))}`);
+  } finally {
+    await client.end();
+  }
+}
+
+async function measureSize(o: Options, database: GrowthDatabase, stored: number, pending: number): Promise<SizeResult> {
+  const seeded = await database.seed(stored, pending, o.num('held-share'));
+  try {
+    const { dbMiB } = seeded;
+    console.log(
+      `  ${stored.toLocaleString('en-US')} stored + ${pending.toLocaleString('en-US')} pending${database.label}: seeded in ` +
+        `${(seeded.ms / 1000).toFixed(1)} s (${(seeded.cpuMs / 1000).toFixed(1)} s of ${database.seedCpuOf}'s CPU), database ${dbMiB.toFixed(0)} MiB`,
+    );
+    const server = await seeded.serve();
     const api = new Api(server.url, 1);
     try {
+      const before = await api.metrics();
+      const seededCounts = Object.fromEntries(
+        ['PENDING', 'RUNNING', 'COMPLETED', 'FAILED'].map((status) => [status, metric(before, `agent_executor_commands{status="${status}"}`)]),
+      );
       const s = {
         claim: [] as number[],
         report: [] as number[],
@@ -102,6 +205,8 @@ async function measureSize(o: Options, stored: number, template: string): Promis
       }
       return {
         stored,
+        pending,
+        seededCounts,
         seedMs: seeded.ms,
         seedCpuMs: seeded.cpuMs,
         dbMiB,
@@ -118,8 +223,21 @@ async function measureSize(o: Options, stored: number, template: string): Promis
       await server.stop();
     }
   } finally {
-    dir.remove();
+    await seeded.remove();
   }
+}
+
+/** `--pending`: one backlog for every size, or one per size (so one run compares backlogs). */
+function backlogs(o: Options, sizes: number[]): number[] {
+  const pending = o.list('pending').map(Number);
+  for (const p of pending) {
+    if (!Number.isInteger(p) || p < 0) throw new Error(`--pending: whole numbers ≥ 0, not ${o.str('pending')}`);
+  }
+  if (pending.length === 1) return sizes.map(() => pending[0] as number);
+  if (pending.length !== sizes.length) {
+    throw new Error(`--pending: one backlog, or one per size (${sizes.length}), not ${pending.length}`);
+  }
+  return pending;
 }
 
 export const growth: Scenario = {
@@ -131,28 +249,44 @@ export const growth: Scenario = {
     samples: { type: 'string', default: '1000', description: 'timed iterations per size' },
     warmup: { type: 'string', default: '100', description: 'untimed iterations first' },
     'list-limit': { type: 'string', default: '100', description: 'limit of the timed lists' },
-    pending: { type: 'string', default: '100', description: 'PENDING backlog seeded after the finished commands (claims take from it)' },
+    pending: {
+      type: 'string',
+      default: '100',
+      description: 'PENDING backlog seeded after the finished commands (claims take from it): one for every size, or a list, one per size',
+    },
     'held-share': {
       type: 'string',
       default: '0',
       description: 'share (0…1) of each size seeded PENDING behind concurrency keys at their limit (100 per key) instead of finished',
     },
+    database: {
+      type: 'string',
+      default: 'sqlite',
+      description: 'sqlite (a copy of a migrated file per size) or postgres (a database per size on an embedded PostgreSQL 17 the run starts)',
+    },
   },
   async run(o): Promise<RunResult> {
     const results: SizeResult[] = [];
     const figures: Figure[] = [];
-    const templateDir = tempDir('growth-template');
+    const sizes = o.list('sizes').map(Number);
+    const pending = backlogs(o, sizes);
+    const kind = o.oneOf('database', ['sqlite', 'postgres'] as const);
+    let database: GrowthDatabase;
+    if (kind === 'postgres') {
+      const run = await startRunDatabase({ database: 'postgres', replicas: 1, peer: 'none', pgPoolSize: 10 });
+      database = await postgresDatabase(run.postgres as Postgres, run.stop);
+    } else database = await sqliteDatabase();
     try {
-      const template = await migratedTemplate(templateDir.path);
-      for (const size of o.list('sizes').map(Number)) results.push(await measureSize(o, size, template));
+      for (const [i, size] of sizes.entries()) results.push(await measureSize(o, database, size, pending[i] as number));
     } finally {
-      templateDir.remove();
+      await database.stop();
     }
+    const label = database.label;
     for (const r of results) {
       const size = r.stored;
-      const backlog = o.num('pending');
+      const backlog = r.pending;
       const held = o.num('held-share') > 0 ? ` (${Math.round(o.num('held-share') * 100)} % held behind keys)` : '';
-      const at = `${size.toLocaleString('en-US')} stored${held}${backlog > 0 ? ` + ${backlog.toLocaleString('en-US')} pending` : ''}`;
+      const at = `${size.toLocaleString('en-US')} stored${held}${backlog > 0 ? ` + ${backlog.toLocaleString('en-US')} pending` : ''}${label}`;
       figures.push(
         { name: `${at}: claim p50`, value: r.claim.p50, unit: 'ms' },
         { name: `${at}: claim p99`, value: r.claim.p99, unit: 'ms' },
@@ -172,7 +306,7 @@ export const growth: Scenario = {
     const large = results.at(-1);
     if (small && large && results.length > 1) {
       const ratio = (name: string, pick: (r: SizeResult) => number, goal?: number) =>
-        figures.push({ name: `ratio ${name}`, value: pick(large) / pick(small), unit: '×', ...(goal ? { goal: { op: '<=', value: goal } } : {}) });
+        figures.push({ name: `ratio ${name}${label}`, value: pick(large) / pick(small), unit: '×', ...(goal ? { goal: { op: '<=', value: goal } } : {}) });
       ratio('claim p50', (r) => r.claim.p50, 1.2);
       ratio('claim p99', (r) => r.claim.p99);
       ratio('report p50', (r) => r.report.p50, 1.2);
