@@ -82,7 +82,15 @@ export const sql = {
   // with the backlog (one ORDER BY over several pairs would sort every PENDING row of them).
   claim: statement(
     'claim',
-    `WITH candidates AS (
+    `WITH full_keys AS MATERIALIZED (
+       -- Keys at their limit, from the RUNNING keyed commands (commands_key_running): the walk
+       -- below passes their PENDING commands by one hash lookup each instead of two subqueries.
+       SELECT r.concurrency_key AS key FROM commands r
+       WHERE r.status = 'RUNNING' AND r.concurrency_key IS NOT NULL
+       GROUP BY r.concurrency_key
+       HAVING count(*) >= (SELECT l.concurrency_limit FROM commands l
+                           WHERE l.concurrency_key = r.concurrency_key ORDER BY l.seq DESC LIMIT 1)),
+     candidates AS (
        SELECT picked.seq, picked.priority, picked.concurrency_key, picked.free
        FROM unnest($4::text[]) AS q(queue) CROSS JOIN unnest($5::text[]) AS t(type)
        CROSS JOIN LATERAL (
@@ -96,9 +104,7 @@ export const sql = {
          WHERE c.status = 'PENDING' AND c.queue = q.queue AND c.type = t.type AND c.available_at <= $3
            -- A key at its limit is passed over here, so its backlog never fills the window.
            AND (c.concurrency_key IS NULL OR (current_setting('${KEYED_TURN_SETTING}', true) = 'true' AND
-                (SELECT l.concurrency_limit FROM commands l
-                 WHERE l.concurrency_key = c.concurrency_key ORDER BY l.seq DESC LIMIT 1)
-                > (SELECT count(*) FROM commands r WHERE r.status = 'RUNNING' AND r.concurrency_key = c.concurrency_key)))
+                c.concurrency_key NOT IN (SELECT key FROM full_keys)))
          ORDER BY c.priority DESC, c.seq LIMIT cardinality($1::text[])
          FOR UPDATE OF c SKIP LOCKED) AS picked
        ORDER BY picked.priority DESC, picked.seq LIMIT cardinality($1::text[])),
