@@ -55,6 +55,10 @@ export class Worker {
    * `finished`): a report is about to go, and a claim for the freed slots can ride along with it.
    */
   private finishing = 0;
+  /** Slots the poll that is out asks for (0: none is out). */
+  private polling = 0;
+  /** The poll that is out, or the last one: the loop waits for it before it ends. */
+  private lastPoll: Promise<void> = Promise.resolve();
   /** Every command handled and not done (its report included): a drain waits for all of them. */
   private readonly handling = new Set<Promise<void>>();
   /** Wakes the fetch loop when it waits for a free slot. */
@@ -136,25 +140,50 @@ export class Worker {
     await life;
   }
 
-  /** The fetch loop: claims for the free slots only, so nothing claimed waits for a slot. */
+  /**
+   * The fetch loop: claims for the free slots only, so nothing claimed waits for a slot. A poll
+   * does not hold the loop: while it is out (at most one), slots that free up claim along with
+   * their reports — otherwise, when exchanges take longer than commands, every freed slot would
+   * wait for the poll, then poll on its own while its outcome went out in a report of its own.
+   */
   private async fetch(): Promise<void> {
     const { concurrency } = this.options;
     while (!this.stopping) {
-      const free = concurrency - this.running;
-      if (free <= 0 || this.handling.size - this.running >= this.maxReporting) {
+      const free = concurrency - this.running - this.polling;
+      // An outcome still being kept (written as `finished`) is waited for: claimed before it is
+      // handed to the reporter, the claim would find no report to ride with.
+      const keeping = this.finishing > 0 && this.reporter.waiting === 0;
+      const reportSoon = this.reporter.waiting > 0 || (this.finishing > 0 && this.polling === 0);
+      const busy = this.handling.size - this.running >= this.maxReporting;
+      if (free <= 0 || busy || (this.polling > 0 && (keeping || !reportSoon))) {
         await new Promise<void>((resolve) => (this.wake = resolve));
         this.wake = undefined;
         continue;
       }
       const max = Math.min(free, MAX_BATCH_CLAIM);
       // A report is about to go: the claim for the freed slots rides along (one exchange, not two).
-      const along = this.finishing > 0 || this.reporter.waiting > 0 ? await this.reporter.claimAlong(max, this.polls.signal) : undefined;
-      const claimed = along ?? (await this.poll(max));
-      const receivedAt = Date.now();
-      this.options.metrics?.claims.inc(claimed.length);
-      this.summary.claimed += claimed.length;
-      for (const command of claimed) this.dispatch(command, receivedAt);
+      const along = reportSoon ? await this.reporter.claimAlong(max, this.polls.signal) : undefined;
+      if (along) this.take(along);
+      else if (this.polling === 0) this.startPoll(max);
     }
+    await this.lastPoll;
+  }
+
+  /** A poll for `max` slots, out while the loop goes on; its commands are taken when it answers. */
+  private startPoll(max: number): void {
+    this.polling = max;
+    this.lastPoll = this.poll(max).then((claimed) => {
+      this.polling = 0;
+      this.take(claimed);
+      this.wake?.();
+    });
+  }
+
+  private take(claimed: ClaimedCommand[]): void {
+    const receivedAt = Date.now();
+    this.options.metrics?.claims.inc(claimed.length);
+    this.summary.claimed += claimed.length;
+    for (const command of claimed) this.dispatch(command, receivedAt);
   }
 
   private dispatch(command: ClaimedCommand, receivedAt: number): void {
@@ -258,6 +287,7 @@ export class Worker {
       const delivered = this.reporter.deliver(id, leaseId, outcome, this.reports.signal);
       this.finishing--;
       finishing = false;
+      this.wake?.(); // a claim may ride with this report
       await delivered;
     } catch (err) {
       // The outbox row (if any) still says where this command got to; the next start deals with it.

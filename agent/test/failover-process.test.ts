@@ -40,7 +40,7 @@ describe('agent failover between two servers', () => {
     // The lease taken at A was renewed at B, and the outcome reported to B. B's log reaches us
     // through a pipe, possibly after the answer that showed the command COMPLETED: wait for it.
     await waitForOutput(b, new RegExp(`"url":"/commands/${delay.id}/heartbeat"`));
-    await waitForOutput(b, new RegExp(`"url":"/commands/(${delay.id}/result|results)"`));
+    await waitForOutput(b, new RegExp(`"url":"/commands/(${delay.id}/result|results(\\?brief=true)?)"`));
     // One switch, logged once, though the poll and a heartbeat both failed on A.
     const switches = worker.output().split('\n').filter((line) => line.includes('switching to'));
     expect(switches).toHaveLength(1);

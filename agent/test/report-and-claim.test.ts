@@ -86,6 +86,31 @@ describe('report-and-claim', () => {
     expect(polls).toBeLessThanOrEqual(3);
   });
 
+  it('answers slower than the commands: slots freed while a poll is out claim along with their reports, not by polls of their own', async () => {
+    const { server, agent } = stack();
+    const srv = await server();
+    // Every answer 15 ms late, as from a busy server, and commands of 0–11 ms: slots free one by
+    // one while an exchange is out, their outcomes ready to report.
+    const slow = await delayingProxy(srv, 15);
+    try {
+      const worker = agent({ ...srv, url: slow.url }, 'a', { CONCURRENCY: '8' });
+      await waitFor(async () => /^agent_executor_waiting_polls 1$/m.test(await (await fetch(`${srv.url}/metrics`)).text()), { what: 'the first poll' });
+      const submitted = await submitBatch(srv, Array.from({ length: 200 }, (_, i) => ({ type: 'DELAY', payload: { ms: (i * 7) % 12 } })));
+      const client = api(srv);
+      for (const { id } of submitted) expect(await waitForCommand(client, id, isSettled)).toMatchObject({ status: 'COMPLETED', attempts: 1 });
+      await everyStartLogged(worker, submitted);
+      for (const { id } of submitted) expect(executionsIn(worker, id), id).toBe(1);
+      const polls = (await requestsOn(srv, 'GET', '/commands/next-batch')) + (await requestsOn(srv, 'GET', '/commands/next'));
+      const reports = (await requestsOn(srv, 'PUT', '/commands/results')) + (await requestsOn(srv, 'PUT', '/commands/:id/result'));
+      console.log(`200 commands of 0–11 ms at CONCURRENCY 8 behind 15 ms answers: ${polls} polls, ${reports} reports`);
+      // With the loop held by each poll, freed slots polled on their own beside lone reports:
+      // ~45 polls for ~120 reports (now ~25 for ~130).
+      expect(polls * 4).toBeLessThanOrEqual(reports);
+    } finally {
+      await slow.close();
+    }
+  });
+
   it('a server that refuses `claim` and knows no `brief` (older than both) gets the reports again without the claim, answered in full, then polls', async () => {
     const { server, agent } = stack();
     const srv = await server();
@@ -186,6 +211,33 @@ async function withoutClaims(real: RunningServer): Promise<{ url: string; refuse
     url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
     refused: () => refused,
     briefAsked: () => briefAsked,
+    close: async () => {
+      proxy.closeAllConnections();
+      proxy.close();
+      await once(proxy, 'close');
+    },
+  };
+}
+
+/** A proxy in front of `real` that holds every answer `ms` before passing it on. */
+async function delayingProxy(real: RunningServer, ms: number): Promise<{ url: string; close: () => Promise<void> }> {
+  const upstream = new URL(real.url);
+  const proxy: Server = createServer((req, res) => {
+    const forward = request(
+      { host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers },
+      (answer) => {
+        const chunks: Buffer[] = [];
+        answer.on('data', (chunk: Buffer) => chunks.push(chunk));
+        answer.on('end', () => setTimeout(() => res.writeHead(answer.statusCode ?? 502, answer.headers).end(Buffer.concat(chunks)), ms));
+      },
+    );
+    forward.on('error', () => res.destroy());
+    req.pipe(forward);
+  });
+  proxy.listen(0, '127.0.0.1');
+  await once(proxy, 'listening');
+  return {
+    url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
     close: async () => {
       proxy.closeAllConnections();
       proxy.close();
