@@ -374,6 +374,20 @@ describe('PostgreSQL store', () => {
       expect(await store.countByStatus()).toEqual(await realCounts(db));
     });
 
+    test('a report then a cancel of the same command in one turn: the cancel sees the report', async () => {
+      const { store } = await storeAndAdmin();
+      const [a] = await claimAll(store, 1);
+      const [reported, canceled] = await Promise.allSettled([
+        store.report(a!.id, { agentId: 'agent-1', leaseId: a!.leaseId, result: {} }),
+        store.cancel(a!.id),
+      ]);
+      expect(reported).toMatchObject({ status: 'fulfilled', value: { command: { status: 'COMPLETED' } } });
+      // Had the cancel's read gone out before the report's deferred write, it would have seen the
+      // command RUNNING and answered so.
+      expect(canceled).toMatchObject({ status: 'rejected', reason: { statusCode: 409, message: expect.stringMatching(/already COMPLETED/) } });
+      expect(await store.get(a!.id)).toMatchObject({ status: 'COMPLETED', cancelRequested: false });
+    });
+
     test('an unknown command among reports of one turn is a 404; the others land', async () => {
       const { store } = await storeAndAdmin();
       const [a] = await claimAll(store, 1);

@@ -221,7 +221,7 @@ export class PgGroupCommit {
     /** Rows read locked for a run of writes queued with `lock`; null: no such command. */
     let prefetched = new Map<string, CommandRow | null>();
     let prefetchedUpTo = 0;
-    /** Sends the deferred inserts and reports (not awaited: see flushWrites). */
+    /** Sends the deferred inserts and reports (not awaited: see queryAfterWrites and the burst at the end). */
     const sendWrites = (): Promise<unknown>[] => {
       const sent: Promise<unknown>[] = [];
       if (inserts.length > 0) {
@@ -257,8 +257,14 @@ export class PgGroupCommit {
       }
       return sent;
     };
-    const flushWrites = async () => {
-      await Promise.all([begun, ...sendWrites()]);
+    /**
+     * Sends the deferred writes, then the statement — in that order on the wire, so that it sees
+     * them — and answers its result once all of them have answered.
+     */
+    const queryAfterWrites = async <R extends pg.QueryResultRow>(config: pg.QueryConfig): Promise<pg.QueryResult<R>> => {
+      const sent = sendWrites();
+      const [result] = await Promise.all([client.query<R>(config), begun, ...sent]);
+      return result;
     };
     for (const [i, { write, hints }] of batch.entries()) {
       if (hints?.lock === undefined) prefetched = new Map();
@@ -269,11 +275,7 @@ export class PgGroupCommit {
         let end = i;
         while (end < batch.length && batch[end]!.hints?.lock !== undefined) end++;
         const ids = [...new Set(batch.slice(i, end).map((q) => q.hints!.lock!))];
-        const [{ rows }] = await Promise.all([
-          client.query<CommandRow>({ ...sql.byIdsForUpdate, values: [ids] }),
-          begun,
-          ...sendWrites(),
-        ]);
+        const { rows } = await queryAfterWrites<CommandRow>({ ...sql.byIdsForUpdate, values: [ids] });
         prefetched = new Map<string, CommandRow | null>(ids.map((id) => [id, null]));
         for (const row of rows) prefetched.set(row.id, row);
         prefetchedUpTo = end;
@@ -282,14 +284,7 @@ export class PgGroupCommit {
       const counts = new StatusCounts();
       let available = false;
       const tx: Tx = {
-        query: async (statement, values) => {
-          const [result] = await Promise.all([
-            client.query({ name: statement.name, text: statement.text, values }),
-            begun,
-            ...sendWrites(),
-          ]);
-          return result;
-        },
+        query: (statement, values) => queryAfterWrites({ name: statement.name, text: statement.text, values }),
         insertLater: (row) => inserts.push(row),
         reportLater: (values) => reports.push(values),
         lockedRow: async (id) => {
