@@ -150,18 +150,18 @@ export class Worker {
     const { concurrency } = this.options;
     while (!this.stopping) {
       const free = concurrency - this.running - this.polling;
-      // An outcome still being kept (written as `finished`) is waited for: claimed before it is
-      // handed to the reporter, the claim would find no report to ride with.
-      const keeping = this.finishing > 0 && this.reporter.waiting === 0;
-      const reportSoon = this.reporter.waiting > 0 || (this.finishing > 0 && this.polling === 0);
       const busy = this.handling.size - this.running >= this.maxReporting;
-      if (free <= 0 || busy || (this.polling > 0 && (keeping || !reportSoon))) {
+      // With the poll out, a claim goes only with an outcome already handed to the reporter: one
+      // made earlier (the outcome still being written) could find no report to ride with, and
+      // could not poll either.
+      if (free <= 0 || busy || (this.polling > 0 && this.reporter.waiting === 0)) {
         await new Promise<void>((resolve) => (this.wake = resolve));
         this.wake = undefined;
         continue;
       }
       const max = Math.min(free, MAX_BATCH_CLAIM);
       // A report is about to go: the claim for the freed slots rides along (one exchange, not two).
+      const reportSoon = this.reporter.waiting > 0 || this.finishing > 0;
       const along = reportSoon ? await this.reporter.claimAlong(max, this.polls.signal) : undefined;
       if (along) this.take(along);
       else if (this.polling === 0) this.startPoll(max);

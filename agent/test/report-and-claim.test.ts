@@ -103,9 +103,9 @@ describe('report-and-claim', () => {
       const polls = (await requestsOn(srv, 'GET', '/commands/next-batch')) + (await requestsOn(srv, 'GET', '/commands/next'));
       const reports = (await requestsOn(srv, 'PUT', '/commands/results')) + (await requestsOn(srv, 'PUT', '/commands/:id/result'));
       console.log(`200 commands of 0–11 ms at CONCURRENCY 8 behind 15 ms answers: ${polls} polls, ${reports} reports`);
-      // With the loop held by each poll, freed slots polled on their own beside lone reports:
-      // ~45 polls for ~120 reports (now ~25 for ~130).
-      expect(polls * 4).toBeLessThanOrEqual(reports);
+      // With the loop held by each poll, freed slots polled on their own beside lone reports: 48
+      // polls, on a quiet or a loaded machine (now 23–29). Reports vary with the load (batches).
+      expect(polls * 5).toBeLessThanOrEqual(submitted.length);
     } finally {
       await slow.close();
     }

@@ -250,9 +250,7 @@ export class PgGroupCommit {
       if (reports.length > 0) {
         const rows = reports;
         reports = [];
-        // The statement fails (and the transaction with it) unless it wrote every row: each is
-        // locked by this transaction and was checked against the guard, so a miss would mean the
-        // store's reasoning is wrong.
+        // Fails the transaction unless it wrote every row (see the statement).
         sent.push(client.query({ ...sql.reportMany, values: rows[0]!.map((_, c) => rows.map((r) => r[c])) }));
       }
       return sent;

@@ -164,12 +164,11 @@ export const sql = {
      WHERE id = $1 AND status = 'RUNNING' AND lease_id = $2
      RETURNING *`,
   ),
-  // The reports of one transaction, in one statement: each row is locked and checked by then
-  // (the guard is report's), so every row matches, and the statement fails otherwise.
+  // The reports of one transaction, in one statement. Each row is locked and checked against the
+  // guard by then, so every row matches; otherwise the statement fails (division by zero) and the
+  // transaction with it, as nothing is checked between it and COMMIT (sent together).
   reportMany: statement(
     'report_many',
-    // Fails (division by zero) unless every row was written, so that the transaction cannot
-    // commit: its statements are sent together with COMMIT, nothing is checked in between.
     `WITH written AS (
      UPDATE commands c
      SET status = r.status, result = r.result, error = r.error, available_at = r.available_at,
