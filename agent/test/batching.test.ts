@@ -6,7 +6,7 @@
  * twice (counted by a local HTTP target).
  */
 import { once } from 'node:events';
-import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ClaimedCommand, Command } from '@agent-executor/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +14,7 @@ import { waitFor, waitForOutput, type RunningServer } from '../../test-support/p
 import { openDatabase } from '../src/database.js';
 import { Outbox, type OutboxEntry } from '../src/outbox.js';
 import { completed } from '../src/outcome.js';
+import { forward, startProxy, type Proxy } from './proxy.js';
 import { api, executionsIn, isSettled, useStack, waitForCommand } from './stack.js';
 import { startTarget, type Target } from './target.js';
 
@@ -243,10 +244,9 @@ describe('batched claims and reports (CONCURRENCY > 1)', () => {
  * A control server from before the batched routes: answers 404 to them, as Fastify does for an
  * unknown route, and forwards everything else to the real server.
  */
-async function olderServer(real: RunningServer): Promise<{ url: string; refused: () => { claims: number; reports: number }; close: () => Promise<void> }> {
+async function olderServer(real: RunningServer): Promise<Proxy & { refused: () => { claims: number; reports: number } }> {
   const refused = { claims: 0, reports: 0 };
-  const upstream = new URL(real.url);
-  const proxy: Server = createServer((req, res) => {
+  const proxy = await startProxy((req, res) => {
     const path = req.url ?? '/';
     const batched = path.startsWith('/commands/next-batch') ? 'claims' : path.split('?')[0] === '/commands/results' ? 'reports' : undefined;
     if (batched) {
@@ -256,25 +256,7 @@ async function olderServer(real: RunningServer): Promise<{ url: string; refused:
       res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ statusCode: 404, error: 'Not Found', message }));
       return;
     }
-    const forward = request(
-      { host: upstream.hostname, port: upstream.port, path, method: req.method, headers: req.headers },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    forward.on('error', () => res.destroy());
-    req.pipe(forward);
+    forward(real.url, req, res);
   });
-  proxy.listen(0, '127.0.0.1');
-  await once(proxy, 'listening');
-  return {
-    url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
-    refused: () => ({ ...refused }),
-    close: async () => {
-      proxy.closeAllConnections();
-      proxy.close();
-      await once(proxy, 'close');
-    },
-  };
+  return { ...proxy, refused: () => ({ ...refused }) };
 }

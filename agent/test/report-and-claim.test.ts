@@ -4,12 +4,10 @@
  * gets polls as before, and the agent's log carries a periodic summary instead of a line per
  * command (those are `debug`, with the command id and attempt as fields).
  */
-import { once } from 'node:events';
-import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Command } from '@agent-executor/common';
 import { describe, expect, it } from 'vitest';
 import { waitFor, type RunningServer } from '../../test-support/processes.js';
+import { forward, startProxy, type Proxy } from './proxy.js';
 import { api, executionsIn, isSettled, useStack, waitForCommand } from './stack.js';
 
 const stack = useStack();
@@ -176,11 +174,10 @@ describe('report-and-claim', () => {
  * answers would: a report carrying `claim` is a 400; `?brief=true` is dropped on the way (an older
  * server ignores the query), so the answers carry whole commands.
  */
-async function withoutClaims(real: RunningServer): Promise<{ url: string; refused: () => number; briefAsked: () => number; close: () => Promise<void> }> {
+async function withoutClaims(real: RunningServer): Promise<Proxy & { refused: () => number; briefAsked: () => number }> {
   let refused = 0;
   let briefAsked = 0;
-  const upstream = new URL(real.url);
-  const proxy: Server = createServer((req, res) => {
+  const proxy = await startProxy((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
@@ -194,54 +191,21 @@ async function withoutClaims(real: RunningServer): Promise<{ url: string; refuse
         res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ statusCode: 400, error: 'Bad Request', message }));
         return;
       }
-      const forward = request(
-        { host: upstream.hostname, port: upstream.port, path: results ? path : req.url, method: req.method, headers: req.headers },
-        (answer) => {
-          res.writeHead(answer.statusCode ?? 502, answer.headers);
-          answer.pipe(res);
-        },
-      );
-      forward.on('error', () => res.destroy());
-      forward.end(body);
+      forward(real.url, req, res, { ...(results ? { path } : {}), body });
     });
   });
-  proxy.listen(0, '127.0.0.1');
-  await once(proxy, 'listening');
-  return {
-    url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
-    refused: () => refused,
-    briefAsked: () => briefAsked,
-    close: async () => {
-      proxy.closeAllConnections();
-      proxy.close();
-      await once(proxy, 'close');
-    },
-  };
+  return { ...proxy, refused: () => refused, briefAsked: () => briefAsked };
 }
 
 /** A proxy in front of `real` that holds every answer `ms` before passing it on. */
-async function delayingProxy(real: RunningServer, ms: number): Promise<{ url: string; close: () => Promise<void> }> {
-  const upstream = new URL(real.url);
-  const proxy: Server = createServer((req, res) => {
-    const forward = request(
-      { host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers },
-      (answer) => {
+function delayingProxy(real: RunningServer, ms: number): Promise<Proxy> {
+  return startProxy((req, res) =>
+    forward(real.url, req, res, {
+      onAnswer: (answer) => {
         const chunks: Buffer[] = [];
         answer.on('data', (chunk: Buffer) => chunks.push(chunk));
         answer.on('end', () => setTimeout(() => res.writeHead(answer.statusCode ?? 502, answer.headers).end(Buffer.concat(chunks)), ms));
       },
-    );
-    forward.on('error', () => res.destroy());
-    req.pipe(forward);
-  });
-  proxy.listen(0, '127.0.0.1');
-  await once(proxy, 'listening');
-  return {
-    url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
-    close: async () => {
-      proxy.closeAllConnections();
-      proxy.close();
-      await once(proxy, 'close');
-    },
-  };
+    }),
+  );
 }
