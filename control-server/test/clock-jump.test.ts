@@ -6,21 +6,13 @@
 import { performance } from 'node:perf_hooks';
 import { describe, expect, test } from 'vitest';
 import type { ClaimedCommand } from '@agent-executor/common';
-import { ClockJumpDetector, type Clock } from '../src/clock.js';
+import { ClockJumpDetector } from '../src/clock.js';
 import type { StoredEvent } from '../src/store/store.js';
 import { waitFor } from '../../test-support/processes.js';
-import { delay, submit, useApp } from './helpers.js';
+import { delay, SteppedClock, submit, useApp } from './helpers.js';
 
 const { build } = useApp();
 
-class SteppedClock implements Clock {
-  private offset = 0;
-  readonly wall = (): number => Date.now() + this.offset;
-  readonly monotonic = (): number => performance.now();
-  step(ms: number): void {
-    this.offset += ms;
-  }
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

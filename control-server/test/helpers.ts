@@ -6,12 +6,36 @@
  * when the test passed and kept, and named, when it failed.
  */
 import { createHook } from 'node:async_hooks';
+import { performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, beforeEach, expect } from 'vitest';
 import type { Command } from '@agent-executor/common';
 import { buildApp, loadConfig, SqliteCommandStore, type App, type CommandStore } from '../src/app.js';
 import type { Clock } from '../src/clock.js';
+import type { StoredEvent } from '../src/store/store.js';
 import { tempDir } from '../../test-support/processes.js';
+
+/** Real time, plus an offset the test steps forward, as when NTP steps the system time. */
+export class SteppedClock implements Clock {
+  private offset = 0;
+  readonly wall = (): number => Date.now() + this.offset;
+  readonly monotonic = (): number => performance.now();
+  step(ms: number): void {
+    this.offset += ms;
+  }
+}
+
+/** Resolves with the next event of `transition` the store logs. */
+export function nextEvent(store: CommandStore, transition: StoredEvent['transition']): Promise<StoredEvent> {
+  return new Promise((resolve) => {
+    const listener = (event: StoredEvent) => {
+      if (event.transition !== transition) return;
+      store.events.off('event', listener);
+      resolve(event);
+    };
+    store.events.on('event', listener);
+  });
+}
 
 /** A clock the test moves by hand, for the store's time-based logic (leases, backoff). */
 export class TestClock {

@@ -33,7 +33,7 @@ import { LeaseReaper } from '../src/lease-reaper.js';
 import { SqliteCommandStore } from '../src/store/sqlite.js';
 import type { StoredEvent } from '../src/store/store.js';
 import { tempDir, waitFor } from '../../test-support/processes.js';
-import { expectNoTimersLeft, serverTimers } from './helpers.js';
+import { expectNoTimersLeft, serverTimers, SteppedClock } from './helpers.js';
 
 let dir: ReturnType<typeof tempDir>;
 let store: SqliteCommandStore;
@@ -47,15 +47,6 @@ let expired: Array<{ id: string; status: string; at: number }>;
 /** Listeners of the store's 'event' (the SQLite store's events are a Node EventEmitter). */
 const eventListeners = () => (store.events as unknown as EventEmitter).listenerCount('event');
 
-/** Real time, plus an offset the test steps forward, as when NTP steps the system time. */
-class SteppedClock implements Clock {
-  private offset = 0;
-  readonly wall = (): number => Date.now() + this.offset;
-  readonly monotonic = (): number => performance.now();
-  step(ms: number): void {
-    this.offset += ms;
-  }
-}
 
 class FlakyStore extends SqliteCommandStore {
   /** The next this-many passes fail, as a briefly unusable database would. */

@@ -2,8 +2,7 @@
 import { describe, expect, test } from 'vitest';
 import type { ClaimedCommand, Command } from '@agent-executor/common';
 import type { App } from '../src/app.js';
-import type { StoredEvent } from '../src/store/store.js';
-import { countCommands, delay, expectErrorShape, httpGet, submit, useApp } from './helpers.js';
+import { countCommands, delay, expectErrorShape, httpGet, nextEvent, submit, useApp } from './helpers.js';
 
 const { build } = useApp();
 
@@ -544,14 +543,7 @@ describe('PUT /commands/results with claim (report-and-claim)', () => {
     const { app, store } = await build({ env: { LEASE_MS: '150' } });
     await submit(app, delay(1));
     const second = await submit(app, delay(2));
-    const expired = new Promise<StoredEvent>((resolve) => {
-      const listener = (event: StoredEvent) => {
-        if (event.transition !== 'expire') return;
-        store.events.off('event', listener);
-        resolve(event);
-      };
-      store.events.on('event', listener);
-    });
+    const expired = nextEvent(store, 'expire');
     const c = await next(app);
     // The agent never reads this answer (lost on the way): nobody heartbeats the claimed lease.
     const res = await results(app, { reports: [done(c)], claim: { agentId: 'agent-1', max: 1 } });
@@ -565,14 +557,7 @@ describe('leases', () => {
   test('a lease that runs out is requeued by the reaper, not before LEASE_MS, and the holder may still report', async () => {
     const { app, store } = await build({ env: { LEASE_MS: '150' } });
     await submit(app, delay(1, { maxAttempts: 2 }));
-    const expired = new Promise<StoredEvent>((resolve) => {
-      const listener = (event: StoredEvent) => {
-        if (event.transition !== 'expire') return;
-        store.events.off('event', listener);
-        resolve(event);
-      };
-      store.events.on('event', listener);
-    });
+    const expired = nextEvent(store, 'expire');
     const c = await next(app);
     const event = await expired;
     // Requeued, waiting out its backoff: no other agent has taken it, so its holder may still report.
@@ -587,14 +572,7 @@ describe('leases', () => {
   test('COMPLETED and FAILED are final: a late report after the expiry spent the attempts is a 409 (SPEC §2)', async () => {
     const { app, store } = await build({ env: { LEASE_MS: '150' } });
     await submit(app, delay(1, { maxAttempts: 1 }));
-    const expired = new Promise<void>((resolve) => {
-      const listener = (event: StoredEvent) => {
-        if (event.transition !== 'expire') return;
-        store.events.off('event', listener);
-        resolve();
-      };
-      store.events.on('event', listener);
-    });
+    const expired = nextEvent(store, 'expire');
     const c = await next(app);
     await expired;
     const late = await report(app, c.id, { agentId: 'agent-1', leaseId: c.leaseId, result: { ok: true } });
