@@ -155,6 +155,13 @@ export class LongPoll {
       return;
     }
     waiter.settle(commands);
+    // The client may still leave before the answer is out (its hang-up was on its way): an answer
+    // that never left goes back too, rather than wait for its leases to run out.
+    const { response } = waiter;
+    response.once('close', () => {
+      if (response.writableFinished) return;
+      Promise.all(commands.map((command) => this.options.release(command))).catch((err: unknown) => this.options.onError(err));
+    });
   }
 
   /** Answers the waiting polls of `agentId` at once with no work (it is being drained). */
