@@ -34,6 +34,8 @@ export class AgentRegistry {
   private readonly flushMs: number;
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
+  /** A write of changed adverts is queued for the next turn of the event loop. */
+  private writeQueued = false;
 
   constructor(
     private readonly store: CommandStore,
@@ -54,7 +56,10 @@ export class AgentRegistry {
     await this.flush().catch(this.options.onError);
   }
 
-  /** A poll of `id`: its route and details; a change is written at once, a mere sighting later. */
+  /**
+   * A poll of `id`: its route and details. A change is written in the next turn (one write for
+   * every change of that turn), a mere sighting with the next flush.
+   */
   polled(id: string, info: AgentInfo): void {
     const known = this.agents.get(id);
     const record: AgentRecord = {
@@ -69,7 +74,7 @@ export class AgentRegistry {
     };
     this.agents.set(id, record);
     this.dirty.add(id);
-    if (!known || !sameAdvert(known, record)) void this.flush().catch(this.options.onError);
+    if (!known || !sameAdvert(known, record)) this.writeSoon();
   }
 
   /** A heartbeat of `id`: it is alive (an agent not yet known is learnt from its next poll). */
@@ -152,12 +157,30 @@ export class AgentRegistry {
 
   /** Writes what changed since the last flush, then reads back what other replicas wrote. */
   async flush(): Promise<void> {
+    await this.sync(true);
+  }
+
+  /**
+   * Writes the changed adverts without reading the table back: the read costs the whole fleet,
+   * and a fleet that starts (every poll a new agent) would read it once per agent. The periodic
+   * flush reads it.
+   */
+  private writeSoon(): void {
+    if (this.writeQueued) return;
+    this.writeQueued = true;
+    setImmediate(() => {
+      this.writeQueued = false;
+      this.sync(false).catch(this.options.onError);
+    });
+  }
+
+  private async sync(reload: boolean): Promise<void> {
     while (this.flushing) await this.flushing;
     this.flushing = (async () => {
       const records = [...this.dirty].map((id) => this.agents.get(id)).filter((r): r is AgentRecord => r !== undefined);
       this.dirty.clear();
       await this.store.saveAgents(records);
-      await this.reload();
+      if (reload) await this.reload();
     })().finally(() => (this.flushing = undefined));
     await this.flushing;
   }

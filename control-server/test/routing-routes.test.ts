@@ -111,6 +111,22 @@ describe('agents and queues', () => {
     expect(later.map((a) => [a.id, a.state])).toEqual([['alpha', 'gone'], ['beta', 'active']]);
   });
 
+  test('a fleet that starts is written as it polls, without reading the whole agents table back per new agent', async () => {
+    const { app, store } = await build();
+    let reads = 0;
+    const load = store.loadAgents.bind(store);
+    store.loadAgents = (seenSince) => {
+      reads++;
+      return load(seenSince);
+    };
+    // Each poll a new agent: before, each one wrote itself and read every stored agent back
+    // (10 000 agents starting at once kept a server at 100 % CPU for minutes).
+    for (let i = 0; i < 40; i++) await next(app, `agentId=fleet-${i}`);
+    await waitFor(async () => (await load(0)).length === 40, { what: 'the 40 agents stored', intervalMs: 5 });
+    expect(reads, 'reads of the table while the fleet started').toBeLessThanOrEqual(1);
+    expect((await agents(app)).map((a) => a.id)).toHaveLength(40);
+  });
+
   test('drain: a waiting poll is answered at once with Agent-Drain, later polls claim nothing, heartbeats carry it', async () => {
     const { app } = await build();
     const base = await listen(app);
