@@ -98,12 +98,38 @@ describe('PostgreSQL store: several replicas on one database', () => {
     }
   });
 
+  test('events that fit in a notification reach the other replica without a read of the log; the rest are read, in order', async () => {
+    const { stores: [a, b] } = await replicas(2);
+    const ear = hear(b!);
+    let reads = 0;
+    const read = b!.eventsSince.bind(b!);
+    b!.eventsSince = (...args) => {
+      reads++;
+      return read(...args);
+    };
+    // Non-ASCII data: the header counts UTF-16 units, PostgreSQL's limit counts bytes.
+    const unicode: SubmitBody = { type: 'HTTP_GET_JSON', payload: { url: 'https://example.com/ünï/€/😀' } };
+    for (let i = 0; i < 4; i++) await a!.submit(i === 2 ? unicode : delay(i));
+    await ear.until(4);
+    expect(reads, 'reads of the log while every event came with its notification').toBe(0);
+    // 40 submits in one transaction: ~18 KB of events, over a notification's 8000 bytes.
+    await a!.submitBatch(Array.from({ length: 40 }, (_, i) => delay(i)));
+    await a!.submit(delay(99));
+    await ear.until(45);
+    expect(reads, 'the batch too large for its notification was read from the log').toBeGreaterThan(0);
+    const log = await a!.eventsSince(0, 100);
+    expect(ear.heard.map((e) => e.seq)).toEqual(log.map((e) => e.seq));
+    expect(ear.heard.map((e) => e.data)).toEqual(log.map((e) => e.data));
+    expect(ear.heard.map((e) => e.command)).toEqual(log.map((e) => e.command));
+    expect(ear.heard.map((e) => [e.kind, e.transition, e.createdAt])).toEqual(log.map((e) => [e.kind, e.transition, e.createdAt]));
+  });
+
   test('event ids are in commit order: a second writer waits for the first to commit (interleaved transactions)', async () => {
     const { url, stores: [reader] } = await replicas(1);
     const first = await connect(url);
     const second = await connect(url);
     const logOne = (client: pg.Client, data: string) =>
-      client.query<{ last_seq: number }>({ ...sql.logEvents, values: [['cmd'], ['status'], ['submit'], [JSON.stringify(data)], [0], 'test', '0', [], []] });
+      client.query<{ last_seq: number }>({ ...sql.logEvents, values: [['cmd'], ['status'], ['submit'], [JSON.stringify(data)], [0], 'test', '0', [], [], null] });
 
     await first.query('BEGIN');
     const n = (await logOne(first, 'first')).rows[0]!.last_seq;

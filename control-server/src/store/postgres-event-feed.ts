@@ -11,10 +11,10 @@ const PAGE = 500;
 
 /**
  * Hands this replica's 'event' listeners every logged event once, in seq order, whichever replica
- * wrote it. This replica's own events come straight from its commits; a gap before them (events
- * another replica committed first) and everything announced by a notification is read from the
- * log. Reading up to any committed id is safe because ids are in commit order: everything below
- * it is already visible.
+ * wrote it. This replica's own events come straight from its commits, another replica's with its
+ * notification when they fit in it (postgres-notice.ts); a gap before them (events committed
+ * first elsewhere) and whatever a notification does not carry is read from the log. Reading up
+ * to any committed id is safe because ids are in commit order: everything below it is visible.
  */
 export class EventFeed {
   private chain: Promise<void> = Promise.resolve();
@@ -33,17 +33,25 @@ export class EventFeed {
   deliver(events: readonly StoredEvent[]): Promise<void> {
     const last = events.at(-1)?.seq;
     if (last === undefined) return this.chain;
-    return this.enqueue(async () => {
-      const first = events[0]!.seq;
-      if (first > this.delivered + 1) await this.readUpTo(first - 1);
-      for (const event of events) this.emitNext(event);
-    });
+    return this.heard(last, () => events);
   }
 
-  /** A notification (or a re-check) says the log holds events up to `lastSeq`. Never rejects. */
-  heard(lastSeq: number): Promise<void> {
+  /**
+   * A notification (or a re-check) says the log holds events up to `lastSeq`; `carried`, when
+   * given, answers the consecutive events ending at `lastSeq` that came with it (undefined: none
+   * did), asked only if some of them are still to deliver. Never rejects.
+   */
+  heard(lastSeq: number, carried?: () => readonly StoredEvent[] | undefined): Promise<void> {
     if (lastSeq <= this.delivered) return this.chain;
-    return this.enqueue(() => this.readUpTo(lastSeq));
+    return this.enqueue(async () => {
+      const events = lastSeq > this.delivered ? carried?.() : undefined;
+      const first = events?.[0]?.seq;
+      if (events && first !== undefined) {
+        if (first > this.delivered + 1) await this.readUpTo(first - 1);
+        for (const event of events) this.emitNext(event);
+      }
+      await this.readUpTo(lastSeq);
+    });
   }
 
   /** Resolves once everything asked so far has been delivered (or has failed). */

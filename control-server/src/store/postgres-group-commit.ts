@@ -23,6 +23,7 @@ import type { Command, CommandStatus } from '@agent-executor/common';
 import { HttpError } from '../errors.js';
 import type { CommandRow } from './command-rows.js';
 import { buildEvent, isAvailable, type NewEvent } from './event-log.js';
+import { noticeEvents } from './postgres-notice.js';
 import { sql, type Statement } from './postgres-statements.js';
 import { StatusCounts } from './status-counts.js';
 import type { StoredEvent, Transition } from './store.js';
@@ -347,6 +348,7 @@ export class PgGroupCommit {
               available ? '1' : '0',
               [...moves.keys()],
               [...moves.values()],
+              noticeEvents(logged),
             ],
           })
         : undefined;

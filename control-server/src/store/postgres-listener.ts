@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { CHANNEL } from './postgres-statements.js';
-import { parseNotice, pgTypes, type Notice } from './postgres-rows.js';
+import { parseNotice, type Notice } from './postgres-notice.js';
+import { pgTypes } from './postgres-rows.js';
 
 export interface ListenerOptions {
   connectionString: string;

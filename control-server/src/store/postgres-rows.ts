@@ -51,18 +51,3 @@ export function reportValues(row: CommandRow, agentId: string, leaseId: string |
     row.updated_at,
   ];
 }
-
-/** The notification a committed write sends: who wrote, the last event id, and whether work appeared. */
-export interface Notice {
-  replica: string;
-  lastSeq: number;
-  available: boolean;
-}
-
-export function parseNotice(payload: string | undefined): Notice | undefined {
-  if (payload === undefined) return undefined;
-  const [replica, seq, available] = payload.split(' ');
-  const lastSeq = Number(seq);
-  if (replica === undefined || !Number.isSafeInteger(lastSeq)) return undefined;
-  return { replica, lastSeq, available: available === '1' };
-}

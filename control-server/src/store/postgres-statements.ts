@@ -237,8 +237,8 @@ export const sql = {
   // migrations/postgres/001_commands.sql). command_counts is updated only for rows joined with
   // the counter's row, so its rows are always locked after the counter (one lock order for every
   // writer: no deadlock), and never by two writers at once. The notification is sent at commit,
-  // when there were events; it carries the last id, never the commands (NOTIFY payloads are
-  // limited to 8000 bytes): listeners read the log up to it.
+  // when there were events; it carries the last id, and the events themselves when they fit ($10,
+  // null otherwise: postgres-notice.ts); listeners read the log for those it does not carry.
   logEvents: statement(
     'log_events',
     `WITH counter AS (
@@ -253,7 +253,8 @@ export const sql = {
        FROM counter, unnest($8::text[], $9::bigint[]) AS d(status, n)
        WHERE c.status = d.status)
      SELECT last_seq,
-            CASE WHEN cardinality($1::text[]) > 0 THEN pg_notify('${CHANNEL}', $6 || ' ' || last_seq || ' ' || $7) END
+            CASE WHEN cardinality($1::text[]) > 0
+              THEN pg_notify('${CHANNEL}', $6 || ' ' || last_seq || ' ' || $7 || coalesce(' ' || $10::text, '')) END
      FROM counter`,
   ),
   eventsSince: statement(

@@ -18,7 +18,8 @@ import { migratePostgres } from './migrate-postgres.js';
 import { EventFeed } from './postgres-event-feed.js';
 import { PgGroupCommit, type Committed, type Tx, type Write, type WriteHints } from './postgres-group-commit.js';
 import { PgListener } from './postgres-listener.js';
-import { insertValues, pgTypes, reportValues, type Notice } from './postgres-rows.js';
+import { carriedEvents, type Notice } from './postgres-notice.js';
+import { insertValues, pgTypes, reportValues } from './postgres-rows.js';
 import { sql } from './postgres-statements.js';
 import { routeKey, routeOf } from './claim-route.js';
 import type {
@@ -196,7 +197,9 @@ export class PostgresCommandStore implements CommandStore {
     if (notice.replica !== this.replica && notice.available) this.announceWork();
     // Heard while opening, before the feed read where the log ends: that read covers it.
     if ((this.feed as EventFeed | undefined) === undefined) return;
-    void this.feed.heard(notice.lastSeq);
+    // Its own events this replica delivered from its commit; another's come with the notice when
+    // they fit in it, parsed only if the feed still needs them.
+    void this.feed.heard(notice.lastSeq, notice.replica === this.replica ? undefined : () => carriedEvents(notice));
   }
 
   /** After the LISTEN connection was lost: what it would have heard meanwhile. */
