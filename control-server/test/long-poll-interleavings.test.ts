@@ -148,6 +148,27 @@ describe('LongPoll interleavings', () => {
     expect(await leaving).toEqual([]);
   });
 
+  test('a client that leaves after its poll got commands but before the answer was out: they go back; once out, they stay', async () => {
+    const claims = new GatedClaims();
+    const { poll } = claims;
+    const [lost] = await submit(2);
+    const res = response();
+    const handed = await poll.wait('leaving', 1, ROUTE, 10_000, res);
+    expect(handed.map((c) => c.id)).toEqual([lost!.id]);
+    // Nothing of the answer written yet when the connection closes (the hang-up was on its way).
+    res.emit('close');
+    await waitFor(async () => (await store.get(lost!.id))?.status === 'PENDING', { what: 'the command given back', intervalMs: 2 });
+    expect(claims.released).toEqual([lost!.id]);
+    // An answer that was written whole is the client's: a close after it gives nothing back.
+    const kept = response();
+    const [got] = await poll.wait('kept', 1, ROUTE, 10_000, kept);
+    Object.defineProperty(kept, 'writableFinished', { value: true });
+    kept.emit('close');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(claims.released).toEqual([lost!.id]);
+    expect(await store.get(got!.id)).toMatchObject({ status: 'RUNNING', agentId: 'kept' });
+  });
+
   test('a poll whose socket is gone, before its close event arrives, is dropped before the claim and not asked for', async () => {
     const claims = new GatedClaims();
     const { poll } = claims;
