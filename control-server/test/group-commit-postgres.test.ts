@@ -7,6 +7,7 @@ import pg from 'pg';
 import { afterEach, expect, inject, test } from 'vitest';
 import { migratePostgres } from '../src/store/migrate-postgres.js';
 import { PgGroupCommit, type Committed } from '../src/store/postgres-group-commit.js';
+import { newCommandRow } from '../src/store/transitions.js';
 import { createDatabase } from '../../test-support/postgres.js';
 import { waitFor } from '../../test-support/processes.js';
 
@@ -78,5 +79,38 @@ test('a second batch runs its writes while the first waits for the event counter
   expect(await Promise.all([a, b])).toEqual(['a', 'b']);
   const { rows } = await pool.query<{ n: string }>("SELECT n FROM command_counts WHERE status = 'PENDING'");
   expect(Number(rows[0]?.n)).toBe(2);
+  await writes.flush();
+});
+
+test('a batch whose writes need no answer goes to PostgreSQL in one write to the socket, BEGIN with it', async () => {
+  const url = await createDatabase(inject('postgresUrl'), 'group_commit_writes');
+  // As the store's pool: pipelined, so nothing waits for an answer it does not need.
+  const pool = new pg.Pool({ connectionString: url, max: 1, pipeline: true });
+  pools.push(pool);
+  let socketWrites = 0;
+  pool.on('connect', (client) => {
+    const stream = (client as unknown as { connection: { stream: Record<'_write' | '_writev', (...args: unknown[]) => unknown> } }).connection.stream;
+    for (const method of ['_write', '_writev'] as const) {
+      const original = stream[method].bind(stream);
+      stream[method] = (...args: unknown[]) => {
+        socketWrites++;
+        return original(...args);
+      };
+    }
+  });
+  await migratePostgres(pool);
+  const writes = new PgGroupCommit(pool, { replica: 'test', now: Date.now, afterCommit: async () => {} });
+  const submit = () =>
+    writes.run(async (tx) => {
+      const row = newCommandRow({ type: 'DELAY', payload: { ms: 1 } }, Date.now(), null, null);
+      tx.insertLater(row);
+      return tx.log('submit', row, null);
+    });
+  await submit(); // the connection's first use prepares its statements
+  socketWrites = 0;
+  const command = await submit();
+  // BEGIN, the insert, the events and COMMIT: one write, one round trip (BEGIN went alone before).
+  expect(socketWrites).toBe(1);
+  expect((await pool.query<{ status: string }>('SELECT status FROM commands WHERE id = $1', [command.id])).rows).toEqual([{ status: 'PENDING' }]);
   await writes.flush();
 });

@@ -202,20 +202,33 @@ export class PgGroupCommit {
     // own statement before the claims, so that their snapshots see every keyed claim committed
     // before this transaction got the turn; the claim reads the outcome from a setting.
     const turnKey = batch.find((q) => q.hints?.keyedTurn !== undefined)?.hints?.keyedTurn;
-    // BEGIN and what the first write sends in this same run of the event loop leave in one write
-    // to the socket (each query corks on its own; this outer cork holds them until the microtask).
     const socket = corkable(client);
-    socket?.cork();
-    queueMicrotask(() => socket?.uncork());
-    // Generic plans inside write transactions: their statements each fit one index whatever the
-    // values, and PostgreSQL would otherwise plan most executions again (~0.2 ms of its CPU for
-    // the statement that logs events). Reads outside (lists, filters) keep plans for their values.
-    const begin = client.query('BEGIN; SET LOCAL plan_cache_mode = force_generic_plan');
-    const turn = turnKey === undefined ? undefined : client.query<{ got: string }>({ ...sql.tryKeyedTurn, values: [turnKey] });
-    const begun: Promise<unknown> = turn ? Promise.all([begin, turn]) : begin;
-    // Awaited with the statements behind it (an unawaited rejection must not go unhandled first).
-    begun.catch(() => undefined);
-    const keyedTurn = async () => (await turn)?.rows[0]?.got === 'true';
+    let begun: Promise<unknown> | undefined;
+    let turn: Promise<pg.QueryResult<{ got: string }>> | undefined;
+    /**
+     * Sends BEGIN (and the keyed turn) once, just before the first statement that follows it and
+     * in the same write to the socket (the callers cork around both): a submit-only batch is then
+     * one write and one round trip, where BEGIN sent alone first cost the backend a wake-up of its
+     * own and the batch a second round trip (~0.3–0.5 ms here).
+     */
+    const begin = (): Promise<unknown> => {
+      if (begun === undefined) {
+        // Generic plans inside write transactions: their statements each fit one index whatever
+        // the values, and PostgreSQL would otherwise plan most executions again (~0.2 ms of its
+        // CPU for the statement that logs events). Reads outside (lists, filters) keep plans for
+        // their values.
+        const started = client.query('BEGIN; SET LOCAL plan_cache_mode = force_generic_plan');
+        turn = turnKey === undefined ? undefined : client.query<{ got: string }>({ ...sql.tryKeyedTurn, values: [turnKey] });
+        begun = turn ? Promise.all([started, turn]) : started;
+        // Awaited with the statements behind it (an unawaited rejection must not go unhandled first).
+        begun.catch(() => undefined);
+      }
+      return begun;
+    };
+    const keyedTurn = async () => {
+      await begin();
+      return (await turn)?.rows[0]?.got === 'true';
+    };
     const outcomes: Outcome[] = [];
     let inserts: CommandRow[] = [];
     let reports: unknown[][] = [];
@@ -261,8 +274,12 @@ export class PgGroupCommit {
      * them — and answers its result once all of them have answered.
      */
     const queryAfterWrites = async <R extends pg.QueryResultRow>(config: pg.QueryConfig): Promise<pg.QueryResult<R>> => {
+      socket?.cork();
+      const started = begin();
       const sent = sendWrites();
-      const [result] = await Promise.all([client.query<R>(config), begun, ...sent]);
+      const query = client.query<R>(config);
+      socket?.uncork(); // BEGIN (the first time), the deferred writes and the statement: one write
+      const [result] = await Promise.all([query, started, ...sent]);
       return result;
     };
     for (const [i, { write, hints }] of batch.entries()) {
@@ -333,7 +350,7 @@ export class PgGroupCommit {
     // is thus one round trip in all). A statement that fails aborts the transaction, and COMMIT
     // then answers ROLLBACK.
     socket?.cork();
-    const before: Promise<unknown>[] = [begun, ...sendWrites()];
+    const before: Promise<unknown>[] = [begin(), ...sendWrites()];
     const logging =
       logged.length > 0 || moves.size > 0
         ? client.query<{ last_seq: number }>({
