@@ -30,6 +30,10 @@ const MAX_EVENTS_BYTES = 7_900;
 /** The events part of the payload, or null when it would not fit. */
 export function noticeEvents(events: readonly NewEvent[]): string | null {
   if (events.length === 0) return null;
+  // A batch too large (most of a 100-command submit's) is known before its text is built.
+  let length = 0;
+  for (const e of events) length += e.data.length;
+  if (length > MAX_EVENTS_BYTES) return null;
   const header = JSON.stringify(events.map((e) => [e.kind, e.transition, e.createdAt, e.data.length]));
   const text = `${header}\n${events.map((e) => e.data).join('')}`;
   // Bytes exceed UTF-16 units only for non-ASCII text: count them only when it could matter.
