@@ -151,6 +151,36 @@ describe('PostgreSQL store', () => {
     expect(retention.rows.map((r: { 'QUERY PLAN': string }) => r['QUERY PLAN']).join('\n')).toMatch(/commands_finished/);
   });
 
+
+  test('plans made while the tables were empty do not read them whole once they have grown (no autovacuum ANALYZE yet)', async () => {
+    // One connection, so every statement is planned by the first cycle, on empty tables.
+    const { store, db } = await storeAndAdmin({ poolSize: 1 });
+    const cycle = async (n: number) => {
+      await store.submitBatch(delays(n));
+      for (let left = n; left > 0; left -= 50) {
+        const claimed = await store.claimBatch('agent-1', 60_000, Math.min(50, left));
+        await Promise.all(claimed.map((c) => store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, result: {} })));
+        await store.get(claimed[0]!.id);
+      }
+    };
+    await cycle(1);
+    await cycle(2_000);
+    // A backend hands in its counters when it exits: close the store, then wait for them.
+    await store.close();
+    open.splice(open.indexOf(store), 1);
+    const stats = async () => {
+      await db.query('SELECT pg_stat_clear_snapshot()');
+      const { rows } = await db.query<{ relname: string; seq_tup_read: string; n_tup_ins: string }>(
+        "SELECT relname, seq_tup_read, n_tup_ins FROM pg_stat_user_tables WHERE relname IN ('commands', 'events')",
+      );
+      return Object.fromEntries(rows.map((r) => [r.relname, { read: Number(r.seq_tup_read), inserted: Number(r.n_tup_ins) }]));
+    };
+    await waitFor(async () => (await stats()).commands?.inserted === 2_001, 10_000);
+    const { commands, events } = await stats();
+    // Without the session setting: 160 082 rows of `commands` read by whole-table scans here.
+    expect(commands!.read).toBe(0);
+    expect(events!.read).toBe(0);
+  });
   test('two replicas deleting at once delete different commands: each a whole batch, none twice (SKIP LOCKED)', async () => {
     const clock = new TestClock();
     const { store: a, db, url } = await storeAndAdmin({ now: clock.now });

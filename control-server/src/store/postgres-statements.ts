@@ -17,6 +17,13 @@ const statement = (name: string, text: string): Statement => ({ name: `ae_${name
  */
 export const KEYED_TURN_SETTING = 'agent_executor.keyed_turn';
 
+/**
+ * Set on each connection of a replica's pool when it opens: no plan of this store reads a whole
+ * table where an index would do (see the pool's 'connect' handler in postgres.ts). A statement
+ * without an index to follow still scans; the setting only tells the planner never to prefer it.
+ */
+export const SESSION_SETTINGS = 'SET enable_seqscan = off';
+
 /** The channel of LISTEN/NOTIFY: one notification per committed write that logged events. */
 export const CHANNEL = 'agent_executor';
 

@@ -20,7 +20,7 @@ import { PgGroupCommit, type Committed, type Tx, type Write, type WriteHints } f
 import { PgListener } from './postgres-listener.js';
 import { carriedEvents, type Notice } from './postgres-notice.js';
 import { insertValues, pgTypes, reportValues } from './postgres-rows.js';
-import { sql } from './postgres-statements.js';
+import { SESSION_SETTINGS, sql } from './postgres-statements.js';
 import { routeKey, routeOf } from './claim-route.js';
 import type {
   AgentRecord,
@@ -152,6 +152,15 @@ export class PostgresCommandStore implements CommandStore {
     });
     // An idle connection that dies emits here; without a listener it would end the process.
     pool.on('error', (err) => (options.onError ?? console.error)(err, 'an idle database connection failed'));
+    // Every statement here has an index to follow, and a plan is kept for the connection's life
+    // (named statements; generic plans in write transactions): one made while a table was still
+    // small chose to read it whole, and kept doing so as it grew, until autovacuum's first ANALYZE
+    // (a minute or more). Measured on a fresh database, 2 replicas, 8 000 commands: 1 315 scans of
+    // `commands` reading 7.6 million rows; PostgreSQL's CPU per command 1 029 → 803 µs without.
+    // Sent before any other statement of the new connection (its queue keeps the order).
+    pool.on('connect', (client) => {
+      client.query(SESSION_SETTINGS).catch(() => undefined); // a failure here fails the connection's next query too
+    });
     const store = new PostgresCommandStore(pool, options);
     try {
       await migratePostgres(pool);
