@@ -175,7 +175,7 @@ describe('PostgreSQL store', () => {
       );
       return Object.fromEntries(rows.map((r) => [r.relname, { read: Number(r.seq_tup_read), inserted: Number(r.n_tup_ins) }]));
     };
-    await waitFor(async () => (await stats()).commands?.inserted === 2_001, 10_000);
+    await waitFor(async () => (await stats()).commands?.inserted === 2_001, { timeoutMs: 10_000, what: "the store's counters" });
     const { commands, events } = await stats();
     // Without the session setting: 160 082 rows of `commands` read by whole-table scans here.
     expect(commands!.read).toBe(0);
