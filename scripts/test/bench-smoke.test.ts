@@ -143,11 +143,15 @@ describe('benchmark scenarios (tiny sizes)', { timeout: 90_000 }, () => {
     expect(figure(r, 'server CPU while settling after set-up')).toBeLessThan(200);
     expect(figure(r, 'server RSS')).toBeGreaterThan(20);
     expect(figure(r, 'server RSS')).toBeLessThan(2000);
+    // The same load, then, on the bare node:http baseline: it held every poll and stream too.
+    const bare = r.runs[0]?.details.bare as { end: { waiting: number; streams: number } };
+    expect(bare.end).toEqual({ waiting: 100, streams: 20 });
+    expect(figure(r, 'baseline CPU while idle (bare node:http)')).toBeLessThan(25);
   });
 
   it('idle --cpu-prof profiles the server, and profile --by-second shows where each busy second went', async () => {
     // A staggered fleet with 2 s waits: the polls renew during the window (25 a second).
-    const r = await bench('idle', ['--polls=50', '--sse=10', '--seconds=1', '--settle=1', '--wait=2', '--cpu-prof']);
+    const r = await bench('idle', ['--polls=50', '--sse=10', '--seconds=1', '--settle=1', '--wait=2', '--cpu-prof', '--no-baseline']);
     expect(figure(r, 'poll renewals per second')).toBeGreaterThan(5);
     expect(figure(r, 'server CPU per poll renewal')).toBeGreaterThan(0);
     const profile = r.runs[0]?.details.profile as { file: string; byPlace: Array<{ name: string }> };

@@ -83,7 +83,8 @@ export const idle: Scenario = {
         await baseline.next('ready');
         bare = await measureIdle(o, `http://127.0.0.1:${port}`, baseline.proc.pid, async () => {
           baseline.send({ type: 'count' });
-          return baseline.next<{ type: string; waiting: number; streams: number }>('count');
+          const { waiting, streams } = await baseline.next<{ type: string; waiting: number; streams: number }>('count');
+          return { waiting, streams };
         });
       } finally {
         await baseline.proc.kill();
@@ -92,8 +93,9 @@ export const idle: Scenario = {
         { name: 'baseline CPU while idle (bare node:http)', value: bare.cpu.percent, unit: '%' },
         { name: 'baseline busiest second', value: Math.max(...bare.cpu.perSecond), unit: '%' },
         { name: 'baseline CPU per poll renewal', value: bare.perRenewalUs, unit: 'µs' },
-        { name: 'server CPU / baseline', value: ours.cpu.percent / bare.cpu.percent, unit: '×' },
       );
+      // A window too short for any renewal can leave the baseline at 0 ticks: no ratio then.
+      if (bare.cpu.percent > 0) figures.push({ name: 'server CPU / baseline', value: ours.cpu.percent / bare.cpu.percent, unit: '×' });
     }
     const result: RunResult = { figures, details: { polls, sseClients, ours, bare } };
     if (profileDir) result.details = { ...result.details, profile: readProfile(profileDir) };
