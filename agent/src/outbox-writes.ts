@@ -50,6 +50,15 @@ export class OutboxWrites {
     return this.add(() => this.outbox.drop(commandId, leaseId, note));
   }
 
+  /**
+   * Commits what is queued now rather than at the end of this turn of the event loop: the worker
+   * calls it once a claim's commands have all asked for their `started` rows, so that their
+   * executors start without waiting for the rest of the turn's I/O callbacks.
+   */
+  flush(): void {
+    this.commits.flush();
+  }
+
   private add<T>(op: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       if (this.queued === undefined) this.write((this.queued = []));

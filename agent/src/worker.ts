@@ -184,6 +184,8 @@ export class Worker {
     this.options.metrics?.claims.inc(claimed.length);
     this.summary.claimed += claimed.length;
     for (const command of claimed) this.dispatch(command, receivedAt);
+    // Each dispatch asked for its `started` row synchronously: one commit for all of them, now.
+    if (claimed.length > 0) this.options.writes.flush();
   }
 
   private dispatch(command: ClaimedCommand, receivedAt: number): void {

@@ -36,6 +36,19 @@ afterEach(({ task }) => {
 });
 
 describe('outbox writes', () => {
+  it('flush() commits what is queued at once, not at the end of the turn: a claim starts its executors sooner', async () => {
+    const commits = new CountingCommit(db);
+    const writes = new OutboxWrites(db, new Outbox(db), commits);
+    const heard: string[] = [];
+    const started = ['c1', 'c2'].map((id) => writes.begin(id, `L-${id}`, 'DELAY').then(() => heard.push(id)));
+    // A callback of this turn's check phase: without flush() the commit would come after it.
+    const turnEnded = new Promise<void>((resolve) => setImmediate(() => (heard.push('end of turn'), resolve())));
+    writes.flush();
+    expect(commits.commits).toEqual([2]); // committed synchronously, both rows in one commit
+    await Promise.all([...started, turnEnded]);
+    expect(heard).toEqual(['c1', 'c2', 'end of turn']);
+  });
+
   it('the started rows of a claim, the outcomes and the reported marks of one turn share one commit', async () => {
     const commits = new CountingCommit(db);
     const outbox = new Outbox(db);
