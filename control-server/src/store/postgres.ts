@@ -105,6 +105,7 @@ interface PendingClaim extends ClaimRequest {
  * order. Open with `PostgresCommandStore.open()`: it migrates and starts listening first.
  */
 export class PostgresCommandStore implements CommandStore {
+  readonly shared = true;
   readonly events: StoreEvents;
   private readonly emitter = new EventEmitter();
   private readonly replica = randomUUID();

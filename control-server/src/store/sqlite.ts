@@ -85,6 +85,7 @@ const PRUNE_EVERY_EVENTS = 1_000;
 const PROBE_BYTES = 16_384;
 
 export class SqliteCommandStore implements CommandStore {
+  readonly shared = false;
   readonly events: StoreEvents;
   private readonly emitter = new EventEmitter();
   private readonly db: Database.Database;

@@ -149,6 +149,12 @@ export interface StoreEvents {
  */
 export interface CommandStore {
   readonly events: StoreEvents;
+  /**
+   * Other server processes write this store too (PostgreSQL replicas): what a replica keeps in
+   * memory from it (the agent registry) must be read back now and then. False for SQLite, whose
+   * file has one server.
+   */
+  readonly shared: boolean;
   submit(body: SubmitBody, idempotencyKey?: string): Promise<SubmitOutcome>;
   /** Stores every command, or none, in one transaction. */
   submitBatch(bodies: SubmitBody[]): Promise<Command[]>;
