@@ -166,6 +166,18 @@ describe('benchmark scenarios (tiny sizes)', { timeout: 90_000 }, () => {
     expect(stdout).toMatch(/second by second[\s\S]*\n\s+0 s\s+\d+ ms busy/);
   });
 
+  it('store: the SQLite store alone, in-process, claims and reports every command it submitted', async () => {
+    const r = await bench('store', ['--commands=300', '--sqlite-sync=normal']);
+    expect(r.runs[0]?.details.commands).toBe(300); // the run throws unless all 300 were claimed and reported
+    const submit = figure(r, 'submit: store CPU per command [NORMAL]');
+    const rest = figure(r, 'claim + report: store CPU per command [NORMAL]');
+    // Microseconds of CPU: a misread cpuUsage (ms taken for µs) lands far outside this range.
+    expect(submit).toBeGreaterThan(1);
+    expect(submit).toBeLessThan(20_000);
+    expect(rest).toBeGreaterThan(1);
+    expect(figure(r, 'all three: store CPU per command [NORMAL]')).toBeCloseTo(submit + rest, 6);
+  });
+
   it('growth: 200 vs 2 000 stored commands', async () => {
     const r = await bench('growth', ['--sizes=200,2000', '--samples=20', '--warmup=5']);
     type Counted = { count: number; p50: number };

@@ -19,10 +19,11 @@ import { soak } from './scenarios/soak.js';
 import { peers } from './scenarios/peers.js';
 import { sse } from './scenarios/sse.js';
 import { sseSlow } from './scenarios/sse-slow.js';
+import { store } from './scenarios/store.js';
 import { submit } from './scenarios/submit.js';
 import { throughput } from './scenarios/throughput.js';
 
-const SCENARIOS: Scenario[] = [latency, throughput, submit, sse, sseSlow, idle, growth, soak, disk, peers, fairness];
+const SCENARIOS: Scenario[] = [latency, throughput, submit, store, sse, sseSlow, idle, growth, soak, disk, peers, fairness];
 
 function usage(): string {
   const lines = [
