@@ -24,8 +24,9 @@ const SHOWN_FOR_MS = 60 * 60 * 1000;
 /**
  * The agents seen polling or heartbeating (SPEC §9), in memory and in the store's `agents` table.
  * A poll costs no write unless what the agent advertises changed: lastSeenAt is kept in memory
- * and flushed every `flushMs` (5 s), together with what other replicas stored (their agents and
- * drain flags), so the table is never more than a flush behind.
+ * and flushed every `flushMs` (5 s), so the table is never more than a flush behind; with a store
+ * other replicas write (`store.shared`), each flush also reads back what they stored (their agents
+ * and drain flags).
  */
 export class AgentRegistry {
   private readonly agents = new Map<string, AgentRecord>();
@@ -167,7 +168,7 @@ export class AgentRegistry {
   /**
    * Writes the changed adverts without reading the table back: the read costs the whole fleet,
    * and a fleet that starts (every poll a new agent) would read it once per agent. The periodic
-   * flush reads it.
+   * flush reads it (when other replicas write it).
    */
   private writeSoon(): void {
     if (this.writeQueued) return;

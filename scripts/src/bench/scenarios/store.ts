@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { REPO_ROOT } from '../harness/paths.js';
 import { tempDir } from '../harness/processes.js';
 import type { Figure, RunResult } from '../harness/report.js';
-import type { Scenario } from '../harness/scenario.js';
+import { SQLITE_SYNC_OPTION, sqliteSync, type Scenario } from '../harness/scenario.js';
 
 /** The part of the control server's SqliteCommandStore this scenario drives. */
 interface Store {
@@ -35,12 +35,11 @@ export const store: Scenario = {
     'in-flight': { type: 'string', default: '32', description: 'submits in flight (they share group commits)' },
     agents: { type: 'string', default: '2', description: 'claimers, each claiming a batch and reporting it before the next' },
     'claim-batch': { type: 'string', default: '8', description: 'commands per claim (an agent of CONCURRENCY 8)' },
-    'sqlite-sync': { type: 'string', default: 'full', description: 'SQLITE_SYNCHRONOUS: full (the server\'s default) or normal' },
+    'sqlite-sync': SQLITE_SYNC_OPTION,
   },
   async run(o): Promise<RunResult> {
     const n = o.num('commands');
-    const synchronous = o.str('sqlite-sync').toUpperCase();
-    if (synchronous !== 'FULL' && synchronous !== 'NORMAL') throw new Error('--sqlite-sync: full or normal');
+    const synchronous = sqliteSync(o).sqliteSync === 'normal' ? 'NORMAL' : 'FULL';
     const url = pathToFileURL(join(REPO_ROOT, 'control-server/dist/store/sqlite.js')).href;
     const { SqliteCommandStore } = (await import(url)) as { SqliteCommandStore: StoreClass };
     const dir = tempDir('store');
