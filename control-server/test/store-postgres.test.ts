@@ -294,6 +294,21 @@ describe('PostgreSQL store', () => {
     expect(await store.get(command.id)).toMatchObject({ status: 'PENDING' });
   });
 
+  test("a replica's own notifications do not make it read the log: its commits deliver their events", async () => {
+    const { store } = await storeAndAdmin();
+    const heard: number[] = [];
+    store.events.on('event', (event) => heard.push(event.seq));
+    const reads = vi.spyOn(store, 'eventsSince');
+    // One at a time: each commit's notification races its COMMIT's answer (it won 2 times in 3).
+    for (const command of delays(40)) await store.submit(command);
+    await store.eventsDelivered();
+    // The notifications of the last commits may still be on their way: let them arrive.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await store.eventsDelivered();
+    expect(reads).not.toHaveBeenCalled();
+    expect(heard).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+  });
+
   test('a replica opening while another writes: notifications heard before it knows where the log ends are covered, not a crash', async () => {
     const { store: writer, url } = await storeAndAdmin();
     let writing = true;

@@ -26,6 +26,7 @@ import type { Postgres } from '../../postgres/start.js';
 import { CompletionWatcher } from '../harness/sse-reader.js';
 import { distribution, type Distribution } from '../harness/stats.js';
 import { HitTarget } from '../harness/target.js';
+import { measureBareDispatch } from '../harness/bare-dispatch.js';
 
 type Mode = 'long-poll' | 'polling';
 
@@ -105,6 +106,11 @@ export const latency: Scenario = {
     'poll-samples': { type: 'string', default: '30', description: 'plain-polling samples (LONG_POLL_WAIT=0)' },
     'poll-interval': { type: 'string', default: '2000', description: 'POLL_INTERVAL of the plain-polling agents, ms' },
     modes: { type: 'string', default: 'long-poll,polling', description: 'which of long-poll, polling' },
+    'no-baseline': {
+      type: 'boolean',
+      default: false,
+      description: 'with --database postgres: skip the bare chain (node:http + pg, the same hops, nothing of ours) measured after ours',
+    },
     'sqlite-sync': SQLITE_SYNC_OPTION,
     ...DEPLOYMENT_OPTIONS,
   },
@@ -154,5 +160,22 @@ async function runOn(o: Options, shape: DeploymentShape, postgres: Postgres | nu
       { name: `graphile-worker ${o.num('agents')}x1: add → start p99`, value: dispatch.p99, unit: 'ms' },
     );
   }
-  return { figures, details: { agent: kind, deployment: shape, results, graphile } };
+  let bare: Distribution | undefined;
+  if (postgres && !o.bool('no-baseline')) {
+    bare = await measureBareDispatch(postgres, {
+      replicas: shape.replicas,
+      agents: o.num('agents'),
+      samples: o.num('samples'),
+      warmup: o.num('warmup'),
+      longPollWait: o.num('long-poll-wait'),
+    });
+    console.log(`  bare chain (node:http + pg, same hops), same PostgreSQL: submit → target p50 ${bare.p50.toFixed(2)} ms, p99 ${bare.p99.toFixed(2)} ms`);
+    figures.push(
+      { name: `bare chain ${o.num('agents')}x1: start p50${label}`, value: bare.p50, unit: 'ms' },
+      { name: `bare chain ${o.num('agents')}x1: start p99${label}`, value: bare.p99, unit: 'ms' },
+    );
+    const ours = results.find((r) => r.mode === 'long-poll');
+    if (ours) figures.push({ name: `${kind} agents, long-poll p50 / bare chain p50${label}`, value: ours.startLatency.p50 / bare.p50, unit: '×' });
+  }
+  return { figures, details: { agent: kind, deployment: shape, results, graphile, bare } };
 }
