@@ -181,6 +181,36 @@ describe('PostgreSQL store', () => {
     expect(commands!.read).toBe(0);
     expect(events!.read).toBe(0);
   });
+  test('a batch of reports finds each row by its id, whatever the backlog: its plan, made on empty tables, reads no other command', async () => {
+    const { store, db } = await storeAndAdmin({ poolSize: 1 });
+    const claimAndReport = async (n: number) => {
+      const claimed = await store.claimBatch('agent-1', 60_000, n);
+      // Asked for at once: one group commit, one statement for all of them.
+      await Promise.all(claimed.map((c) => store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, result: {} })));
+      return claimed.length;
+    };
+    await store.submitBatch(delays(1));
+    expect(await claimAndReport(1)).toBe(1); // every statement is planned now, on (nearly) empty tables
+    await store.submitBatch(delays(3_000));
+    for (let i = 0; i < 3; i++) expect(await claimAndReport(20)).toBe(20);
+    await store.close();
+    open.splice(open.indexOf(store), 1);
+    const reads = async () => {
+      await db.query('SELECT pg_stat_clear_snapshot()');
+      const { rows } = await db.query<{ indexrelname: string; idx_tup_read: string }>(
+        "SELECT indexrelname, idx_tup_read FROM pg_stat_user_indexes WHERE relname = 'commands'",
+      );
+      return Object.fromEntries(rows.map((r) => [r.indexrelname, Number(r.idx_tup_read)]));
+    };
+    // A backend hands in its counters when it exits; the id index has been read by then.
+    await waitFor(async () => ((await reads()).commands_id_key ?? 0) > 0, { timeoutMs: 10_000, what: "the store's counters" });
+    const read = await reads();
+    // Before: the 3 000 PENDING commands read through commands_active_queue for each batch.
+    expect(read.commands_active_queue).toBeLessThan(100);
+    expect(read.commands_status_seq).toBeLessThan(100);
+    expect(read.commands_agent_seq).toBeLessThan(100);
+  });
+
   test('two replicas deleting at once delete different commands: each a whole batch, none twice (SKIP LOCKED)', async () => {
     const clock = new TestClock();
     const { store: a, db, url } = await storeAndAdmin({ now: clock.now });
