@@ -181,18 +181,33 @@ describe('PostgreSQL store', () => {
     expect(commands!.read).toBe(0);
     expect(events!.read).toBe(0);
   });
-  test('a batch of reports finds each row by its id, whatever the backlog: its plan, made on empty tables, reads no other command', async () => {
-    const { store, db } = await storeAndAdmin({ poolSize: 1 });
-    const claimAndReport = async (n: number) => {
-      const claimed = await store.claimBatch('agent-1', 60_000, n);
-      // Asked for at once: one group commit, one statement for all of them.
-      await Promise.all(claimed.map((c) => store.report(c.id, { agentId: 'agent-1', leaseId: c.leaseId, result: {} })));
-      return claimed.length;
+  test('transitions find their rows by key whatever the backlog: plans made on empty tables read no other command', async () => {
+    const clock = new TestClock();
+    const { store, db } = await storeAndAdmin({ poolSize: 1, now: clock.now });
+    const agent = { agentId: 'agent-1' };
+    // Every transition once while the tables are (nearly) empty: their plans are made now and kept.
+    const transitions = async () => {
+      const [a, b, c, d, e] = await store.claimBatch('agent-1', 60_000, 5);
+      await store.heartbeat(a!.id, { ...agent, leaseId: a!.leaseId }, 60_000);
+      await store.release(b!.id, b!.leaseId);
+      await store.cancel(c!.id); // RUNNING: its cancel is asked for
+      // Asked for at once: one group commit, one statement for both reports.
+      await Promise.all([d!, e!].map((x) => store.report(x.id, { ...agent, leaseId: x.leaseId, result: {} })));
+      const pending = await store.submit(delays(1)[0]!);
+      await store.cancel(pending.command.id); // PENDING: FAILED at once
+      await store.retry(pending.command.id);
+      clock.advance(120_000);
+      expect((await store.requeueExpired()).length).toBeGreaterThan(0); // a's and c's leases
+      await store.deleteFinishedBefore(clock.now() + 1, 10);
     };
-    await store.submitBatch(delays(1));
-    expect(await claimAndReport(1)).toBe(1); // every statement is planned now, on (nearly) empty tables
+    await store.submitBatch(delays(5));
+    await transitions();
+    // A backlog, a fleet's RUNNING commands and a FAILED history — then every transition again.
     await store.submitBatch(delays(3_000));
-    for (let i = 0; i < 3; i++) expect(await claimAndReport(20)).toBe(20);
+    await store.claimBatch('agent-2', 600_000, 50);
+    await db.query(`UPDATE commands SET status = 'FAILED', error = 'x', finished_at = 1 WHERE seq IN
+      (SELECT seq FROM commands WHERE status = 'PENDING' ORDER BY seq DESC LIMIT 300)`);
+    await transitions();
     await store.close();
     open.splice(open.indexOf(store), 1);
     const reads = async () => {
@@ -205,10 +220,34 @@ describe('PostgreSQL store', () => {
     // A backend hands in its counters when it exits; the id index has been read by then.
     await waitFor(async () => ((await reads()).commands_id_key ?? 0) > 0, { timeoutMs: 10_000, what: "the store's counters" });
     const read = await reads();
-    // Before: the 3 000 PENDING commands read through commands_active_queue for each batch.
+    // Before: a cancel read the 3 000 PENDING commands through commands_active_queue, a report
+    // batch all PENDING and RUNNING ones, heartbeat, release and expiry the RUNNING ones, a retry
+    // the 300 FAILED ones through commands_status_seq (9 128 reads for the report batches alone).
     expect(read.commands_active_queue).toBeLessThan(100);
     expect(read.commands_status_seq).toBeLessThan(100);
     expect(read.commands_agent_seq).toBeLessThan(100);
+  });
+
+  test('a retention batch deletes its rows by key: it does not walk the whole table (a merge join did, once analysed)', async () => {
+    const clock = new TestClock();
+    const { store, db } = await storeAndAdmin({ poolSize: 1, now: clock.now });
+    await store.submitBatch(delays(5_000));
+    await db.query(`UPDATE commands SET status = 'COMPLETED', result = '{}', finished_at = seq`);
+    await db.query(`UPDATE command_counts SET n = CASE status WHEN 'COMPLETED' THEN 5000 ELSE 0 END`);
+    await db.query('ANALYZE commands');
+    const pkReads = async () => {
+      await db.query('SELECT pg_stat_clear_snapshot()');
+      const { rows } = await db.query<{ n: string }>("SELECT idx_tup_read AS n FROM pg_stat_user_indexes WHERE indexrelname = 'commands_pkey'");
+      return Number(rows[0]?.n ?? 0);
+    };
+    await waitFor(async () => (await pkReads()) >= 0, { timeoutMs: 1_000, what: 'the counters' });
+    const before = await pkReads();
+    for (let i = 0; i < 5; i++) expect(await store.deleteFinishedBefore(clock.now(), 100)).toBe(100);
+    await store.close();
+    open.splice(open.indexOf(store), 1);
+    await waitFor(async () => (await pkReads()) > before, { timeoutMs: 10_000, what: "the store's counters" });
+    // Before: a merge join read the primary key whole for each batch. Now ~2 reads per row deleted.
+    expect((await pkReads()) - before).toBeLessThan(2_000); // 43 005 before
   });
 
   test('two replicas deleting at once delete different commands: each a whole batch, none twice (SKIP LOCKED)', async () => {

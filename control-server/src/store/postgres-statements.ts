@@ -11,6 +11,15 @@ export interface Statement {
 
 const statement = (name: string, text: string): Statement => ({ name: `ae_${name}`, text });
 
+// Plans. Write transactions use generic plans (postgres-group-commit.ts), kept for a connection's
+// life and often made before a table had statistics (a fresh database: autovacuum's first ANALYZE
+// comes a minute or more later). Made then, a guard such as `status = 'RUNNING'` beside `id = $1`
+// led the planner to walk a status index (commands_active_queue, commands_status_seq) and filter
+// by id: a cancel read the whole backlog, a heartbeat every RUNNING command, a retry every FAILED
+// one (measured: 3 000 rows for one cancel). So a statement that finds rows by key writes the rest
+// of its guard in a form no index serves — `IS NOT DISTINCT FROM`, `NOT IN` (the same test on
+// these NOT NULL columns) — and the key is the only way in. Tested in store-postgres.test.ts.
+
 /**
  * The transaction-local setting that tells the claim statement whether its transaction got the
  * keyed-claim turn: set by the query that begins the transaction (postgres-group-commit.ts).
@@ -168,7 +177,7 @@ export const sql = {
          finished_at = CASE WHEN cancel_requested = 1 THEN $3::bigint ELSE NULL END,
          lease_id = NULL, lease_expires_at = NULL, attempts = attempts - 1,
          started_at = NULL, updated_at = $3
-     WHERE id = $1 AND status = 'RUNNING' AND lease_id = $2
+     WHERE id = $1 AND status IS NOT DISTINCT FROM 'RUNNING' AND lease_id = $2
      RETURNING *`,
   ),
   // The reports of one transaction, in one statement. Each row is locked and checked against the
@@ -200,21 +209,21 @@ export const sql = {
     'heartbeat',
     `UPDATE commands
      SET lease_expires_at = $4, progress = coalesce($5, progress), updated_at = $6
-     WHERE id = $1 AND status = 'RUNNING' AND agent_id = $2 AND lease_id = $3
+     WHERE id = $1 AND status IS NOT DISTINCT FROM 'RUNNING' AND agent_id IS NOT DISTINCT FROM $2 AND lease_id = $3
      RETURNING *`,
   ),
   cancelPending: statement(
     'cancel_pending',
     `UPDATE commands
      SET status = 'FAILED', error = 'canceled', lease_id = NULL, finished_at = $2, updated_at = $2
-     WHERE id = $1 AND status = 'PENDING'
+     WHERE id = $1 AND status IS NOT DISTINCT FROM 'PENDING'
      RETURNING *`,
   ),
   cancelRunning: statement(
     'cancel_running',
     `UPDATE commands
      SET cancel_requested = 1, updated_at = $2
-     WHERE id = $1 AND status = 'RUNNING' AND cancel_requested = 0
+     WHERE id = $1 AND status IS NOT DISTINCT FROM 'RUNNING' AND cancel_requested = 0
      RETURNING *`,
   ),
   retry: statement(
@@ -223,7 +232,7 @@ export const sql = {
      SET status = 'PENDING', attempts = 0, result = NULL, error = NULL, agent_id = NULL, lease_id = NULL,
          cancel_requested = 0, progress = NULL, started_at = NULL, finished_at = NULL,
          report_hash = NULL, available_at = $2, updated_at = $2
-     WHERE id = $1 AND status = 'FAILED'
+     WHERE id = $1 AND status IS NOT DISTINCT FROM 'FAILED'
      RETURNING *`,
   ),
   // SKIP LOCKED: reapers of every replica may run at once; each expires the rows it locked and
@@ -238,7 +247,7 @@ export const sql = {
     `UPDATE commands
      SET status = $3, error = $4, available_at = $5, finished_at = $6, lease_id = $7,
          lease_expires_at = NULL, updated_at = $8
-     WHERE id = $1 AND status = 'RUNNING' AND lease_id = $2 AND lease_expires_at <= $8
+     WHERE id = $1 AND status IS NOT DISTINCT FROM 'RUNNING' AND lease_id = $2 AND lease_expires_at <= $8
      RETURNING *`,
   ),
   nextLeaseExpiry: statement('next_lease_expiry', `SELECT min(lease_expires_at) AS at FROM commands WHERE status = 'RUNNING'`),
@@ -318,7 +327,7 @@ export const sql = {
     `WITH doomed AS (
        SELECT seq FROM commands WHERE status IN ('COMPLETED', 'FAILED') AND finished_at < $1
        ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-     DELETE FROM commands c USING doomed WHERE c.seq = doomed.seq
+     DELETE FROM commands c WHERE c.seq = ANY (ARRAY(SELECT seq FROM doomed))
      RETURNING c.status`,
   ),
   oldestFinished: statement(
