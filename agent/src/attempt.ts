@@ -1,4 +1,4 @@
-import type { ClaimedCommand, Progress } from '@agent-executor/common';
+import type { AgentClaim, Progress } from '@agent-executor/common';
 import type { Logger } from 'pino';
 import type { Executors } from './executors/index.js';
 import { onAbort } from './abort-fanout.js';
@@ -29,7 +29,7 @@ export interface AttemptOptions {
  * Runs one attempt of a claimed command: its executor, under the command's timeout, with
  * heartbeats renewing the lease. Every way it can end becomes an Outcome, except a lost lease.
  */
-export async function runAttempt(command: ClaimedCommand, receivedAt: number, options: AttemptOptions): Promise<AttemptEnd> {
+export async function runAttempt(command: AgentClaim, receivedAt: number, options: AttemptOptions): Promise<AttemptEnd> {
   // The signal is made when an executor first reads it: a Node AbortSignal costs more to make
   // than a DELAY 0 to run (measured: ~2 µs warm, ~8 µs in the agent's profile under load), and
   // an attempt that ends in the turn it starts never needs one.

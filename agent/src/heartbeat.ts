@@ -1,4 +1,4 @@
-import type { ClaimedCommand, Progress } from '@agent-executor/common';
+import type { AgentClaim, Progress } from '@agent-executor/common';
 import type { Logger } from 'pino';
 import type { ServerClient } from './server-client.js';
 import { attemptTimers, type Due } from './shared-timer.js';
@@ -6,7 +6,7 @@ import { attemptTimers, type Due } from './shared-timer.js';
 export interface HeartbeatOptions {
   client: ServerClient;
   agentId: string;
-  command: ClaimedCommand;
+  command: AgentClaim;
   /** Date.now() when the claim arrived. */
   receivedAt: number;
   progress: () => Progress | undefined;

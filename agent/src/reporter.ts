@@ -1,4 +1,4 @@
-import { MAX_BATCH_REPORT, type ClaimedCommand } from '@agent-executor/common';
+import { MAX_BATCH_REPORT, type AgentClaim } from '@agent-executor/common';
 import type { Logger } from 'pino';
 import type { CrashDrill } from './crash-drill.js';
 import type { Outbox } from './outbox.js';
@@ -36,7 +36,7 @@ interface Claim {
   /** Aborted: the worker stopped claiming before the report went; the claim is not sent. */
   signal: AbortSignal;
   /** The commands leased, or undefined when the claim did not ride along (the caller polls). */
-  resolve: (claimed: ClaimedCommand[] | undefined) => void;
+  resolve: (claimed: AgentClaim[] | undefined) => void;
 }
 
 /**
@@ -66,7 +66,7 @@ export class Reporter {
    * answer. Resolves with them, or with undefined when no report went out with the claim (nothing
    * to report by then, an older server, a failed request): then the caller polls. Never rejects.
    */
-  claimAlong(max: number, signal: AbortSignal): Promise<ClaimedCommand[] | undefined> {
+  claimAlong(max: number, signal: AbortSignal): Promise<AgentClaim[] | undefined> {
     return new Promise((resolve) => {
       this.claim?.resolve(undefined);
       this.claim = { max, signal, resolve };

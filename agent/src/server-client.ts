@@ -1,8 +1,8 @@
 import {
   AGENT_DRAIN_HEADER,
+  AgentClaim,
   BatchClaimResponse,
   BatchResultResponse,
-  ClaimedCommand,
   ErrorResponse,
   HeartbeatResponse,
   MAX_BATCH_CLAIM,
@@ -16,7 +16,7 @@ import { randomUUID } from 'node:crypto';
 import pRetry, { AbortError } from 'p-retry';
 import type { Logger } from 'pino';
 import { request, type Dispatcher } from 'undici';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { Failover, type Server } from './failover.js';
 import type { AgentMetrics } from './metrics.js';
 
@@ -105,14 +105,14 @@ export class ServerClient {
   }
 
   /** Leases the next command, holding the poll open up to `waitS` seconds; undefined means no work. */
-  async next(waitS: number, signal: AbortSignal): Promise<ClaimedCommand | undefined> {
+  async next(waitS: number, signal: AbortSignal): Promise<AgentClaim | undefined> {
     const query = this.pollQuery({ agentId: this.options.agentId, wait: String(waitS) });
     return this.retrying('poll', signal, async () => {
       this.options.log.debug({ waitS }, 'polling for work');
       // The server answers within waitS; a poll open much longer than that is a dead connection.
       const response = await this.call('GET', `/commands/next?${query}`, undefined, signal, waitS * 1000 + CALL_TIMEOUT_MS);
       if (response.statusCode === 204) return undefined;
-      if (response.statusCode === 200) return parse(ClaimedCommand, response.json, 'poll');
+      if (response.statusCode === 200) return parse(AgentClaim, response.json, 'poll');
       throw new AbortError(new PollRefused(`poll refused: ${describe(response)}`));
     });
   }
@@ -122,7 +122,7 @@ export class ServerClient {
    * `waitS` seconds; empty means no work. One at a time through `/commands/next` when `max` is 1
    * or the server has no batched routes.
    */
-  async claim(max: number, waitS: number, signal: AbortSignal): Promise<ClaimedCommand[]> {
+  async claim(max: number, waitS: number, signal: AbortSignal): Promise<AgentClaim[]> {
     if (max <= 1 || !this.batched.claims) {
       const command = await this.next(waitS, signal);
       return command ? [command] : [];
@@ -134,7 +134,7 @@ export class ServerClient {
       const path = `/commands/next-batch?${query}`;
       const response = await this.call('GET', path, undefined, signal, waitS * 1000 + CALL_TIMEOUT_MS);
       if (response.statusCode === 204) return [];
-      if (response.statusCode === 200) return parse(BatchClaimResponse, response.json, 'poll').commands;
+      if (response.statusCode === 200) return parse(ClaimBatchAnswer, response.json, 'poll').commands;
       if (response.statusCode === 404) return undefined;
       throw new AbortError(new PollRefused(`poll refused: ${describe(response)}`));
     });
@@ -170,7 +170,7 @@ export class ServerClient {
    * `claimed` is undefined when the claim could not ride along (no batched route, a server
    * older than report-and-claim, a request that failed as a whole): the caller polls instead.
    */
-  async reportAndClaim(reports: Report[], max: number, signal: AbortSignal): Promise<{ answers: ReportAnswer[]; claimed?: ClaimedCommand[] }> {
+  async reportAndClaim(reports: Report[], max: number, signal: AbortSignal): Promise<{ answers: ReportAnswer[]; claimed?: AgentClaim[] }> {
     const claim = max > 0 && this.batched.reports && this.batched.claimAlong ? this.claimBody(max) : undefined;
     if ((reports.length === 1 && claim === undefined) || !this.batched.reports) {
       return { answers: await Promise.all(reports.map((r) => this.report(r.commandId, r.body, signal))) };
@@ -195,7 +195,7 @@ export class ServerClient {
     batch: Array<Report & { json: string }>,
     signal: AbortSignal,
     claim?: string,
-  ): Promise<{ answers: ReportAnswer[]; claimed?: ClaimedCommand[] }> {
+  ): Promise<{ answers: ReportAnswer[]; claimed?: AgentClaim[] }> {
     const first = batch[0]?.commandId ?? '';
     const what = batch.length === 1 ? `report of ${first}` : `report of ${batch.length} outcomes (${first}, …)`;
     const body = `{"reports":[${batch.map((r) => r.json).join(',')}]${claim === undefined ? '' : `,"claim":${claim}`}}`;
@@ -204,7 +204,7 @@ export class ServerClient {
       // `brief` ignores the query and answers in full; both are read below).
       const response = await this.call('PUT', '/commands/results?brief=true', body, signal);
       if (response.statusCode !== 200) return response;
-      const { results, commands } = parse(BatchResultResponse, response.json, 'report');
+      const { results, commands } = parse(ReportAnswerBody, response.json, 'report');
       if (results.length !== batch.length || results.some((r, i) => r.id !== batch[i]?.commandId)) {
         throw new AbortError('unexpected report answer from the server: its results do not match the reports sent');
       }
@@ -388,6 +388,10 @@ function batches(reports: Report[]): Array<Array<Report & { json: string }>> {
 }
 
 /** An answer we cannot read is a bug on one side, not a network blip: do not retry it. */
+/** The server's batched answers, read as an agent reads a claim (AgentClaim in common). */
+const ClaimBatchAnswer = BatchClaimResponse.extend({ commands: z.array(AgentClaim) });
+const ReportAnswerBody = BatchResultResponse.extend({ commands: z.array(AgentClaim).optional() });
+
 function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw new AbortError(`unexpected ${what} answer from the server: ${parsed.error.message}`);

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MAX_BATCH_CLAIM, MAX_RESULT_BYTES, type ClaimedCommand } from '@agent-executor/common';
+import { MAX_BATCH_CLAIM, MAX_RESULT_BYTES, type AgentClaim } from '@agent-executor/common';
 import type { Logger } from 'pino';
 import { runAttempt } from './attempt.js';
 import type { CrashDrill } from './crash-drill.js';
@@ -179,7 +179,7 @@ export class Worker {
     });
   }
 
-  private take(claimed: ClaimedCommand[]): void {
+  private take(claimed: AgentClaim[]): void {
     const receivedAt = Date.now();
     this.options.metrics?.claims.inc(claimed.length);
     this.summary.claimed += claimed.length;
@@ -188,7 +188,7 @@ export class Worker {
     if (claimed.length > 0) this.options.writes.flush();
   }
 
-  private dispatch(command: ClaimedCommand, receivedAt: number): void {
+  private dispatch(command: AgentClaim, receivedAt: number): void {
     this.running++;
     let held = true;
     const release = () => {
@@ -205,7 +205,7 @@ export class Worker {
     this.handling.add(handled);
   }
 
-  private async poll(max: number): Promise<ClaimedCommand[]> {
+  private async poll(max: number): Promise<AgentClaim[]> {
     const { client, longPollWaitS, pollIntervalMs } = this.options;
     const sentAt = Date.now();
     try {
@@ -234,7 +234,7 @@ export class Worker {
   }
 
   /** Runs one claimed command; `release` frees its slot once the executor is done. */
-  private async handle(command: ClaimedCommand, receivedAt: number, release: () => void): Promise<void> {
+  private async handle(command: AgentClaim, receivedAt: number, release: () => void): Promise<void> {
     const { writes, drill, client, agentId, executors, metrics } = this.options;
     const { id, type, leaseId } = command;
     // Every line about this command names it and its attempt, in a field a log query can use.

@@ -110,6 +110,25 @@ export const ClaimedCommand = Command.extend({
 }).meta({ id: 'ClaimedCommand' });
 export type ClaimedCommand = z.infer<typeof ClaimedCommand>;
 
+/**
+ * What an agent reads of a command it claimed: what it runs, heartbeats and reports with. Agents
+ * parse the server's claims with this, not the whole ClaimedCommand: checking all seven of its
+ * timestamps against the date-time pattern, and fields it never reads, took ~0.15 ms of every
+ * dispatch on an idle agent (CPU profile, latency scenario), on the way to the executor.
+ */
+export const AgentClaim = ClaimedCommand.pick({
+  id: true,
+  type: true,
+  payload: true,
+  attempts: true,
+  maxAttempts: true,
+  timeoutMs: true,
+  leaseId: true,
+  leaseExpiresAt: true,
+  startedAt: true,
+});
+export type AgentClaim = z.infer<typeof AgentClaim>;
+
 export const SubmittedCommand = Command.extend({ commandId: z.string() }).meta({ id: 'SubmittedCommand' });
 export type SubmittedCommand = z.infer<typeof SubmittedCommand>;
 
