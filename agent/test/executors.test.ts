@@ -52,6 +52,21 @@ describe('HTTP_GET_JSON', () => {
     expect(result.tookMs).toBeGreaterThanOrEqual(0);
   });
 
+  it("does not make the command's logger unless it logs (a child logger costs more than the request)", async () => {
+    let made = 0;
+    const context = {
+      signal: new AbortController().signal,
+      get log() {
+        made++;
+        return log;
+      },
+      trackProgress: () => {},
+    };
+    const result = await open({ url: `${target.url}/json` }, context);
+    expect(result).toMatchObject({ status: 200, ok: true });
+    expect(made).toBe(0);
+  });
+
   it('fails a 404 for good, keeping the body it got', async () => {
     const { result, error } = await get(`${target.url}/status/404`);
     expect(error).toBeInstanceOf(PermanentError);

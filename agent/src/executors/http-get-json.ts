@@ -43,7 +43,9 @@ export interface HttpGetJsonOptions {
  */
 export function httpGetJson({ guard }: HttpGetJsonOptions): Executor<HttpGetJsonResult> {
   const dispatcher = guard.dispatcher();
-  return async (payload, { signal, log }) => {
+  // `context.log` is read only where a line is written: it makes the command's child logger.
+  return async (payload, context) => {
+    const { signal } = context;
     const started = performance.now();
     const finish = (fields: Partial<HttpGetJsonResult>): HttpGetJsonResult => {
       const status = fields.status ?? null;
@@ -75,7 +77,7 @@ export function httpGetJson({ guard }: HttpGetJsonOptions): Executor<HttpGetJson
           throw new PermanentError(error, finish({ status, error }));
         }
         url = redirectTarget(location, url, status, finish);
-        log.debug({ status, to: url.href }, 'following redirect');
+        context.log.debug({ status, to: url.href }, 'following redirect');
       }
     } catch (err) {
       if (err instanceof ExecutionError) throw err;
