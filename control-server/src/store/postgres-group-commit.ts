@@ -71,23 +71,6 @@ export interface WriteHints {
   keyedTurn?: number;
 }
 
-/** A write's hints and, for a write that can be one statement, that statement (see AloneWrite). */
-export type RunHints<T> = WriteHints & { alone?: AloneWrite<T> };
-
-/**
- * A write that is also one statement logging its own events — taking the event counter, counting
- * its moves and notifying, as logEvents does for the others (the claim: claimLogged). When it is
- * the only write of its batch, BEGIN (with the keyed turn, if asked), the statement and COMMIT go
- * out together: one round trip, where the write function needs two (its rows, then its events
- * and COMMIT). Otherwise the write function runs, as for any write.
- */
-export interface AloneWrite<T> {
-  statement: Statement;
-  values: unknown[];
-  /** The write's value and the events its statement logged, from its rows; `turn`: the keyed turn was got. */
-  read(rows: pg.QueryResultRow[], turn: boolean): { value: T; events: StoredEvent[] };
-}
-
 export interface Committed {
   events: StoredEvent[];
   /** A write left a command PENDING and claimable. */
@@ -96,7 +79,7 @@ export interface Committed {
 
 interface Queued {
   write: Write<unknown>;
-  hints: RunHints<unknown> | undefined;
+  hints: WriteHints | undefined;
   resolve: (value: unknown) => void;
   reject: (reason: unknown) => void;
 }
@@ -104,14 +87,6 @@ interface Queued {
 type Outcome =
   | { ok: true; value: unknown; events: NewEvent[]; counts: StatusCounts; available: boolean }
   | { ok: false; error: unknown };
-
-/**
- * How a write transaction begins. Generic plans inside write transactions: their statements each
- * fit one index whatever the values, and PostgreSQL would otherwise plan most executions again
- * (~0.2 ms of its CPU for the statement that logs events). Reads outside (lists, filters) keep
- * plans for their values.
- */
-const BEGIN_WRITE = 'BEGIN; SET LOCAL plan_cache_mode = force_generic_plan';
 
 /** Writes per transaction, at most: bounds how long one commit holds the counter. */
 const MAX_BATCH = 256;
@@ -140,7 +115,7 @@ export class PgGroupCommit {
     },
   ) {}
 
-  run<T>(write: Write<T>, hints?: RunHints<T>): Promise<T> {
+  run<T>(write: Write<T>, hints?: WriteHints): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ write: write as Write<unknown>, hints, resolve: resolve as (value: unknown) => void, reject });
       if (this.lanes < LANES) {
@@ -174,8 +149,6 @@ export class PgGroupCommit {
   }
 
   private async commitBatch(batch: Queued[]): Promise<void> {
-    const alone = batch.length === 1 ? batch[0]!.hints?.alone : undefined;
-    if (alone) return this.commitAlone(batch[0]!, alone);
     let client: pg.PoolClient;
     try {
       client = await this.pool.connect();
@@ -202,70 +175,19 @@ export class PgGroupCommit {
       }
       return;
     }
-    this.announce(committed, () =>
+    const answer = () =>
       batch.forEach(({ resolve, reject }, i) => {
         const outcome = outcomes?.[i];
         if (outcome?.ok) resolve(outcome.value);
         else reject(outcome?.error);
-      }),
-    );
-  }
-
-  /** A write alone in its batch, given as one statement: BEGIN, it and COMMIT in one round trip. */
-  private async commitAlone(queued: Queued, alone: AloneWrite<unknown>): Promise<void> {
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (error) {
-      queued.reject(error);
-      return;
-    }
-    const turnKey = queued.hints?.keyedTurn;
-    const socket = corkable(client);
-    socket?.cork();
-    const sent: Promise<unknown>[] = [client.query(BEGIN_WRITE)];
-    const turn = turnKey === undefined ? undefined : client.query<{ got: string }>({ ...sql.tryKeyedTurn, values: [turnKey] });
-    if (turn) sent.push(turn);
-    const statement = client.query({ ...alone.statement, values: alone.values });
-    sent.push(statement);
-    const commit = client.query('COMMIT');
-    socket?.uncork(); // one write, one round trip
-    const settled = await Promise.allSettled(sent);
-    let ended: pg.QueryResult;
-    try {
-      ended = await commit;
-    } catch (error) {
-      // Whether it committed is unknown: the caller is told so, and the write is not run again.
-      client.release(error instanceof Error ? error : true);
-      queued.reject(error);
-      return;
-    }
-    client.release();
-    const refused = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (refused || ended.command !== 'COMMIT') {
-      queued.reject(refused?.reason ?? new Error(`COMMIT answered ${ended.command}`));
-      return;
-    }
-    let read: { value: unknown; events: StoredEvent[] };
-    try {
-      read = alone.read((await statement).rows, turn ? (await turn).rows[0]?.got === 'true' : true);
-    } catch (error) {
-      queued.reject(error);
-      return;
-    }
-    this.announce({ events: read.events, available: false }, () => queued.resolve(read.value));
-  }
-
-  /**
-   * Runs afterCommit for a committed batch, then `answer` (its callers hear back). Chained, not
-   * awaited: the next batch may commit meanwhile (see the header). afterCommit reports its own
-   * failures (the store's never rejects); the chain must not break on one.
-   */
-  private announce(committed: Committed | undefined, answer: () => void): void {
+      });
+    const after = committed;
+    // Chained, not awaited: the next batch may commit meanwhile (see the header). afterCommit
+    // reports its own failures (the store's never rejects); the chain must not break on one.
     this.announced = this.announced
       .then(async () => {
         try {
-          if (committed) await this.options.afterCommit(committed);
+          if (after) await this.options.afterCommit(after);
         } finally {
           answer();
         }
@@ -291,7 +213,11 @@ export class PgGroupCommit {
      */
     const begin = (): Promise<unknown> => {
       if (begun === undefined) {
-        const started = client.query(BEGIN_WRITE);
+        // Generic plans inside write transactions: their statements each fit one index whatever
+        // the values, and PostgreSQL would otherwise plan most executions again (~0.2 ms of its
+        // CPU for the statement that logs events). Reads outside (lists, filters) keep plans for
+        // their values.
+        const started = client.query('BEGIN; SET LOCAL plan_cache_mode = force_generic_plan');
         turn = turnKey === undefined ? undefined : client.query<{ got: string }>({ ...sql.tryKeyedTurn, values: [turnKey] });
         begun = turn ? Promise.all([started, turn]) : started;
         // Awaited with the statements behind it (an unawaited rejection must not go unhandled first).

@@ -14,7 +14,6 @@
  * event was before. A replica of an older version reads the first three fields only.
  */
 import type { NewEvent } from './event-log.js';
-import { MAX_NOTICE_EVENTS_BYTES } from './postgres-statements.js';
 import type { StoredEvent, Transition } from './store.js';
 
 export interface Notice {
@@ -25,6 +24,8 @@ export interface Notice {
   events: string | undefined;
 }
 
+/** The payload's limit is 8000 bytes: room for the first three fields (a UUID and two numbers). */
+const MAX_EVENTS_BYTES = 7_900;
 
 /** The events part of the payload, or null when it would not fit. */
 export function noticeEvents(events: readonly NewEvent[]): string | null {
@@ -32,12 +33,11 @@ export function noticeEvents(events: readonly NewEvent[]): string | null {
   // A batch too large (most of a 100-command submit's) is known before its text is built.
   let length = 0;
   for (const e of events) length += e.data.length;
-  if (length > MAX_NOTICE_EVENTS_BYTES) return null;
+  if (length > MAX_EVENTS_BYTES) return null;
   const header = JSON.stringify(events.map((e) => [e.kind, e.transition, e.createdAt, e.data.length]));
   const text = `${header}\n${events.map((e) => e.data).join('')}`;
   // Bytes exceed UTF-16 units only for non-ASCII text: count them only when it could matter.
-  const limit = MAX_NOTICE_EVENTS_BYTES;
-  if (text.length > limit || (text.length * 3 > limit && Buffer.byteLength(text) > limit)) {
+  if (text.length > MAX_EVENTS_BYTES || (text.length * 3 > MAX_EVENTS_BYTES && Buffer.byteLength(text) > MAX_EVENTS_BYTES)) {
     return null;
   }
   return text;

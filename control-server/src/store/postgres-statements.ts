@@ -1,5 +1,3 @@
-import { commandJsonSql, utf16LengthSql } from './postgres-command-json.js';
-
 /**
  * Every statement of the PostgreSQL store, as named (prepared) statements: node-postgres parses
  * and plans each once per connection. As in sqlite-statements.ts each transition is one guarded
@@ -38,65 +36,9 @@ export const SESSION_SETTINGS = 'SET enable_seqscan = off';
 /** The channel of LISTEN/NOTIFY: one notification per committed write that logged events. */
 export const CHANNEL = 'agent_executor';
 
-/**
- * The events part of a notification, at most (postgres-notice.ts): the payload's limit is 8000
- * bytes, with room left for the first three fields (a UUID and two numbers).
- */
-export const MAX_NOTICE_EVENTS_BYTES = 7_900;
-
 const COMMAND_COLUMNS =
   'id, type, payload, status, attempts, max_attempts, timeout_ms, available_at, created_at, updated_at, idempotency_key, request_hash, ' +
   'queue, priority, run_at, concurrency_key, concurrency_limit';
-
-// One statement picks and leases, for several agents of one route ($4 queues × $5 types) at
-// once, highest priority first: $1 holds one agent id per command wanted, in the order of the
-// requests; the n-th command in claim order goes to the n-th slot.
-// SKIP LOCKED: claims on other connections and replicas pass over rows another claim holds
-// instead of queueing behind it, and never take the same row.
-// Keyed commands only when the transaction got the keyed-claim turn (KEYED_TURN_SETTING).
-// Per (queue, type) pair ($4 × $5) a LATERAL read of commands_route in claim order, cut at the
-// number wanted: each pair's read stops after the rows it can give, so the cost does not grow
-// with the backlog (one ORDER BY over several pairs would sort every PENDING row of them).
-const CLAIM_PICK = `WITH full_keys AS MATERIALIZED (
-       -- Keys at their limit, from the RUNNING keyed commands (commands_key_running): the walk
-       -- below passes their PENDING commands by one hash lookup each instead of two subqueries.
-       SELECT r.concurrency_key AS key FROM commands r
-       WHERE r.status = 'RUNNING' AND r.concurrency_key IS NOT NULL
-       GROUP BY r.concurrency_key
-       HAVING count(*) >= (SELECT l.concurrency_limit FROM commands l
-                           WHERE l.concurrency_key = r.concurrency_key ORDER BY l.seq DESC LIMIT 1)),
-     candidates AS (
-       SELECT picked.seq, picked.priority, picked.concurrency_key, picked.free
-       FROM unnest($4::text[]) AS q(queue) CROSS JOIN unnest($5::text[]) AS t(type)
-       CROSS JOIN LATERAL (
-         SELECT c.seq, c.priority, c.concurrency_key,
-                CASE WHEN c.concurrency_key IS NULL THEN NULL ELSE
-                  (SELECT l.concurrency_limit FROM commands l
-                   WHERE l.concurrency_key = c.concurrency_key ORDER BY l.seq DESC LIMIT 1)
-                  - (SELECT count(*) FROM commands r
-                     WHERE r.status = 'RUNNING' AND r.concurrency_key = c.concurrency_key) END AS free
-         FROM commands c
-         WHERE c.status = 'PENDING' AND c.queue = q.queue AND c.type = t.type AND c.available_at <= $3
-           -- A key at its limit is passed over here, so its backlog never fills the window.
-           AND (c.concurrency_key IS NULL OR (current_setting('${KEYED_TURN_SETTING}', true) = 'true' AND
-                c.concurrency_key NOT IN (SELECT key FROM full_keys)))
-         ORDER BY c.priority DESC, c.seq LIMIT cardinality($1::text[])
-         FOR UPDATE OF c SKIP LOCKED) AS picked
-       ORDER BY picked.priority DESC, picked.seq LIMIT cardinality($1::text[])),
-     allowed AS (
-       SELECT seq, priority, concurrency_key, free,
-              row_number() OVER (PARTITION BY concurrency_key ORDER BY priority DESC, seq) AS nth
-       FROM candidates),
-     picked AS (
-       SELECT seq, row_number() OVER (ORDER BY priority DESC, seq) AS slot FROM allowed
-       WHERE concurrency_key IS NULL OR nth <= free),
-     slots AS (SELECT agent_id, slot FROM unnest($1::text[]) WITH ORDINALITY AS s(agent_id, slot))`;
-/** The lease itself, of the rows CLAIM_PICK chose (`picked`, `slots`). */
-const CLAIM_LEASE = `     UPDATE commands c
-     SET status = 'RUNNING', agent_id = slots.agent_id, lease_id = replace(gen_random_uuid()::text, '-', ''),
-         lease_expires_at = $2, attempts = c.attempts + 1, started_at = $3, finished_at = NULL,
-         progress = NULL, report_hash = NULL, updated_at = $3
-     FROM picked JOIN slots USING (slot) WHERE c.seq = picked.seq`;
 
 export const sql = {
   upsertAgent: statement(
@@ -146,44 +88,56 @@ export const sql = {
   /** The rows of a run of writes that each lock one command (reports), locked in id order. */
   byIdsForUpdate: statement('by_ids_for_update', 'SELECT * FROM commands WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE'),
   byIdempotencyKey: statement('by_idempotency_key', 'SELECT * FROM commands WHERE idempotency_key = $1'),
-  /** The claim (CLAIM_PICK, CLAIM_LEASE above): the leased rows, in no order. */
-  claim: statement('claim', `${CLAIM_PICK}
-${CLAIM_LEASE}
-     RETURNING c.*`),
-  // The claim when it is its transaction's only write: it also logs its events, counts its moves
-  // and notifies — what logEvents does for the other writes —, so that BEGIN, this and COMMIT go
-  // out together (postgres-group-commit.ts). The events' text is built here (commandJsonSql), in
-  // claim order; each row comes back with its event's id and text. $6: the replica, as logEvents'.
-  claimLogged: statement(
-    'claim_logged',
-    `${CLAIM_PICK},
-     claimed AS (
-${CLAIM_LEASE}
-       RETURNING c.*, ${commandJsonSql('c')} AS event_data),
-     numbered AS (
-       SELECT claimed.*, row_number() OVER (ORDER BY priority DESC, seq) AS ord, count(*) OVER () AS n FROM claimed),
-     counter AS (
-       UPDATE event_counter SET last_seq = last_seq + (SELECT count(*) FROM claimed)
-       WHERE EXISTS (SELECT 1 FROM claimed) RETURNING last_seq),
-     logged AS (
-       INSERT INTO events (seq, command_id, kind, transition, data, created_at)
-       SELECT counter.last_seq - numbered.n + numbered.ord, numbered.id, 'status', 'claim', numbered.event_data, $3
-       FROM counter, numbered),
-     counted AS (
-       UPDATE command_counts k SET n = k.n + CASE k.status WHEN 'RUNNING' THEN d.n ELSE -d.n END
-       FROM counter, (SELECT count(*) AS n FROM claimed) d
-       WHERE k.status IN ('PENDING', 'RUNNING')),
-     carried AS (
-       SELECT json_agg(json_build_array('status', 'claim', $3::bigint, ${utf16LengthSql('event_data')}) ORDER BY ord)::text
-              || E'\\n' || string_agg(event_data, '' ORDER BY ord) AS text
-       FROM numbered),
-     notified AS (
-       SELECT pg_notify('${CHANNEL}', $6 || ' ' || counter.last_seq || ' 0'
-                        || CASE WHEN octet_length(carried.text) <= ${MAX_NOTICE_EVENTS_BYTES} THEN ' ' || carried.text ELSE '' END) AS sent
-       FROM counter, carried)
-     SELECT numbered.*, counter.last_seq - numbered.n + numbered.ord AS event_seq, notified.sent
-     FROM numbered CROSS JOIN counter CROSS JOIN notified
-     ORDER BY numbered.ord`,
+  // One statement picks and leases, for several agents of one route ($4 queues × $5 types) at
+  // once, highest priority first: $1 holds one agent id per command wanted, in the order of the requests; the n-th command in claim order goes to the n-th slot.
+  // SKIP LOCKED: claims on other connections and replicas pass over rows another claim holds
+  // instead of queueing behind it, and never take the same row.
+  // Keyed commands only when the transaction got the keyed-claim turn (KEYED_TURN_SETTING).
+  // Per (queue, type) pair ($4 × $5) a LATERAL read of commands_route in claim order, cut at the
+  // number wanted: each pair's read stops after the rows it can give, so the cost does not grow
+  // with the backlog (one ORDER BY over several pairs would sort every PENDING row of them).
+  claim: statement(
+    'claim',
+    `WITH full_keys AS MATERIALIZED (
+       -- Keys at their limit, from the RUNNING keyed commands (commands_key_running): the walk
+       -- below passes their PENDING commands by one hash lookup each instead of two subqueries.
+       SELECT r.concurrency_key AS key FROM commands r
+       WHERE r.status = 'RUNNING' AND r.concurrency_key IS NOT NULL
+       GROUP BY r.concurrency_key
+       HAVING count(*) >= (SELECT l.concurrency_limit FROM commands l
+                           WHERE l.concurrency_key = r.concurrency_key ORDER BY l.seq DESC LIMIT 1)),
+     candidates AS (
+       SELECT picked.seq, picked.priority, picked.concurrency_key, picked.free
+       FROM unnest($4::text[]) AS q(queue) CROSS JOIN unnest($5::text[]) AS t(type)
+       CROSS JOIN LATERAL (
+         SELECT c.seq, c.priority, c.concurrency_key,
+                CASE WHEN c.concurrency_key IS NULL THEN NULL ELSE
+                  (SELECT l.concurrency_limit FROM commands l
+                   WHERE l.concurrency_key = c.concurrency_key ORDER BY l.seq DESC LIMIT 1)
+                  - (SELECT count(*) FROM commands r
+                     WHERE r.status = 'RUNNING' AND r.concurrency_key = c.concurrency_key) END AS free
+         FROM commands c
+         WHERE c.status = 'PENDING' AND c.queue = q.queue AND c.type = t.type AND c.available_at <= $3
+           -- A key at its limit is passed over here, so its backlog never fills the window.
+           AND (c.concurrency_key IS NULL OR (current_setting('${KEYED_TURN_SETTING}', true) = 'true' AND
+                c.concurrency_key NOT IN (SELECT key FROM full_keys)))
+         ORDER BY c.priority DESC, c.seq LIMIT cardinality($1::text[])
+         FOR UPDATE OF c SKIP LOCKED) AS picked
+       ORDER BY picked.priority DESC, picked.seq LIMIT cardinality($1::text[])),
+     allowed AS (
+       SELECT seq, priority, concurrency_key, free,
+              row_number() OVER (PARTITION BY concurrency_key ORDER BY priority DESC, seq) AS nth
+       FROM candidates),
+     picked AS (
+       SELECT seq, row_number() OVER (ORDER BY priority DESC, seq) AS slot FROM allowed
+       WHERE concurrency_key IS NULL OR nth <= free),
+     slots AS (SELECT agent_id, slot FROM unnest($1::text[]) WITH ORDINALITY AS s(agent_id, slot))
+     UPDATE commands c
+     SET status = 'RUNNING', agent_id = slots.agent_id, lease_id = replace(gen_random_uuid()::text, '-', ''),
+         lease_expires_at = $2, attempts = c.attempts + 1, started_at = $3, finished_at = NULL,
+         progress = NULL, report_hash = NULL, updated_at = $3
+     FROM picked JOIN slots USING (slot) WHERE c.seq = picked.seq
+     RETURNING c.*`,
   ),
   // Keyed claims of all replicas take turns: a claim counts a key's RUNNING commands, and two
   // claims counting at once (each blind to the other's uncommitted rows) would both take the last

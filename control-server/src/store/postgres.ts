@@ -16,7 +16,7 @@ import { DEFAULT_EVENT_RETENTION, PRUNE_BATCH, pruneEnd, toStoredEvent, type Eve
 import { emitToEach } from './listeners.js';
 import { migratePostgres } from './migrate-postgres.js';
 import { EventFeed } from './postgres-event-feed.js';
-import { PgGroupCommit, type Committed, type RunHints, type Tx, type Write } from './postgres-group-commit.js';
+import { PgGroupCommit, type Committed, type Tx, type Write, type WriteHints } from './postgres-group-commit.js';
 import { PgListener } from './postgres-listener.js';
 import { carriedEvents, type Notice } from './postgres-notice.js';
 import { insertValues, pgTypes, reportValues } from './postgres-rows.js';
@@ -258,7 +258,7 @@ export class PostgresCommandStore implements CommandStore {
     }
   }
 
-  private write<T>(change: Write<T>, hints?: RunHints<T>): Promise<T> {
+  private write<T>(change: Write<T>, hints?: WriteHints): Promise<T> {
     return this.writes.run(change, hints).catch((err: unknown) => {
       throw this.spaceError(err);
     });
@@ -385,42 +385,31 @@ export class PostgresCommandStore implements CommandStore {
       group.indexes.push(i);
       byRoute.set(key, group);
     });
-    const now = this.now();
-    const slotsOf = (indexes: number[]) => indexes.flatMap((i) => Array<string>(requests[i]!.max).fill(requests[i]!.agentId));
-    const claimValues = ({ route, indexes }: { route: Route; indexes: number[] }) => [slotsOf(indexes), now + leaseMs, now, route.queues, route.types];
-    // Another replica's claim held the turn: keyed commands wait for the next poll, so wake
-    // this replica's polls again shortly (the other claim may leave some) — if any is waiting:
-    // otherwise two replicas claiming at once would keep waking each other's polls for nothing.
-    const afterMissedTurn = (waiting: boolean | undefined) => {
-      if (waiting === true) setTimeout(() => this.announceWork(), KEYED_RETRY_MS).unref();
-    };
-    const [only] = byRoute.size === 1 ? [...byRoute.values()] : [];
-    // One route (the usual case): the statement that also logs, for a batch of this claim alone.
-    const alone = only && {
-      statement: sql.claimLogged,
-      values: [...claimValues(only), this.replica],
-      read: (rows: pg.QueryResultRow[], turn: boolean) => {
-        const events: StoredEvent[] = [];
-        const answers: ClaimedCommand[][] = requests.map(() => []);
-        handOut(answers, requests, only.indexes, rows as Array<CommandRow & ClaimEventColumns>, (row) => {
-          const command = rowToCommand(row);
-          events.push({ seq: Number(row.event_seq), kind: 'status', transition: 'claim', command, data: row.event_data, createdAt: now });
-          return withLease(command, row);
-        });
-        if (!turn) void this.rows<{ waiting: boolean }>(sql.keyedWaiting, [now]).then(([row]) => afterMissedTurn(row?.waiting), (err: unknown) => this.onError(err, 'asking for waiting keyed commands failed'));
-        return { value: answers, events };
-      },
-    };
     return this.write(async (tx) => {
+      const now = this.now();
       const answers: ClaimedCommand[][] = requests.map(() => []);
-      for (const group of byRoute.values()) {
-        const { rows } = await tx.query(sql.claim, claimValues(group));
+      for (const { route, indexes } of byRoute.values()) {
+        const slots = indexes.flatMap((i) => Array<string>(requests[i]!.max).fill(requests[i]!.agentId));
+        const { rows } = await tx.query(sql.claim, [slots, now + leaseMs, now, route.queues, route.types]);
         rows.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
-        handOut(answers, requests, group.indexes, rows, (row) => withLease(tx.log('claim', row, 'PENDING'), row));
+        let next = 0;
+        for (const i of indexes) {
+          const { max } = requests[i]!;
+          const mine = rows.slice(next, next + max);
+          next += mine.length;
+          answers[i] = mine.map((row) => withLease(tx.log('claim', row, 'PENDING'), row));
+          if (mine.length < max) break; // nothing left for the requests of this route after this one
+        }
       }
-      if (!(await tx.keyedTurn())) afterMissedTurn((await tx.query<{ waiting: boolean }>(sql.keyedWaiting, [now])).rows[0]?.waiting);
+      // Another replica's claim held the turn: keyed commands wait for the next poll, so wake
+      // this replica's polls again shortly (the other claim may leave some) — if any is waiting:
+      // otherwise two replicas claiming at once would keep waking each other's polls for nothing.
+      if (!(await tx.keyedTurn())) {
+        const [waiting] = (await tx.query<{ waiting: boolean }>(sql.keyedWaiting, [now])).rows;
+        if (waiting?.waiting === true) setTimeout(() => this.announceWork(), KEYED_RETRY_MS).unref();
+      }
       return answers;
-    }, { keyedTurn: KEYED_CLAIM_LOCK, ...(alone ? { alone } : {}) });
+    }, { keyedTurn: KEYED_CLAIM_LOCK });
   }
 
   async release(id: string, leaseId: string): Promise<void> {
@@ -725,33 +714,5 @@ export class PostgresCommandStore implements CommandStore {
       await this.pool.end();
     })();
     return this.closing;
-  }
-}
-
-/** What claimLogged adds to each row: its claim event's id and text. */
-interface ClaimEventColumns {
-  event_seq: string | number;
-  event_data: string;
-}
-
-/**
- * Hands a route's claimed rows (in claim order) to its requests (`indexes` into `requests`) in
- * the order they came, each its `max` at most, into `answers`; `lease` makes each row the
- * command handed out.
- */
-function handOut<R extends CommandRow>(
-  answers: ClaimedCommand[][],
-  requests: readonly ClaimRequest[],
-  indexes: number[],
-  rows: R[],
-  lease: (row: R) => ClaimedCommand,
-): void {
-  let next = 0;
-  for (const i of indexes) {
-    const { max } = requests[i]!;
-    const mine = rows.slice(next, next + max);
-    next += mine.length;
-    answers[i] = mine.map(lease);
-    if (mine.length < max) break; // nothing left for the requests of this route after this one
   }
 }
