@@ -387,11 +387,11 @@ function batches(reports: Report[]): Array<Array<Report & { json: string }>> {
   return all;
 }
 
-/** An answer we cannot read is a bug on one side, not a network blip: do not retry it. */
 /** The server's batched answers, read as an agent reads a claim (AgentClaim in common). */
 const ClaimBatchAnswer = BatchClaimResponse.extend({ commands: z.array(AgentClaim) });
 const ReportAnswerBody = BatchResultResponse.extend({ commands: z.array(AgentClaim).optional() });
 
+/** An answer we cannot read is a bug on one side, not a network blip: do not retry it. */
 function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw new AbortError(`unexpected ${what} answer from the server: ${parsed.error.message}`);

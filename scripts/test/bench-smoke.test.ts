@@ -100,6 +100,13 @@ describe('benchmark scenarios (tiny sizes)', { timeout: 90_000 }, () => {
     const r = await bench('latency', ['--database=postgres', '--replicas=2', '--agent=protocol', '--samples=10', '--warmup=2', '--modes=long-poll']);
     expect(figure(r, 'protocol agents, long-poll: start p50 [PostgreSQL, 2 replicas]')).toBeGreaterThan(0);
     expect(figure(r, 'graphile-worker 2x1: add → start p50')).toBeGreaterThan(0);
+    // The bare chain on the same PostgreSQL (--no-baseline skips it), and ours over it.
+    const bare = figure(r, 'bare chain 2x1: start p50 [PostgreSQL, 2 replicas]');
+    expect(bare).toBeGreaterThan(0);
+    expect(figure(r, 'protocol agents, long-poll p50 / bare chain p50 [PostgreSQL, 2 replicas]')).toBeCloseTo(
+      figure(r, 'protocol agents, long-poll: start p50 [PostgreSQL, 2 replicas]') / bare,
+      6,
+    );
     expect(() => figure(r, 'protocol agents, polling: start p50 [PostgreSQL, 2 replicas]')).toThrow();
   });
 
