@@ -7,6 +7,8 @@ import pg from 'pg';
 import { afterEach, expect, inject, test } from 'vitest';
 import { migratePostgres } from '../src/store/migrate-postgres.js';
 import { PgGroupCommit, type Committed } from '../src/store/postgres-group-commit.js';
+import { carriedEvents, parseNotice, type Notice } from '../src/store/postgres-notice.js';
+import { CHANNEL } from '../src/store/postgres-statements.js';
 import { newCommandRow } from '../src/store/transitions.js';
 import { createDatabase } from '../../test-support/postgres.js';
 import { waitFor } from '../../test-support/processes.js';
@@ -33,8 +35,8 @@ test('the next batch commits while the last one is still in afterCommit; callers
       if (announced.length === 1) await firstHeld;
     },
   });
-  // Each write counts one more PENDING command: a row of command_counts another connection reads.
-  const pending = async () => Number((await pool.query<{ n: string }>("SELECT n FROM command_counts WHERE status = 'PENDING'")).rows[0]?.n);
+  // Each write counts one more PENDING command: the counter row's count another connection reads.
+  const pending = async () => Number((await pool.query<{ n: string }>('SELECT pending AS n FROM event_counter')).rows[0]?.n);
   const heard: string[] = [];
   const a = writes.run(async (tx) => tx.count(null, 'PENDING')).then(() => heard.push('a'));
   await waitFor(() => announced.length === 1, { what: 'the first batch committed', timeoutMs: 5_000, intervalMs: 10 });
@@ -77,7 +79,7 @@ test('a second batch runs its writes while the first waits for the event counter
   await other.query('COMMIT');
   other.release();
   expect(await Promise.all([a, b])).toEqual(['a', 'b']);
-  const { rows } = await pool.query<{ n: string }>("SELECT n FROM command_counts WHERE status = 'PENDING'");
+  const { rows } = await pool.query<{ n: string }>('SELECT pending AS n FROM event_counter');
   expect(Number(rows[0]?.n)).toBe(2);
   await writes.flush();
 });
@@ -113,4 +115,54 @@ test('a batch whose writes need no answer goes to PostgreSQL in one write to the
   expect(socketWrites).toBe(1);
   expect((await pool.query<{ status: string }>('SELECT status FROM commands WHERE id = $1', [command.id])).rows).toEqual([{ status: 'PENDING' }]);
   await writes.flush();
+});
+
+test('a batch that made work available notifies at its commit; any other batch right after it, in a statement of its own', async () => {
+  const url = await createDatabase(inject('postgresUrl'), 'group_commit_notify');
+  const pool = new pg.Pool({ connectionString: url, max: 1, pipeline: true });
+  pools.push(pool);
+  const listener = new pg.Client({ connectionString: url });
+  await listener.connect();
+  const heard: Notice[] = [];
+  listener.on('notification', ({ payload }) => heard.push(parseNotice(payload)!));
+  await listener.query(`LISTEN ${CHANNEL}`);
+  const sent: Array<{ name: string | undefined; values: unknown[] | undefined }> = [];
+  pool.on('connect', (client) => {
+    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    (client as unknown as { query: (...args: unknown[]) => unknown }).query = (config: unknown, ...rest: unknown[]) => {
+      const { name, text, values } = (typeof config === 'string' ? { text: config } : config) as pg.QueryConfig & { name?: string };
+      sent.push({ name: name ?? text, values });
+      return query(config, ...rest);
+    };
+  });
+  await migratePostgres(pool);
+  sent.length = 0;
+  const writes = new PgGroupCommit(pool, { replica: 'test', now: Date.now, afterCommit: async () => {} });
+  const logOne = (status: 'PENDING' | 'COMPLETED') =>
+    writes.run(async (tx) => {
+      const row = { ...newCommandRow({ type: 'DELAY', payload: { ms: 1 } }, Date.now(), null, null), status };
+      if (status === 'PENDING') tx.insertLater(row);
+      return tx.log(status === 'PENDING' ? 'submit' : 'report', row, null);
+    });
+  try {
+    const submitted = await logOne('PENDING');
+    const reported = await logOne('COMPLETED');
+    await waitFor(() => heard.length === 2, { what: 'both notifications', timeoutMs: 5_000, intervalMs: 10 });
+    await writes.flush();
+    const names = sent.map((s) => s.name);
+    const logs = sent.filter((s) => s.name === 'ae_log_events');
+    // The submit's notification went with its commit; the report's after COMMIT, alone.
+    expect(logs.map((s) => s.values?.[9])).toEqual([true, false]);
+    expect(names.filter((n) => n === 'ae_notify_committed')).toHaveLength(1);
+    expect(names.indexOf('ae_notify_committed')).toBeGreaterThan(names.lastIndexOf('COMMIT'));
+    // Both carry what a listener needs: who, the last id, whether work appeared, the events.
+    expect(heard.map((n) => [n.replica, n.lastSeq, n.available])).toEqual([
+      ['test', 1, true],
+      ['test', 2, false],
+    ]);
+    expect(carriedEvents(heard[0]!)?.map((e) => e.command.id)).toEqual([submitted.id]);
+    expect(carriedEvents(heard[1]!)?.map((e) => [e.seq, e.command.id, e.command.status])).toEqual([[2, reported.id, 'COMPLETED']]);
+  } finally {
+    await listener.end();
+  }
 });

@@ -129,7 +129,7 @@ describe('PostgreSQL store: several replicas on one database', () => {
     const first = await connect(url);
     const second = await connect(url);
     const logOne = (client: pg.Client, data: string) =>
-      client.query<{ last_seq: number }>({ ...sql.logEvents, values: [['cmd'], ['status'], ['submit'], [JSON.stringify(data)], [0], 'test', '0', [], [], null] });
+      client.query<{ last_seq: number }>({ ...sql.logEvents, values: [['cmd'], ['status'], ['submit'], [JSON.stringify(data)], [0], 'test', '0', [0, 0, 0, 0], null, true] });
 
     await first.query('BEGIN');
     const n = (await logOne(first, 'first')).rows[0]!.last_seq;

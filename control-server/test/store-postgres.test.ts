@@ -90,7 +90,7 @@ describe('PostgreSQL store', () => {
     await db.connect();
     clients.push(db);
     const { rows } = await db.query('SELECT name FROM schema_migrations ORDER BY name');
-    expect(rows.map((r: { name: string }) => r.name)).toEqual(['001_commands.sql', '002_flat_cost.sql', '003_routing.sql', '004_keyed_pending.sql']);
+    expect(rows.map((r: { name: string }) => r.name)).toEqual(['001_commands.sql', '002_flat_cost.sql', '003_routing.sql', '004_keyed_pending.sql', '005_counts_on_counter.sql']);
     await stores[0]!.submit({ type: 'DELAY', payload: { ms: 1 } });
     expect((await stores[3]!.countByStatus()).PENDING).toBe(1);
   });
@@ -233,7 +233,7 @@ describe('PostgreSQL store', () => {
     const { store, db } = await storeAndAdmin({ poolSize: 1, now: clock.now });
     await store.submitBatch(delays(5_000));
     await db.query(`UPDATE commands SET status = 'COMPLETED', result = '{}', finished_at = seq`);
-    await db.query(`UPDATE command_counts SET n = CASE status WHEN 'COMPLETED' THEN 5000 ELSE 0 END`);
+    await db.query(`UPDATE event_counter SET pending = 0, completed = 5000`);
     await db.query('ANALYZE commands');
     const pkReads = async () => {
       await db.query('SELECT pg_stat_clear_snapshot()');
@@ -257,7 +257,7 @@ describe('PostgreSQL store', () => {
     open.push(b);
     await a.submitBatch(delays(1000));
     await db.query(`UPDATE commands SET status = 'COMPLETED', finished_at = 1, result = '{}'`);
-    await db.query(`UPDATE command_counts SET n = CASE status WHEN 'COMPLETED' THEN 1000 ELSE 0 END`);
+    await db.query(`UPDATE event_counter SET pending = 0, completed = 1000`);
     // Hold the first 500 as a replica mid-batch would: the other must pass over them, not wait.
     const holder = new pg.Client({ connectionString: url });
     await holder.connect();
@@ -315,6 +315,33 @@ describe('PostgreSQL store', () => {
     expect(await store.countByStatus()).toEqual({ PENDING: 0, RUNNING: 0, COMPLETED: 30, FAILED: 10 });
     expect(await store.deleteFinishedBefore(1, 100)).toBe(40);
     expect(await store.countByStatus()).toEqual({ PENDING: 0, RUNNING: 0, COMPLETED: 0, FAILED: 0 });
+  });
+
+  test('migration 005 moves the counts onto the counter row, counted from the rows; command_counts stays writable', async () => {
+    const url = await createDatabase(adminUrl, 'migrate_005');
+    const db = new pg.Client({ connectionString: url });
+    await db.connect();
+    clients.push(db);
+    const older = ['001_commands.sql', '002_flat_cost.sql', '003_routing.sql', '004_keyed_pending.sql'];
+    for (const name of older) await db.query(readFileSync(new URL(`../migrations/postgres/${name}`, import.meta.url), 'utf8'));
+    await db.query('CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at bigint NOT NULL)');
+    for (const name of older) await db.query('INSERT INTO schema_migrations VALUES ($1, 0)', [name]);
+    await db.query(`INSERT INTO commands (id, type, payload, status, attempts, max_attempts, timeout_ms, available_at, created_at,
+                                          updated_at, agent_id, lease_id, lease_expires_at, started_at, finished_at)
+      SELECT 'c' || i, 'DELAY', '{"ms":1}', s.status, 1, 3, 1000, 0, 0, 0,
+             CASE WHEN s.status = 'PENDING' THEN NULL ELSE 'agent' END, CASE WHEN s.status = 'RUNNING' THEN 'lease' || i END,
+             CASE WHEN s.status = 'RUNNING' THEN 1000 END, CASE WHEN s.status <> 'PENDING' THEN 0 END,
+             CASE WHEN s.status IN ('COMPLETED', 'FAILED') THEN 0 END
+      FROM generate_series(1, 41) AS i, LATERAL (SELECT (ARRAY['PENDING', 'RUNNING', 'COMPLETED', 'FAILED'])[1 + i % 4] AS status) AS s`);
+    // Counts an older replica kept wrong (its writes raced an upgrade): the rows are the truth.
+    await db.query('UPDATE command_counts SET n = 7');
+    const store = await PostgresCommandStore.open({ connectionString: url, poolSize: 2 });
+    open.push(store);
+    expect(await store.countByStatus()).toEqual({ PENDING: 10, RUNNING: 11, COMPLETED: 10, FAILED: 10 });
+    await store.submit({ type: 'DELAY', payload: { ms: 1 } });
+    expect(await store.countByStatus()).toEqual({ PENDING: 11, RUNNING: 11, COMPLETED: 10, FAILED: 10 });
+    // A replica of an older version, still running during the upgrade, can still write its counts.
+    await db.query("UPDATE command_counts SET n = n + 1 WHERE status = 'PENDING'");
   });
 
   test('a full disk (SQLSTATE 53100): the write is a DatabaseFull (503), isFull() and ping say so, reads work, it recovers', async () => {

@@ -221,7 +221,7 @@ describe('benchmark scenarios (tiny sizes)', { timeout: 90_000 }, () => {
     ]);
     // The rows are really in the database: ten times the rows, a larger database.
     expect(results[1]?.dbMiB ?? 0).toBeGreaterThan((results[0]?.dbMiB ?? Infinity) + 1);
-    // The server's counts (command_counts, recounted after the seeding) before the timed part:
+    // The server's counts (the counter row's, recounted after the seeding) before the timed part:
     // 40 % held (one RUNNING holder per 100), the rest finished (every 20th FAILED), plus the backlog.
     expect(results.map((s) => s.seededCounts)).toEqual([
       { PENDING: 200 + 10, RUNNING: 2, COMPLETED: 285, FAILED: 15 },

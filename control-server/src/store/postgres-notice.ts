@@ -1,6 +1,7 @@
 /**
  * The notification a committed write sends (LISTEN/NOTIFY, one per transaction that logged
- * events): who wrote, the last event id, whether work appeared, and — when they fit in a
+ * events, at its commit or just after it: postgres-group-commit.ts): who wrote, the last event
+ * id, whether work appeared, and — when they fit in a
  * notification — the events themselves, so that the other replicas hand them on without reading
  * them back from the log (a query per notification per replica, before).
  *
@@ -41,6 +42,14 @@ export function noticeEvents(events: readonly NewEvent[]): string | null {
     return null;
   }
   return text;
+}
+
+/**
+ * The payload, as the statement that logs events builds it at commit (postgres-statements.ts:
+ * logEvents), for a notification sent after the commit instead.
+ */
+export function formatNotice(replica: string, lastSeq: number, available: boolean, events: string | null): string {
+  return `${replica} ${lastSeq} ${available ? '1' : '0'}${events === null ? '' : ` ${events}`}`;
 }
 
 export function parseNotice(payload: string | undefined): Notice | undefined {

@@ -254,29 +254,34 @@ export const sql = {
   ),
   // The events of one transaction and its moves between statuses, written last: the counter row
   // is taken here and held until the commit, so event ids are in commit order (see
-  // migrations/postgres/001_commands.sql). command_counts is updated only for rows joined with
-  // the counter's row, so its rows are always locked after the counter (one lock order for every
-  // writer: no deadlock), and never by two writers at once. The notification is sent at commit,
-  // when there were events; it carries the last id, and the events themselves when they fit ($10,
-  // null otherwise: postgres-notice.ts); listeners read the log for those it does not carry.
+  // migrations/postgres/001_commands.sql), and the counts by status live on the same row
+  // (005_counts_on_counter.sql): one row updated per commit. $8 holds the moves, in STATUS_ORDER.
+  // The notification is sent at commit when there were events and $10 is true (a batch that made
+  // no work available sends it after its commit instead: notifyCommitted); it carries the last id,
+  // and the events themselves when they fit ($9, null otherwise: postgres-notice.ts); listeners
+  // read the log for those it does not carry.
   logEvents: statement(
     'log_events',
     `WITH counter AS (
-       UPDATE event_counter SET last_seq = last_seq + cardinality($1::text[]) RETURNING last_seq),
+       UPDATE event_counter
+       SET last_seq = last_seq + cardinality($1::text[]), pending = pending + ($8::bigint[])[1], running = running + ($8::bigint[])[2],
+           completed = completed + ($8::bigint[])[3], failed = failed + ($8::bigint[])[4]
+       RETURNING last_seq),
      logged AS (
        INSERT INTO events (seq, command_id, kind, transition, data, created_at)
        SELECT counter.last_seq - cardinality($1::text[]) + e.ord, e.command_id, e.kind, e.transition, e.data, e.created_at
        FROM counter, unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
-            WITH ORDINALITY AS e(command_id, kind, transition, data, created_at, ord)),
-     counted AS (
-       UPDATE command_counts c SET n = c.n + d.n
-       FROM counter, unnest($8::text[], $9::bigint[]) AS d(status, n)
-       WHERE c.status = d.status)
+            WITH ORDINALITY AS e(command_id, kind, transition, data, created_at, ord))
      SELECT last_seq,
-            CASE WHEN cardinality($1::text[]) > 0
-              THEN pg_notify('${CHANNEL}', $6 || ' ' || last_seq || ' ' || $7 || coalesce(' ' || $10::text, '')) END
+            CASE WHEN cardinality($1::text[]) > 0 AND $10::boolean
+              THEN pg_notify('${CHANNEL}', $6 || ' ' || last_seq || ' ' || $7 || coalesce(' ' || $9::text, '')) END
      FROM counter`,
   ),
+  /**
+   * The notification of a batch that made no work available, sent after its commit (see
+   * postgres-group-commit.ts): `$1` is the whole payload, as logEvents would have sent it.
+   */
+  notifyCommitted: statement('notify_committed', `SELECT pg_notify('${CHANNEL}', $1)`),
   eventsSince: statement(
     'events_since',
     'SELECT seq, kind, transition, data, created_at FROM events WHERE seq > $1 ORDER BY seq LIMIT $2',
@@ -333,8 +338,8 @@ export const sql = {
     'oldest_finished',
     `SELECT min(finished_at) AS at FROM commands WHERE status IN ('COMPLETED', 'FAILED')`,
   ),
-  // Kept by each write in its own transaction (logEvents): four rows, not a scan.
-  countByStatus: statement('count_by_status', 'SELECT status, n FROM command_counts'),
+  // Kept by each write in its own transaction (logEvents): one row, not a scan.
+  countByStatus: statement('count_by_status', 'SELECT pending, running, completed, failed FROM event_counter'),
   ping: statement('ping', 'SELECT 1'),
   probeSpace: statement('probe_space', "INSERT INTO space_probe (filler) VALUES (repeat('x', $1))"),
   clearProbe: statement('clear_probe', 'DELETE FROM space_probe'),

@@ -671,11 +671,8 @@ export class PostgresCommandStore implements CommandStore {
   }
 
   async countByStatus(): Promise<Record<CommandStatus, number>> {
-    const counts: Record<CommandStatus, number> = { PENDING: 0, RUNNING: 0, COMPLETED: 0, FAILED: 0 };
-    for (const { status, n } of await this.rows<{ status: CommandStatus; n: number }>(sql.countByStatus, [])) {
-      counts[status] = n;
-    }
-    return counts;
+    const [row] = await this.rows<{ pending: number; running: number; completed: number; failed: number }>(sql.countByStatus, []);
+    return { PENDING: row?.pending ?? 0, RUNNING: row?.running ?? 0, COMPLETED: row?.completed ?? 0, FAILED: row?.failed ?? 0 };
   }
 
   async ping(): Promise<void> {

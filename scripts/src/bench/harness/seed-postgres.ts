@@ -6,8 +6,8 @@
  * generate_series`), 1 million rows per statement, so 1 M rows take seconds, not a round trip each.
  * As in seed.ts the secondary indexes are dropped first and rebuilt from their own stored
  * definitions afterwards (a build sorts once; an insert updates every index row by row); the
- * indexes that back constraints (seq, id, idempotency_key) stay. Then command_counts is recounted
- * from the rows as migration 002 counts it, and VACUUM (ANALYZE) gives the planner its statistics
+ * indexes that back constraints (seq, id, idempotency_key) stay. Then the counts by status are recounted
+ * from the rows as migration 005 counts them, and VACUUM (ANALYZE) gives the planner its statistics
  * and sets the visibility map, as autovacuum would have on a table that grew over months (and it
  * keeps autovacuum from starting on the fresh rows while the scenario times requests).
  */
@@ -135,8 +135,10 @@ export async function seedPostgresCommands(url: string, postgresPid: number, n: 
     const indexStarted = performance.now();
     for (const { definition } of indexes) await client.query(definition);
     if (n >= 2_000_000) console.log(`  indexes rebuilt in ${((performance.now() - indexStarted) / 1000).toFixed(0)} s`);
-    // As migration 002 counts them, now from the seeded rows.
-    await client.query('UPDATE command_counts c SET n = (SELECT count(*) FROM commands WHERE commands.status = c.status)');
+    // As migration 005 counts them, now from the seeded rows.
+    await client.query(`UPDATE event_counter SET
+      pending = (SELECT count(*) FROM commands WHERE status = 'PENDING'), running = (SELECT count(*) FROM commands WHERE status = 'RUNNING'),
+      completed = (SELECT count(*) FROM commands WHERE status = 'COMPLETED'), failed = (SELECT count(*) FROM commands WHERE status = 'FAILED')`);
     await client.query('VACUUM (ANALYZE) commands, events');
     const sampleEvery = Math.max(1, Math.floor(n / 1000));
     const { rows: sampled } = await client.query<{ id: string }>(
