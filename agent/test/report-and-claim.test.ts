@@ -109,6 +109,35 @@ describe('report-and-claim', () => {
     }
   });
 
+  it('a first poll that finds only part of the work: the slots do not stay split into a group that polls and one that reports', async () => {
+    const { server, agent } = stack();
+    const srv = await server();
+    // Answers 10 ms late (a busy server): exchanges take longer than the commands.
+    const slow = await delayingProxy(srv, 10);
+    try {
+      const worker = agent({ ...srv, url: slow.url }, 'a', { CONCURRENCY: '8' });
+      await waitFor(async () => /^agent_executor_waiting_polls 1$/m.test(await (await fetch(`${srv.url}/metrics`)).text()), { what: 'the first poll' });
+      // The first poll wakes on 3 commands and takes them; the flood comes right after.
+      const first = await submitBatch(srv, delays(3));
+      const flood = await submitBatch(srv, delays(240));
+      const submitted = [...first, ...flood];
+      const client = api(srv);
+      for (const { id } of submitted) expect(await waitForCommand(client, id, isSettled)).toMatchObject({ status: 'COMPLETED', attempts: 1 });
+      await everyStartLogged(worker, submitted);
+      const polls = (await requestsOn(srv, 'GET', '/commands/next-batch')) + (await requestsOn(srv, 'GET', '/commands/next'));
+      const reports = (await requestsOn(srv, 'PUT', '/commands/results')) + (await requestsOn(srv, 'PUT', '/commands/:id/result'));
+      console.log(`3 then 240 commands at CONCURRENCY 8 behind 10 ms answers: ${polls} polls, ${reports} reports`);
+      // Before, the 3 and the 5 beside them cycled apart for good: the 5 claimed with their
+      // report, the 3 freed after that claim had left and polled (measured 23–24 polls, 44–47
+      // reports; now 2 and 31). Now a claim asks, when its report leaves, for every slot free by
+      // then, and the two groups become one within a few rounds.
+      expect(polls).toBeLessThanOrEqual(6);
+      expect(reports).toBeLessThanOrEqual(240 / 8 + 10);
+    } finally {
+      await slow.close();
+    }
+  });
+
   it('a server that refuses `claim` and knows no `brief` (older than both) gets the reports again without the claim, answered in full, then polls', async () => {
     const { server, agent } = stack();
     const srv = await server();

@@ -10,8 +10,7 @@
  * Mutants `npm run mutate reporter` leaves alive (12 of 133, measured 91 %), and why they are
  * equivalent:
  * - the scheduling flag (`if (this.scheduled) return` → false, `scheduled = true` → false): extra
- *   flushes are scheduled, each finds what came since the last one; the same requests, at most
- *   REPORT_WINDOW_MS (2 ms) sooner. (`sending > 0` and `sending--` are not: see the test of an
+ *   flushes are scheduled, each finds what came since the last one; the same requests, sooner. (`sending > 0` and `sending--` are not: see the test of an
  *   outcome going at the end of its turn.)
  * - `answer?.kind` → `answer.kind` (twice), `answer !== undefined &&` → `true &&`,
  *   `answer?.message ?? 'no answer'` (→ `answer.message`, → `''`): ServerClient.reportMany answers
@@ -179,6 +178,25 @@ describe('Reporter', () => {
     expect(bench.requests[0]).toBe(`PUT /commands/${cs[0]!.id}/result`);
     expect(bench.requests).toContain('PUT /commands/results?brief=true');
     expect(bench.requests.length, bench.requests.join(', ')).toBeLessThanOrEqual(3);
+    for (const c of cs) expect(bench.outbox.get(c.id)?.state).toBe('reported');
+  });
+
+  it('outcomes handed over while a report is on its way wait until it comes back, however far apart, then go together', async () => {
+    const cs = await leased(3);
+    let letFirstThrough!: () => void;
+    bench.hold.url = `/commands/${cs[0]!.id}/result`;
+    bench.hold.until = new Promise<void>((resolve) => (letFirstThrough = resolve));
+    const first = deliver(cs[0]!, completed({ n: 0 }));
+    await waitFor(() => bench.requests.length === 1, { what: 'the first report', intervalMs: 1 });
+    // Further apart than REPORT_WINDOW_MS: with a fixed window, the second went alone.
+    const second = deliver(cs[1]!, completed({ n: 1 }));
+    await new Promise((r) => setTimeout(r, 6));
+    const third = deliver(cs[2]!, completed({ n: 2 }));
+    await new Promise((r) => setImmediate(r));
+    expect(bench.requests).toEqual([`PUT /commands/${cs[0]!.id}/result`]);
+    letFirstThrough();
+    await Promise.all([first, second, third]);
+    expect(bench.requests).toEqual([`PUT /commands/${cs[0]!.id}/result`, 'PUT /commands/results?brief=true']);
     for (const c of cs) expect(bench.outbox.get(c.id)?.state).toBe('reported');
   });
 
