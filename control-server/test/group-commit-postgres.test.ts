@@ -8,7 +8,6 @@ import { afterEach, expect, inject, test } from 'vitest';
 import { migratePostgres } from '../src/store/migrate-postgres.js';
 import { PgGroupCommit, type Committed } from '../src/store/postgres-group-commit.js';
 import { carriedEvents, parseNotice, type Notice } from '../src/store/postgres-notice.js';
-import { pgArray } from '../src/store/postgres-rows.js';
 import { CHANNEL } from '../src/store/postgres-statements.js';
 import { newCommandRow } from '../src/store/transitions.js';
 import { createDatabase } from '../../test-support/postgres.js';
@@ -166,17 +165,4 @@ test('a batch that made work available notifies at its commit; any other batch r
   } finally {
     await listener.end();
   }
-});
-
-test('the array literals the store sends: PostgreSQL reads back exactly the strings and numbers given', async () => {
-  const url = await createDatabase(inject('postgresUrl'), 'pg_array');
-  const pool = new pg.Pool({ connectionString: url, max: 1 });
-  pools.push(pool);
-  const texts = ['plain', '', 'NULL', 'a "quoted" word', 'back\\slash \\"both\\"', '{braces},commas', ' spaced ', 'line\nbreak\ttab', 'é ü 中文 🎉', JSON.stringify({ a: 'b"c', d: ['\\'] }), null];
-  const { rows } = await pool.query<{ t: Array<string | null>; n: string[] }>('SELECT $1::text[] AS t, $2::bigint[]::text[] AS n', [
-    pgArray(texts),
-    pgArray([0, -5, 1_764_000_000_000, null]),
-  ]);
-  expect(rows[0]!.t).toEqual(texts);
-  expect(rows[0]!.n).toEqual(['0', '-5', '1764000000000', null]);
 });

@@ -24,7 +24,6 @@ import { HttpError } from '../errors.js';
 import type { CommandRow } from './command-rows.js';
 import { buildEvent, isAvailable, type NewEvent } from './event-log.js';
 import { formatNotice, noticeEvents } from './postgres-notice.js';
-import { pgArray } from './postgres-rows.js';
 import { sql, type Statement } from './postgres-statements.js';
 import { StatusCounts } from './status-counts.js';
 import type { StoredEvent, Transition } from './store.js';
@@ -54,7 +53,7 @@ export interface Tx {
    * in one statement sent before the next query or the commit. Only for a row this transaction
    * holds locked and has checked: the statement's guard then matches it, and a miss is an error.
    */
-  reportLater(values: Array<string | number | null>): void;
+  reportLater(values: unknown[]): void;
   /** Whether this transaction holds the keyed-claim turn (asked for with `run(write, { keyedTurn })`). */
   keyedTurn(): Promise<boolean>;
 }
@@ -254,7 +253,7 @@ export class PgGroupCommit {
     };
     const outcomes: Outcome[] = [];
     let inserts: CommandRow[] = [];
-    let reports: Array<Array<string | number | null>> = [];
+    let reports: unknown[][] = [];
     /** Rows read locked for a run of writes queued with `lock`; null: no such command. */
     let prefetched = new Map<string, CommandRow | null>();
     let prefetchedUpTo = 0;
@@ -268,18 +267,18 @@ export class PgGroupCommit {
           client.query({
             ...sql.insertMany,
             values: [
-              pgArray(rows.map((r) => r.id)),
-              pgArray(rows.map((r) => r.type)),
-              pgArray(rows.map((r) => r.payload)),
-              pgArray(rows.map((r) => r.max_attempts)),
-              pgArray(rows.map((r) => r.timeout_ms)),
-              pgArray(rows.map((r) => r.available_at)),
-              pgArray(rows.map((r) => r.created_at)),
-              pgArray(rows.map((r) => r.queue)),
-              pgArray(rows.map((r) => r.priority)),
-              pgArray(rows.map((r) => r.run_at)),
-              pgArray(rows.map((r) => r.concurrency_key)),
-              pgArray(rows.map((r) => r.concurrency_limit)),
+              rows.map((r) => r.id),
+              rows.map((r) => r.type),
+              rows.map((r) => r.payload),
+              rows.map((r) => r.max_attempts),
+              rows.map((r) => r.timeout_ms),
+              rows.map((r) => r.available_at),
+              rows.map((r) => r.created_at),
+              rows.map((r) => r.queue),
+              rows.map((r) => r.priority),
+              rows.map((r) => r.run_at),
+              rows.map((r) => r.concurrency_key),
+              rows.map((r) => r.concurrency_limit),
             ],
           }),
         );
@@ -288,7 +287,7 @@ export class PgGroupCommit {
         const rows = reports;
         reports = [];
         // Fails the transaction unless it wrote every row (see the statement).
-        sent.push(client.query({ ...sql.reportMany, values: rows[0]!.map((_, c) => pgArray(rows.map((r) => r[c]))) }));
+        sent.push(client.query({ ...sql.reportMany, values: rows[0]!.map((_, c) => rows.map((r) => r[c])) }));
       }
       return sent;
     };
@@ -314,7 +313,7 @@ export class PgGroupCommit {
         let end = i;
         while (end < batch.length && batch[end]!.hints?.lock !== undefined) end++;
         const ids = [...new Set(batch.slice(i, end).map((q) => q.hints!.lock!))];
-        const { rows } = await queryAfterWrites<CommandRow>({ ...sql.byIdsForUpdate, values: [pgArray(ids)] });
+        const { rows } = await queryAfterWrites<CommandRow>({ ...sql.byIdsForUpdate, values: [ids] });
         prefetched = new Map<string, CommandRow | null>(ids.map((id) => [id, null]));
         for (const row of rows) prefetched.set(row.id, row);
         prefetchedUpTo = end;
@@ -383,14 +382,14 @@ export class PgGroupCommit {
         ? client.query<{ last_seq: number }>({
             ...sql.logEvents,
             values: [
-              pgArray(logged.map((e) => e.commandId)),
-              pgArray(logged.map((e) => e.kind)),
-              pgArray(logged.map((e) => e.transition)),
-              pgArray(logged.map((e) => e.data)),
-              pgArray(logged.map((e) => e.createdAt)),
+              logged.map((e) => e.commandId),
+              logged.map((e) => e.kind),
+              logged.map((e) => e.transition),
+              logged.map((e) => e.data),
+              logged.map((e) => e.createdAt),
               this.options.replica,
               available ? '1' : '0',
-              pgArray(moves.inOrder()),
+              moves.inOrder(),
               notice,
               notifyAtCommit,
             ],

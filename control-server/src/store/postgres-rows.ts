@@ -36,7 +36,7 @@ export function insertValues(row: CommandRow): unknown[] {
 }
 
 /** The values of a report for sql.reportMany (one row of its columns), from the row report() built. */
-export function reportValues(row: CommandRow, agentId: string, leaseId: string | null): Array<string | number | null> {
+export function reportValues(row: CommandRow, agentId: string, leaseId: string | null): unknown[] {
   return [
     row.id,
     agentId,
@@ -50,25 +50,4 @@ export function reportValues(row: CommandRow, agentId: string, leaseId: string |
     row.report_hash,
     row.updated_at,
   ];
-}
-
-const NEEDS_ESCAPE = /[\\"]/;
-const ESCAPED = /[\\"]/g;
-
-/**
- * The array literal of a `text[]`, `bigint[]` or `integer[]` parameter, made in one pass.
- * node-postgres makes the same from a JavaScript array with two regular-expression replaces per
- * element, numbers included: ~3 % of a busy replica's CPU (profile, two replicas under load),
- * most of it in the events' JSON.
- */
-export function pgArray(values: ReadonlyArray<string | number | null | undefined>): string {
-  let literal = '{';
-  for (let i = 0; i < values.length; i++) {
-    if (i > 0) literal += ',';
-    const value = values[i];
-    if (value === null || value === undefined) literal += 'NULL';
-    else if (typeof value === 'number') literal += String(value);
-    else literal += `"${NEEDS_ESCAPE.test(value) ? value.replace(ESCAPED, '\\$&') : value}"`;
-  }
-  return `${literal}}`;
 }

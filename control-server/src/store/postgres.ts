@@ -19,7 +19,7 @@ import { EventFeed } from './postgres-event-feed.js';
 import { PgGroupCommit, type Committed, type Tx, type Write, type WriteHints } from './postgres-group-commit.js';
 import { PgListener } from './postgres-listener.js';
 import { carriedEvents, type Notice } from './postgres-notice.js';
-import { insertValues, pgArray, pgTypes, reportValues } from './postgres-rows.js';
+import { insertValues, pgTypes, reportValues } from './postgres-rows.js';
 import { SESSION_SETTINGS, sql } from './postgres-statements.js';
 import { routeKey, routeOf } from './claim-route.js';
 import type {
@@ -390,7 +390,7 @@ export class PostgresCommandStore implements CommandStore {
       const answers: ClaimedCommand[][] = requests.map(() => []);
       for (const { route, indexes } of byRoute.values()) {
         const slots = indexes.flatMap((i) => Array<string>(requests[i]!.max).fill(requests[i]!.agentId));
-        const { rows } = await tx.query(sql.claim, [pgArray(slots), now + leaseMs, now, pgArray(route.queues), pgArray(route.types)]);
+        const { rows } = await tx.query(sql.claim, [slots, now + leaseMs, now, route.queues, route.types]);
         rows.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
         let next = 0;
         for (const i of indexes) {
