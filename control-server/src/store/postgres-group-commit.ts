@@ -54,8 +54,11 @@ export interface Tx {
    * holds locked and has checked: the statement's guard then matches it, and a miss is an error.
    */
   reportLater(values: unknown[]): void;
-  /** Whether this transaction holds the keyed-claim turn (asked for with `run(write, { keyedTurn })`). */
-  keyedTurn(): Promise<boolean>;
+  /**
+   * Whether this transaction holds the keyed-claim turn (asked for with `run(write, { keyedTurn })`),
+   * and when it does not, whether a keyed command due at the hint's `at` was waiting.
+   */
+  keyedTurn(): Promise<KeyedTurn>;
 }
 
 export type Write<T> = (tx: Tx) => Promise<T>;
@@ -68,7 +71,12 @@ export type Write<T> = (tx: Tx) => Promise<T>;
  */
 export interface WriteHints {
   lock?: string;
-  keyedTurn?: number;
+  keyedTurn?: { lock: number; at: number };
+}
+
+export interface KeyedTurn {
+  got: boolean;
+  waiting: boolean;
 }
 
 export interface Committed {
@@ -226,7 +234,7 @@ export class PgGroupCommit {
     const turnKey = batch.find((q) => q.hints?.keyedTurn !== undefined)?.hints?.keyedTurn;
     const socket = corkable(client);
     let begun: Promise<unknown> | undefined;
-    let turn: Promise<pg.QueryResult<{ got: string }>> | undefined;
+    let turn: Promise<pg.QueryResult<KeyedTurn>> | undefined;
     /**
      * Sends BEGIN (and the keyed turn) once, just before the first statement that follows it and
      * in the same write to the socket (the callers cork around both): a submit-only batch is then
@@ -240,16 +248,17 @@ export class PgGroupCommit {
         // CPU for the statement that logs events). Reads outside (lists, filters) keep plans for
         // their values.
         const started = client.query('BEGIN; SET LOCAL plan_cache_mode = force_generic_plan');
-        turn = turnKey === undefined ? undefined : client.query<{ got: string }>({ ...sql.tryKeyedTurn, values: [turnKey] });
+        turn = turnKey === undefined ? undefined : client.query<KeyedTurn>({ ...sql.tryKeyedTurn, values: [turnKey.lock, turnKey.at] });
         begun = turn ? Promise.all([started, turn]) : started;
         // Awaited with the statements behind it (an unawaited rejection must not go unhandled first).
         begun.catch(() => undefined);
       }
       return begun;
     };
-    const keyedTurn = async () => {
+    const keyedTurn = async (): Promise<KeyedTurn> => {
       await begin();
-      return (await turn)?.rows[0]?.got === 'true';
+      const row = (await turn)?.rows[0];
+      return { got: row?.got === true, waiting: row?.waiting === true };
     };
     const outcomes: Outcome[] = [];
     let inserts: CommandRow[] = [];

@@ -144,15 +144,18 @@ export const sql = {
   // slot. The turn is an advisory lock the claim's transaction tries with its BEGIN (see
   // postgres-group-commit.ts): a try, so a claim never waits on it (no deadlock with the row locks
   // of the other writes of its batch); one that misses it leaves keyed commands for the next poll.
-  /** Tries the keyed-claim turn (advisory lock $1) and leaves the outcome in KEYED_TURN_SETTING. */
+  /**
+   * Tries the keyed-claim turn (advisory lock $1) and leaves the outcome in KEYED_TURN_SETTING; when
+   * it missed, also whether a keyed command due by $2 waits (commands_keyed_pending): the claim then
+   * leaves it for the next poll, and the replica wakes its polls again shortly only if one does.
+   * Asked here, with BEGIN, rather than after the claims: a round trip fewer inside every claim
+   * that missed the turn (~2 in 5 with two replicas under load).
+   */
   tryKeyedTurn: statement(
     'try_keyed_turn',
-    `SELECT set_config('${KEYED_TURN_SETTING}', pg_try_advisory_xact_lock($1)::text, true) AS got`,
-  ),
-  /** A keyed command due by $1 waits (commands_keyed_pending): asked by a claim that missed the keyed turn. */
-  keyedWaiting: statement(
-    'keyed_waiting',
-    `SELECT EXISTS (SELECT 1 FROM commands WHERE status = 'PENDING' AND concurrency_key IS NOT NULL AND available_at <= $1) AS waiting`,
+    `SELECT t.got, NOT t.got AND EXISTS (
+              SELECT 1 FROM commands WHERE status = 'PENDING' AND concurrency_key IS NOT NULL AND available_at <= $2) AS waiting
+     FROM (SELECT set_config('${KEYED_TURN_SETTING}', pg_try_advisory_xact_lock($1)::text, true) = 'true' AS got) AS t`,
   ),
   /**
    * For waitingFor: a key's RUNNING count, its limit (its newest command's), and how many of its

@@ -404,12 +404,10 @@ export class PostgresCommandStore implements CommandStore {
       // Another replica's claim held the turn: keyed commands wait for the next poll, so wake
       // this replica's polls again shortly (the other claim may leave some) — if any is waiting:
       // otherwise two replicas claiming at once would keep waking each other's polls for nothing.
-      if (!(await tx.keyedTurn())) {
-        const [waiting] = (await tx.query<{ waiting: boolean }>(sql.keyedWaiting, [now])).rows;
-        if (waiting?.waiting === true) setTimeout(() => this.announceWork(), KEYED_RETRY_MS).unref();
-      }
+      const turn = await tx.keyedTurn();
+      if (!turn.got && turn.waiting) setTimeout(() => this.announceWork(), KEYED_RETRY_MS).unref();
       return answers;
-    }, { keyedTurn: KEYED_CLAIM_LOCK });
+    }, { keyedTurn: { lock: KEYED_CLAIM_LOCK, at: this.now() } });
   }
 
   async release(id: string, leaseId: string): Promise<void> {
