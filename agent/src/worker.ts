@@ -150,13 +150,13 @@ export class Worker {
     while (!this.stopping) {
       const free = this.free;
       const busy = this.handling.size - this.running >= this.maxReporting;
-      // A claim goes with an outcome already handed to the reporter. One made while the outcome is
-      // still being written (finishing) found no report to ride with when the reporter's turn came
-      // first, and polled on its own: two exchanges instead of one, and the slots split into
-      // groups that stayed apart (measured: a poll per 26 commands, throughput scenario). The
-      // worker wakes this loop when the outcome is handed over.
-      const writing = this.finishing > 0 && this.reporter.waiting === 0;
-      if (free <= 0 || busy || writing || (this.polling > 0 && this.reporter.waiting === 0)) {
+      // A claim goes only with an outcome already handed to the reporter, while one is still being
+      // written (finishing) or a poll is out: made earlier, it found no report to ride with when
+      // the reporter's turn came first, and polled on its own — two exchanges instead of one, and
+      // the slots split into groups that stayed apart (measured: a poll per 26 commands,
+      // throughput scenario). The worker wakes this loop when an outcome is handed over.
+      const nothingToRideWith = this.reporter.waiting === 0 && (this.finishing > 0 || this.polling > 0);
+      if (free <= 0 || busy || nothingToRideWith) {
         await new Promise<void>((resolve) => (this.wake = resolve));
         this.wake = undefined;
         continue;

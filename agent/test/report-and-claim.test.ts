@@ -41,7 +41,48 @@ async function everyStartLogged(worker: Parameters<typeof executionsIn>[0], comm
   await waitFor(async () => commands.every(({ id }) => executionsIn(worker, id) > 0), { what: 'a start line for each command' });
 }
 
+/** The agent's first poll waits on the server (its waiting-polls gauge says 1). */
+async function firstPollWaits(server: RunningServer): Promise<void> {
+  await waitFor(async () => /^agent_executor_waiting_polls 1$/m.test(await (await fetch(`${server.url}/metrics`)).text()), { what: 'the first poll' });
+}
+
+/** Polls the server answered, on either route. */
+async function pollsOn(server: RunningServer): Promise<number> {
+  return (await requestsOn(server, 'GET', '/commands/next-batch')) + (await requestsOn(server, 'GET', '/commands/next'));
+}
+
+/** Reports the server answered, batched or single. */
+async function reportsOn(server: RunningServer): Promise<number> {
+  return (await requestsOn(server, 'PUT', '/commands/results')) + (await requestsOn(server, 'PUT', '/commands/:id/result'));
+}
+
 const delays = (n: number) => Array.from({ length: n }, () => ({ type: 'DELAY', payload: { ms: 0 } }));
+
+/**
+ * One agent at CONCURRENCY 8 behind a proxy that answers `delayMs` late (a busy server): once its
+ * first poll waits, `submit` submits; every command completes, each run once. Counts the polls and
+ * reports the server answered.
+ */
+async function runBehindSlowAnswers(
+  delayMs: number,
+  submit: (server: RunningServer) => Promise<Command[]>,
+): Promise<{ submitted: Command[]; polls: number; reports: number }> {
+  const { server, agent } = stack();
+  const srv = await server();
+  const slow = await delayingProxy(srv, delayMs);
+  try {
+    const worker = agent({ ...srv, url: slow.url }, 'a', { CONCURRENCY: '8' });
+    await firstPollWaits(srv);
+    const submitted = await submit(srv);
+    const client = api(srv);
+    for (const { id } of submitted) expect(await waitForCommand(client, id, isSettled)).toMatchObject({ status: 'COMPLETED', attempts: 1 });
+    await everyStartLogged(worker, submitted);
+    for (const { id } of submitted) expect(executionsIn(worker, id), id).toBe(1);
+    return { submitted, polls: await pollsOn(srv), reports: await reportsOn(srv) };
+  } finally {
+    await slow.close();
+  }
+}
 
 describe('report-and-claim', () => {
   it('a flood at CONCURRENCY 8: the freed slots are claimed in the answers to the reports, not by polls', async () => {
@@ -49,14 +90,14 @@ describe('report-and-claim', () => {
     const srv = await server();
     const worker = agent(srv, 'a', { CONCURRENCY: '8' });
     // Its first poll waits on the server: the whole batch is submitted while it does.
-    await waitFor(async () => /^agent_executor_waiting_polls 1$/m.test(await (await fetch(`${srv.url}/metrics`)).text()), { what: 'the first poll' });
+    await firstPollWaits(srv);
     const submitted = await submitBatch(srv, delays(200));
     const client = api(srv);
     for (const { id } of submitted) expect(await waitForCommand(client, id, isSettled)).toMatchObject({ status: 'COMPLETED', attempts: 1 });
     await everyStartLogged(worker, submitted);
     for (const { id } of submitted) expect(executionsIn(worker, id), id).toBe(1);
 
-    const polls = (await requestsOn(srv, 'GET', '/commands/next-batch')) + (await requestsOn(srv, 'GET', '/commands/next'));
+    const polls = await pollsOn(srv);
     const reports = await requestsOn(srv, 'PUT', '/commands/results');
     const single = await requestsOn(srv, 'PUT', '/commands/:id/result');
     console.log(`200 commands at CONCURRENCY 8: ${polls} polls, ${reports} batched reports, ${single} single reports`);
@@ -70,12 +111,12 @@ describe('report-and-claim', () => {
     const { server, agent } = stack();
     const srv = await server();
     const worker = agent(srv, 'a', { CONCURRENCY: '1' });
-    await waitFor(async () => /^agent_executor_waiting_polls 1$/m.test(await (await fetch(`${srv.url}/metrics`)).text()), { what: 'the first poll' });
+    await firstPollWaits(srv);
     const submitted = await submitBatch(srv, delays(30));
     const client = api(srv);
     for (const { id } of submitted) expect(await waitForCommand(client, id, isSettled)).toMatchObject({ status: 'COMPLETED', attempts: 1 });
     await everyStartLogged(worker, submitted);
-    const polls = (await requestsOn(srv, 'GET', '/commands/next-batch')) + (await requestsOn(srv, 'GET', '/commands/next'));
+    const polls = await pollsOn(srv);
     const single = await requestsOn(srv, 'PUT', '/commands/:id/result');
     console.log(`30 commands at CONCURRENCY 1: ${polls} polls, ${single} single reports`);
     // The slot is free before the outcome is written: a claim made then found no report to ride
@@ -85,57 +126,31 @@ describe('report-and-claim', () => {
   });
 
   it('answers slower than the commands: slots freed while a poll is out claim along with their reports, not by polls of their own', async () => {
-    const { server, agent } = stack();
-    const srv = await server();
     // Every answer 15 ms late, as from a busy server, and commands of 0–11 ms: slots free one by
     // one while an exchange is out, their outcomes ready to report.
-    const slow = await delayingProxy(srv, 15);
-    try {
-      const worker = agent({ ...srv, url: slow.url }, 'a', { CONCURRENCY: '8' });
-      await waitFor(async () => /^agent_executor_waiting_polls 1$/m.test(await (await fetch(`${srv.url}/metrics`)).text()), { what: 'the first poll' });
-      const submitted = await submitBatch(srv, Array.from({ length: 200 }, (_, i) => ({ type: 'DELAY', payload: { ms: (i * 7) % 12 } })));
-      const client = api(srv);
-      for (const { id } of submitted) expect(await waitForCommand(client, id, isSettled)).toMatchObject({ status: 'COMPLETED', attempts: 1 });
-      await everyStartLogged(worker, submitted);
-      for (const { id } of submitted) expect(executionsIn(worker, id), id).toBe(1);
-      const polls = (await requestsOn(srv, 'GET', '/commands/next-batch')) + (await requestsOn(srv, 'GET', '/commands/next'));
-      const reports = (await requestsOn(srv, 'PUT', '/commands/results')) + (await requestsOn(srv, 'PUT', '/commands/:id/result'));
-      console.log(`200 commands of 0–11 ms at CONCURRENCY 8 behind 15 ms answers: ${polls} polls, ${reports} reports`);
-      // With the loop held by each poll, freed slots polled on their own beside lone reports: 48
-      // polls, on a quiet or a loaded machine (now 23–29). Reports vary with the load (batches).
-      expect(polls * 5).toBeLessThanOrEqual(submitted.length);
-    } finally {
-      await slow.close();
-    }
+    const { submitted, polls, reports } = await runBehindSlowAnswers(15, (srv) =>
+      submitBatch(srv, Array.from({ length: 200 }, (_, i) => ({ type: 'DELAY', payload: { ms: (i * 7) % 12 } }))),
+    );
+    console.log(`200 commands of 0–11 ms at CONCURRENCY 8 behind 15 ms answers: ${polls} polls, ${reports} reports`);
+    // With the loop held by each poll, freed slots polled on their own beside lone reports: 48
+    // polls, on a quiet or a loaded machine (now 23–29). Reports vary with the load (batches).
+    expect(polls * 5).toBeLessThanOrEqual(submitted.length);
   });
 
   it('a first poll that finds only part of the work: the slots do not stay split into a group that polls and one that reports', async () => {
-    const { server, agent } = stack();
-    const srv = await server();
-    // Answers 10 ms late (a busy server): exchanges take longer than the commands.
-    const slow = await delayingProxy(srv, 10);
-    try {
-      const worker = agent({ ...srv, url: slow.url }, 'a', { CONCURRENCY: '8' });
-      await waitFor(async () => /^agent_executor_waiting_polls 1$/m.test(await (await fetch(`${srv.url}/metrics`)).text()), { what: 'the first poll' });
-      // The first poll wakes on 3 commands and takes them; the flood comes right after.
-      const first = await submitBatch(srv, delays(3));
-      const flood = await submitBatch(srv, delays(240));
-      const submitted = [...first, ...flood];
-      const client = api(srv);
-      for (const { id } of submitted) expect(await waitForCommand(client, id, isSettled)).toMatchObject({ status: 'COMPLETED', attempts: 1 });
-      await everyStartLogged(worker, submitted);
-      const polls = (await requestsOn(srv, 'GET', '/commands/next-batch')) + (await requestsOn(srv, 'GET', '/commands/next'));
-      const reports = (await requestsOn(srv, 'PUT', '/commands/results')) + (await requestsOn(srv, 'PUT', '/commands/:id/result'));
-      console.log(`3 then 240 commands at CONCURRENCY 8 behind 10 ms answers: ${polls} polls, ${reports} reports`);
-      // Before, the 3 and the 5 beside them cycled apart for good: the 5 claimed with their
-      // report, the 3 freed after that claim had left and polled (measured 23–24 polls, 44–47
-      // reports; now 2 and 31). Now a claim asks, when its report leaves, for every slot free by
-      // then, and the two groups become one within a few rounds.
-      expect(polls).toBeLessThanOrEqual(6);
-      expect(reports).toBeLessThanOrEqual(240 / 8 + 10);
-    } finally {
-      await slow.close();
-    }
+    // Answers 10 ms late (a busy server): exchanges take longer than the commands. The first poll
+    // wakes on 3 commands and takes them; the flood comes right after.
+    const { polls, reports } = await runBehindSlowAnswers(10, async (srv) => [
+      ...(await submitBatch(srv, delays(3))),
+      ...(await submitBatch(srv, delays(240))),
+    ]);
+    console.log(`3 then 240 commands at CONCURRENCY 8 behind 10 ms answers: ${polls} polls, ${reports} reports`);
+    // Before, the 3 and the 5 beside them cycled apart for good: the 5 claimed with their
+    // report, the 3 freed after that claim had left and polled (measured 23–24 polls, 44–47
+    // reports; now 2 and 31). Now a claim asks, when its report leaves, for every slot free by
+    // then, and the two groups become one within a few rounds.
+    expect(polls).toBeLessThanOrEqual(6);
+    expect(reports).toBeLessThanOrEqual(240 / 8 + 10);
   });
 
   it('a server that refuses `claim` and knows no `brief` (older than both) gets the reports again without the claim, answered in full, then polls', async () => {

@@ -112,6 +112,19 @@ function deliver(c: ClaimedCommand, outcome: Outcome, signal = shutdown.signal):
   return bench.reporter.deliver(c.id, c.leaseId, outcome, signal);
 }
 
+/**
+ * Delivers `c`'s outcome and holds its report at the server until `release()`: a report surely on
+ * its way while the test hands over the next outcomes.
+ */
+async function reportHeld(c: ClaimedCommand): Promise<{ sent: Promise<void>; release: () => void }> {
+  let release!: () => void;
+  bench.hold.url = `/commands/${c.id}/result`;
+  bench.hold.until = new Promise<void>((resolve) => (release = resolve));
+  const sent = deliver(c, completed({ n: 0 }));
+  await waitFor(() => bench.requests.length === 1, { what: 'the first report', intervalMs: 1 });
+  return { sent, release };
+}
+
 interface LogLine {
   level: number;
   msg: string;
@@ -157,13 +170,9 @@ describe('Reporter', () => {
 
   it('an outcome handed over while a report is on its way waits for company and goes with the others', async () => {
     const cs = await leased(4);
-    // The first report is held at the server until the others have been handed over, so it is
-    // surely still on its way (the window applies only then).
-    let letFirstThrough!: () => void;
-    bench.hold.url = `/commands/${cs[0]!.id}/result`;
-    bench.hold.until = new Promise<void>((resolve) => (letFirstThrough = resolve));
-    const first = deliver(cs[0]!, completed({ n: 0 }));
-    await waitFor(() => bench.requests.length === 1, { what: 'the first report', intervalMs: 1 });
+    // The first report is held at the server until the others have been answered: they wait for
+    // it as long as they may (MAX_HOLD_MS), then go.
+    const first = await reportHeld(cs[0]!);
     // The next three come one by one, on separate turns of the event loop.
     const rest: Promise<void>[] = [];
     for (const c of cs.slice(1)) {
@@ -171,10 +180,10 @@ describe('Reporter', () => {
       await new Promise((r) => setImmediate(r));
     }
     await Promise.all(rest);
-    letFirstThrough();
-    await first;
+    first.release();
+    await first.sent;
     // The three waited for company instead of going one request each: one batched request, or two
-    // when a busy machine stretched the turns past REPORT_WINDOW_MS (CI on Node 24 saw that once).
+    // when a busy machine stretched the turns (CI on Node 24 saw that once, with a 2 ms window).
     expect(bench.requests[0]).toBe(`PUT /commands/${cs[0]!.id}/result`);
     expect(bench.requests).toContain('PUT /commands/results?brief=true');
     expect(bench.requests.length, bench.requests.join(', ')).toBeLessThanOrEqual(3);
@@ -183,19 +192,15 @@ describe('Reporter', () => {
 
   it('outcomes handed over while a report is on its way wait until it comes back, however far apart, then go together', async () => {
     const cs = await leased(3);
-    let letFirstThrough!: () => void;
-    bench.hold.url = `/commands/${cs[0]!.id}/result`;
-    bench.hold.until = new Promise<void>((resolve) => (letFirstThrough = resolve));
-    const first = deliver(cs[0]!, completed({ n: 0 }));
-    await waitFor(() => bench.requests.length === 1, { what: 'the first report', intervalMs: 1 });
+    const first = await reportHeld(cs[0]!);
     // Further apart than REPORT_WINDOW_MS: with a fixed window, the second went alone.
     const second = deliver(cs[1]!, completed({ n: 1 }));
     await new Promise((r) => setTimeout(r, 6));
     const third = deliver(cs[2]!, completed({ n: 2 }));
     await new Promise((r) => setImmediate(r));
     expect(bench.requests).toEqual([`PUT /commands/${cs[0]!.id}/result`]);
-    letFirstThrough();
-    await Promise.all([first, second, third]);
+    first.release();
+    await Promise.all([first.sent, second, third]);
     expect(bench.requests).toEqual([`PUT /commands/${cs[0]!.id}/result`, 'PUT /commands/results?brief=true']);
     for (const c of cs) expect(bench.outbox.get(c.id)?.state).toBe('reported');
   });

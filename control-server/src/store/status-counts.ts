@@ -2,9 +2,9 @@ import { CommandStatus } from '@agent-executor/common';
 
 /**
  * The moves of one write between statuses, added to the counts by status in that write's own
- * transaction by both stores (SQLite's `command_counts`, PostgreSQL's event counter row): at most four small updates per commit, so a batch of 1 000 submits
- * is one update, not 1 000. (Triggers did the same per row in SQLite: +8.7 µs per submit, half
- * the cost of the insert.)
+ * transaction by both stores (SQLite's `command_counts`: at most four small updates per commit;
+ * PostgreSQL's event counter row: one), so a batch of 1 000 submits is one update, not 1 000.
+ * (Triggers did the same per row in SQLite: +8.7 µs per submit, half the cost of the insert.)
  */
 export class StatusCounts {
   private readonly delta: Record<CommandStatus, number> = { PENDING: 0, RUNNING: 0, COMPLETED: 0, FAILED: 0 };
