@@ -45,6 +45,11 @@ export class LongPoll {
   private closed = false;
   /** How many times work may have appeared (calls of `dispatch`); see `wait`'s `since`. */
   private signals = 0;
+  /**
+   * Routes (routeKey) that a claim begun since the last signal left wanting: nothing of theirs can
+   * be claimed until work appears again, which signals (and clears this).
+   */
+  private readonly drained = new Set<string>();
 
   constructor(private readonly options: LongPollOptions) {}
 
@@ -55,6 +60,24 @@ export class LongPoll {
   /** Read it before a claim that found nothing, and pass it to `wait` as `since`. */
   get mark(): number {
     return this.signals;
+  }
+
+  /**
+   * A claim for `route` begun at `mark` found less than it asked for. If nothing has signalled
+   * since, the route has nothing claimable until something does (see `isDrained`).
+   */
+  drainedAt(route: Route, mark: number): void {
+    if (mark === this.signals) this.drained.add(routeKey(route));
+  }
+
+  /**
+   * Whether a claim for `route` now would find nothing: one begun since the last signal came back
+   * short, and work that appeared since signals — a commit here, another replica's notification, a
+   * lease or backoff ending (the reaper). A poll of an idle fleet then waits without a claim of its
+   * own: the agent that just reported (its claim along found nothing) polls again at once.
+   */
+  isDrained(route: Route): boolean {
+    return this.drained.has(routeKey(route));
   }
 
   /**
@@ -94,6 +117,7 @@ export class LongPoll {
   /** Work may have appeared: hand it to the waiting polls. Never rejects (see `onError`). */
   async dispatch(): Promise<void> {
     this.signals++;
+    this.drained.clear();
     if (this.dispatching) {
       this.dispatchAgain = true;
       return;
@@ -118,6 +142,7 @@ export class LongPoll {
     for (;;) {
       const waiters = this.liveHead(exhausted);
       if (waiters.length === 0) return;
+      const mark = this.signals;
       const answers = await this.options.claim(
         waiters.map(({ agentId, max, route }) => ({ agentId, max, queues: route.queues, types: route.types })),
       );
@@ -126,7 +151,9 @@ export class LongPoll {
       await setImmediatePromise();
       await Promise.all(answers.map((commands, i) => this.deliver(waiters[i]!, commands)));
       waiters.forEach((waiter, i) => {
-        if ((answers[i]?.length ?? 0) < waiter.max) exhausted.add(waiter.shape);
+        if ((answers[i]?.length ?? 0) >= waiter.max) return;
+        exhausted.add(waiter.shape);
+        this.drainedAt(waiter.route, mark);
       });
     }
   }

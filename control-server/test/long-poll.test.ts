@@ -21,7 +21,7 @@ import { performance } from 'node:perf_hooks';
 import { describe, expect, test } from 'vitest';
 import type { ClaimedCommand, Command } from '@agent-executor/common';
 import type { App } from '../src/app.js';
-import type { StoredEvent } from '../src/store/store.js';
+import type { CommandStore, StoredEvent } from '../src/store/store.js';
 import { waitFor } from '../../test-support/processes.js';
 import { delay, listen, testStoreKind, useApp } from './helpers.js';
 
@@ -376,5 +376,77 @@ describe('long-poll', () => {
     const events = await store.eventsSince(0, 1000);
     expect(events.filter((e) => e.transition === 'claim' && e.command.agentId?.startsWith('agent-dead'))).toHaveLength(5);
     expect(events.filter((e) => e.transition === 'release'), 'each claim for a gone poll was given back').toHaveLength(5);
+  });
+});
+
+/**
+ * A poll that will wait skips its own claim when a claim of its route, begun since work last
+ * appeared, found nothing (LongPoll.isDrained): an idle fleet's agent that reported and found
+ * nothing along polls again at once, and that claim would find nothing too.
+ */
+describe('long-poll: a drained route waits without a claim', () => {
+  /** Counts the claims polls make themselves (the waiting polls' hand-offs go through claimEach). */
+  function countClaims(store: CommandStore): () => number {
+    const claimBatch = store.claimBatch.bind(store);
+    let claims = 0;
+    store.claimBatch = (...args) => {
+      claims++;
+      return claimBatch(...args);
+    };
+    return () => claims;
+  }
+
+  test('after a report whose claim found nothing, the next long poll waits without claiming, then gets the next command', async () => {
+    const { app, store } = await build();
+    const base = await listen(app);
+    const claims = countClaims(store);
+    await submitOverHttp(base);
+    const first = await poll(base, 'agentId=agent-a');
+    expect(first.status).toBe(200);
+    const reported = await fetch(`${base}/commands/results`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        reports: [{ id: first.command!.id, leaseId: first.command!.leaseId, agentId: 'agent-a', status: 'COMPLETED', result: null }],
+        claim: { agentId: 'agent-a', max: 1 },
+      }),
+    });
+    expect(reported.status).toBe(200);
+    expect(((await reported.json()) as { commands: unknown[] }).commands).toEqual([]);
+    expect(claims()).toBe(2);
+    const next = poll(base, 'agentId=agent-a&wait=10');
+    await waiting(app, 1);
+    expect(claims(), 'the waiting poll made no claim of its own').toBe(2);
+    const created = await submitOverHttp(base);
+    expect(await next).toMatchObject({ status: 200, command: { id: created.id, agentId: 'agent-a' } });
+  });
+
+  test('work that appeared after the claim that found nothing is claimed by the next poll at once', async () => {
+    const { app, store } = await build();
+    const base = await listen(app);
+    const claims = countClaims(store);
+    expect((await poll(base, 'agentId=agent-a')).status).toBe(204);
+    const created = await submitOverHttp(base);
+    const next = await poll(base, 'agentId=agent-a&wait=10');
+    expect(next).toMatchObject({ status: 200, command: { id: created.id } });
+    expect(claims()).toBe(2);
+    expect(app.longPoll.size).toBe(0);
+  });
+
+  test("a route that found nothing does not stop another route's poll from claiming", async () => {
+    const { app, store } = await build();
+    const base = await listen(app);
+    const claims = countClaims(store);
+    const { command: created } = await store.submit({ ...delay(1), queue: 'b' });
+    expect((await poll(base, 'agentId=agent-a&queues=a')).status).toBe(204);
+    const next = await poll(base, 'agentId=agent-b&queues=b&wait=10');
+    expect(next).toMatchObject({ status: 200, command: { id: created.id, agentId: 'agent-b' } });
+    expect(claims()).toBe(2);
+    // Queue a is still drained: its next waiting poll makes no claim.
+    const other = poll(base, 'agentId=agent-a&queues=a&wait=10');
+    await waiting(app, 1);
+    expect(claims()).toBe(2);
+    const { command: later } = await store.submit({ ...delay(1), queue: 'a' });
+    expect(await other).toMatchObject({ status: 200, command: { id: later.id } });
   });
 });

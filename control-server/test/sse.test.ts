@@ -744,24 +744,29 @@ describe('memory a slow client holds is bounded in bytes', () => {
       Number(/agent_executor_sse_clients (\d+)/.exec(await (await fetch(`${server.url}/metrics`)).text())?.[1] ?? NaN);
     const reader = await openStream(`${server.url}/events`);
     const stuck = Array.from({ length: 200 }, () => stuckClient(server.port));
+    let sampler: NodeJS.Timeout | undefined;
     try {
       await waitFor(async () => (await sseClients()) === 201, { what: '201 sessions' });
       const before = rss();
       let peak = before;
-      const sampler = setInterval(() => (peak = Math.max(peak, rss())), 20);
+      sampler = setInterval(() => (peak = Math.max(peak, rss())), 20);
       const big = { blob: 'x'.repeat(200_000) };
       for (let i = 0; i < 60; i++) {
         await api.submit(delay());
         await api.report(await api.claim(), { status: 'COMPLETED', result: big });
       }
-      await waitFor(async () => (await sseClients()) === 1, { what: 'every stuck client dropped' });
+      // Each drop waits for the server to write to that client past the limit: 200 of them behind
+      // a loaded machine's other test files took longer than the default 10 s once.
+      await waitFor(async () => (await sseClients()) === 1, { what: 'every stuck client dropped', timeoutMs: 40_000 });
       clearInterval(sampler);
       // Before: each stuck client held its own copy of what it was sent, ~2 MB each (+410 MB).
       expect(peak - before, `RSS ${Math.round(before / 2 ** 20)} → ${Math.round(peak / 2 ** 20)} MB`).toBeLessThan(150 * 2 ** 20);
       const events = await reader.transcript.untilEvents(180, 20_000);
       expectIncreasingIds(events);
     } finally {
+      // Stopped before the server is: a sample read after its exit would throw (no /proc entry).
+      clearInterval(sampler);
       for (const socket of stuck) socket.destroy();
     }
-  }, 60_000);
+  }, 90_000);
 });

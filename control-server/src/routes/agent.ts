@@ -53,23 +53,30 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
   /**
    * What a poll and a report's claim both do first: the agent is seen for its route (GET /agents),
    * then up to `max` commands are leased at once. A draining agent claims nothing more: it hears so
-   * at once (the drain header) and finishes what it runs.
+   * at once (the drain header) and finishes what it runs. A poll that will wait skips the claim
+   * when its route is drained (`LongPoll.isDrained`): it would find nothing, and the work that
+   * appears next wakes it.
    */
-  async function claimNow(agentId: string, agent: AgentInfo, max: number): Promise<ClaimedCommand[] | undefined> {
+  async function claimNow(agentId: string, agent: AgentInfo, max: number, willWait: boolean): Promise<ClaimedCommand[] | undefined> {
     registry.polled(agentId, agent);
     if (registry.isDraining(agentId)) return undefined;
-    return store.claimBatch(agentId, leaseMs, max, { queues: agent.queues, types: agent.types });
+    const route = { queues: agent.queues, types: agent.types };
+    if (willWait && longPoll.isDrained(route)) return [];
+    const mark = longPoll.mark;
+    const claimed = await store.claimBatch(agentId, leaseMs, max, route);
+    if (claimed.length < max) longPoll.drainedAt(route, mark);
+    return claimed;
   }
 
   /** Claims at once, or waits when asked to; an empty array means "no work". */
   async function poll(request: FastifyRequest, reply: FastifyReply, query: NextQuery, max: number) {
     const { agentId, wait, hostname, version, concurrency } = query;
     const route = routeOf(query);
+    const waitS = wait ?? preferredWait(headerValue(request.headers.prefer));
     const mark = longPoll.mark;
-    const claimed = await claimNow(agentId, { ...route, hostname, version, concurrency } as AgentInfo, max);
+    const claimed = await claimNow(agentId, { ...route, hostname, version, concurrency } as AgentInfo, max, Boolean(waitS));
     if (claimed === undefined) return drainAnswer(reply);
     if (claimed.length > 0) return claimed;
-    const waitS = wait ?? preferredWait(headerValue(request.headers.prefer));
     if (!waitS) return [];
     void reply.header('Preference-Applied', `wait=${waitS}`);
     const commands = await longPoll.wait(agentId, max, route, waitS * 1000, reply.raw, mark);
@@ -85,7 +92,7 @@ export const agentRoutes: FastifyPluginAsyncZod<AgentRoutesOptions> = async (app
     // A JSON array may name a queue twice (the poll's comma list drops repeats as it is parsed).
     const route = routeOf({ queues: claim.queues && [...new Set(claim.queues)], types: claim.types && [...new Set(claim.types)] });
     // Seen as a poll is: an agent kept busy by its reports is a live agent of its queues.
-    return (await claimNow(agentId, { ...route, hostname, version, concurrency } as AgentInfo, max)) ?? drainAnswer(reply);
+    return (await claimNow(agentId, { ...route, hostname, version, concurrency } as AgentInfo, max, false)) ?? drainAnswer(reply);
   }
 
   app.get(
