@@ -117,8 +117,12 @@ test('a batch whose writes need no answer goes to PostgreSQL in one write to the
   await writes.flush();
 });
 
-test('a batch that made work available notifies at its commit; any other batch right after it, in a statement of its own', async () => {
-  const url = await createDatabase(inject('postgresUrl'), 'group_commit_notify');
+/**
+ * A group commit on a fresh database with a LISTEN connection beside it: every notification heard,
+ * and every statement its pool sent (name, or text, and values).
+ */
+async function notifyingWrites(name: string, noticeDelayMs: number) {
+  const url = await createDatabase(inject('postgresUrl'), name);
   const pool = new pg.Pool({ connectionString: url, max: 1, pipeline: true });
   pools.push(pool);
   const listener = new pg.Client({ connectionString: url });
@@ -137,13 +141,18 @@ test('a batch that made work available notifies at its commit; any other batch r
   });
   await migratePostgres(pool);
   sent.length = 0;
-  const writes = new PgGroupCommit(pool, { replica: 'test', now: Date.now, afterCommit: async () => {} });
+  const writes = new PgGroupCommit(pool, { replica: 'test', now: Date.now, afterCommit: async () => {}, noticeDelayMs });
   const logOne = (status: 'PENDING' | 'COMPLETED') =>
     writes.run(async (tx) => {
       const row = { ...newCommandRow({ type: 'DELAY', payload: { ms: 1 } }, Date.now(), null, null), status };
       if (status === 'PENDING') tx.insertLater(row);
       return tx.log(status === 'PENDING' ? 'submit' : 'report', row, null);
     });
+  return { heard, sent, writes, logOne, end: () => listener.end() };
+}
+
+test('a batch that made work available notifies at its commit; any other batch\'s notification is held, then sent alone', async () => {
+  const { heard, sent, writes, logOne, end } = await notifyingWrites('group_commit_notify', 20);
   try {
     const submitted = await logOne('PENDING');
     const reported = await logOne('COMPLETED');
@@ -151,10 +160,10 @@ test('a batch that made work available notifies at its commit; any other batch r
     await writes.flush();
     const names = sent.map((s) => s.name);
     const logs = sent.filter((s) => s.name === 'ae_log_events');
-    // The submit's notification went with its commit; the report's after COMMIT, alone.
+    // The submit's notification went with its commit; the report's after its COMMIT, alone.
     expect(logs.map((s) => s.values?.[9])).toEqual([true, false]);
-    expect(names.filter((n) => n === 'ae_notify_committed')).toHaveLength(1);
-    expect(names.indexOf('ae_notify_committed')).toBeGreaterThan(names.lastIndexOf('COMMIT'));
+    expect(names.filter((n) => n === 'ae_notify_each')).toHaveLength(1);
+    expect(names.indexOf('ae_notify_each')).toBeGreaterThan(names.lastIndexOf('COMMIT'));
     // Both carry what a listener needs: who, the last id, whether work appeared, the events.
     expect(heard.map((n) => [n.replica, n.lastSeq, n.available])).toEqual([
       ['test', 1, true],
@@ -163,6 +172,37 @@ test('a batch that made work available notifies at its commit; any other batch r
     expect(carriedEvents(heard[0]!)?.map((e) => e.command.id)).toEqual([submitted.id]);
     expect(carriedEvents(heard[1]!)?.map((e) => [e.seq, e.command.id, e.command.status])).toEqual([[2, reported.id, 'COMPLETED']]);
   } finally {
-    await listener.end();
+    await end();
+  }
+});
+
+test('a held notification goes with the next commit, ahead of that commit\'s own; flush sends what is still held', async () => {
+  // Held far longer than the test: only a commit or flush can send it.
+  const { heard, sent, writes, logOne, end } = await notifyingWrites('group_commit_notify_carried', 600_000);
+  try {
+    const reported = await logOne('COMPLETED');
+    const submitted = await logOne('PENDING');
+    await waitFor(() => heard.length === 2, { what: 'both notifications', timeoutMs: 5_000, intervalMs: 10 });
+    const names = sent.map((s) => s.name);
+    // Sent inside the submit's transaction, before its events and its COMMIT: no statement of its own.
+    expect(names.filter((n) => n === 'ae_notify_each')).toHaveLength(1);
+    const carriedAt = names.indexOf('ae_notify_each');
+    expect(carriedAt).toBeLessThan(names.lastIndexOf('ae_log_events'));
+    expect(carriedAt).toBeLessThan(names.lastIndexOf('COMMIT'));
+    expect(carriedAt).toBeGreaterThan(names.indexOf('COMMIT'));
+    // Delivered in commit order: the held one (id 1) first.
+    expect(heard.map((n) => [n.lastSeq, n.available])).toEqual([
+      [1, false],
+      [2, true],
+    ]);
+    expect(carriedEvents(heard[0]!)?.map((e) => e.command.id)).toEqual([reported.id]);
+    expect(carriedEvents(heard[1]!)?.map((e) => e.command.id)).toEqual([submitted.id]);
+    // Held again (a report), it waits for nothing once the store closes.
+    await logOne('COMPLETED');
+    await writes.flush();
+    await waitFor(() => heard.length === 3, { what: 'the held notification, at flush', timeoutMs: 5_000, intervalMs: 10 });
+    expect(heard[2]!.lastSeq).toBe(3);
+  } finally {
+    await end();
   }
 });

@@ -260,7 +260,7 @@ export const sql = {
   // migrations/postgres/001_commands.sql), and the counts by status live on the same row
   // (005_counts_on_counter.sql): one row updated per commit. $8 holds the moves, in STATUS_ORDER.
   // The notification is sent at commit when there were events and $10 is true (a batch that made
-  // no work available sends it after its commit instead: notifyCommitted); it carries the last id,
+  // no work available holds it for a later commit instead: notifyEach); it carries the last id,
   // and the events themselves when they fit ($9, null otherwise: postgres-notice.ts); listeners
   // read the log for those it does not carry.
   logEvents: statement(
@@ -281,10 +281,14 @@ export const sql = {
      FROM counter`,
   ),
   /**
-   * The notification of a batch that made no work available, sent after its commit (see
-   * postgres-group-commit.ts): `$1` is the whole payload, as logEvents would have sent it.
+   * The held notifications of batches that made no work available (postgres-group-commit.ts), in
+   * the order given: each element of `$1` is a whole payload, as logEvents would have sent it.
+   * Inside a transaction they are delivered at its commit, before the ones its logEvents makes.
    */
-  notifyCommitted: statement('notify_committed', `SELECT pg_notify('${CHANNEL}', $1)`),
+  notifyEach: statement(
+    'notify_each',
+    `SELECT count(pg_notify('${CHANNEL}', p.payload)) FROM unnest($1::text[]) WITH ORDINALITY AS p(payload, ord)`,
+  ),
   eventsSince: statement(
     'events_since',
     'SELECT seq, kind, transition, data, created_at FROM events WHERE seq > $1 ORDER BY seq LIMIT $2',
