@@ -125,9 +125,11 @@ describe('retryBackoffMs', () => {
     expect(retryBackoffMs(6, () => 0.999)).toBe(39_984);
     expect(retryBackoffMs(7, () => 0.999), 'the cap holds after the jitter').toBe(60_000);
     expect(retryBackoffMs(7, () => 0)).toBe(45_000);
+    // The factor stays below 1.25, but the delay is rounded to whole milliseconds: 2 500 itself
+    // comes out once in about 2 000 draws (a random() above 0.999 5), as 1 250 does above.
     const sampled = retryBackoffMs(2);
     expect(sampled).toBeGreaterThanOrEqual(1_500);
-    expect(sampled).toBeLessThan(2_500);
+    expect(sampled).toBeLessThanOrEqual(2_500);
   });
 });
 
