@@ -22,8 +22,9 @@
  * event listeners, and not at once: its notification is held (NOTICE_DELAY_MS) and goes with the
  * next transaction's commit, or on its own when none comes by then. Sent at once, it woke every
  * replica's listening connection and process just as the agent a claim answered was starting its
- * command, on a machine of two cores: measured, interleaved, 0.47 ms off the dispatch p50 across two
- * replicas (BENCHMARKS.md). Held notifications go out in commit order, before any later one.
+ * command, on a machine of two cores: measured, interleaved, 0.19–0.29 ms off the dispatch p50
+ * across two replicas (BENCHMARKS.md). Held notifications go out in commit order, before any later
+ * one of this replica's commits.
  */
 import type pg from 'pg';
 import type { Command, CommandStatus } from '@agent-executor/common';
