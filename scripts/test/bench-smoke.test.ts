@@ -108,6 +108,18 @@ describe('benchmark scenarios (tiny sizes)', { timeout: 90_000 }, () => {
       6,
     );
     expect(() => figure(r, 'protocol agents, polling: start p50 [PostgreSQL, 2 replicas]')).toThrow();
+    // Whose CPU a dispatch burns, ours and the bare chain's, every process of the chain counted.
+    const ours = figure(r, 'protocol agents, long-poll: CPU per dispatch, all processes [PostgreSQL, 2 replicas]');
+    const bareCpu = figure(r, 'bare chain 2x1: CPU per dispatch, all processes [PostgreSQL, 2 replicas]');
+    expect(ours).toBeGreaterThan(0);
+    expect(bareCpu).toBeGreaterThan(0);
+    expect(figure(r, "protocol agents, long-poll CPU per dispatch / bare chain's [PostgreSQL, 2 replicas]")).toBeCloseTo(ours / bareCpu, 6);
+    const details = r.runs[0]?.details as { results: Array<{ cpu: { roles: Record<string, { cpuMs: number }> } }>; bare: { cpu: { roles: Record<string, unknown> } } };
+    const roles = details.results[0]!.cpu.roles;
+    expect(Object.keys(roles).sort()).toEqual(['PostgreSQL', 'agents', 'bench', 'replica A', 'replica B']);
+    // Every dispatch writes to PostgreSQL twice (the submit, the lease) and passes through both replicas.
+    for (const role of ['PostgreSQL', 'replica A', 'replica B']) expect(roles[role]!.cpuMs, role).toBeGreaterThan(0);
+    expect(Object.keys(details.bare.cpu.roles).sort()).toEqual(['PostgreSQL', 'agents', 'bench', 'replica A', 'replica B']);
   });
 
   it('--replicas above 1 without --database postgres is refused', async () => {

@@ -13,6 +13,7 @@ import { Api } from './http.js';
 import { freePort } from './processes.js';
 import { distribution, type Distribution } from './stats.js';
 import { HitTarget } from './target.js';
+import { chainProcesses, WindowCpu } from './window-cpu.js';
 import { startWorker, type Worker } from './workers.js';
 
 const BARE_SCHEMA = `CREATE TABLE bare_jobs (
@@ -29,7 +30,11 @@ export interface BareDispatchOptions {
   longPollWait: number;
 }
 
-export async function measureBareDispatch(postgres: Postgres, o: BareDispatchOptions): Promise<Distribution> {
+/** The dispatch latency, and each process's CPU inside a dispatch (window-cpu.ts). */
+export async function measureBareDispatch(
+  postgres: Postgres,
+  o: BareDispatchOptions,
+): Promise<{ dispatch: Distribution; cpu: ReturnType<WindowCpu['perWindow']> }> {
   const url = await freshDatabase(postgres, 'bare');
   const client = new pg.Client({ connectionString: url });
   await client.connect();
@@ -51,6 +56,7 @@ export async function measureBareDispatch(postgres: Postgres, o: BareDispatchOpt
       urls.push(`http://127.0.0.1:${port}`);
     }
     const polled = workers.at(-1) as Worker;
+    const replicas = workers.map((w) => w.proc.pid);
     for (let i = 0; i < o.agents; i++) {
       const agent = startWorker('bare-agent', [`--server=${urls.at(-1)}`, `--id=bare-${i}`, `--wait=${o.longPollWait}`]);
       workers.push(agent);
@@ -59,15 +65,18 @@ export async function measureBareDispatch(postgres: Postgres, o: BareDispatchOpt
     await target.start();
     api = new Api(urls[0] as string, 16);
     const latencies: number[] = [];
+    const cpu = new WindowCpu(chainProcesses({ replicas, agents: workers.slice(replicas.length).map((w) => w.proc.pid), postmaster: postgres.pid }));
     for (let i = 0; i < o.warmup + o.samples; i++) {
+      cpu.begin();
       const t0 = performance.now();
       await api.call('POST', '/commands', { payload: { url: `${target.url}/hit/${i}` } });
       const hitAt = await target.hit(i, 10_000);
+      cpu.end(i >= o.warmup);
       // Reported back to the polling replica: that agent polls again before the next submit.
       await polled.next('done', 10_000);
       if (i >= o.warmup) latencies.push(hitAt - t0);
     }
-    return distribution(latencies);
+    return { dispatch: distribution(latencies), cpu: cpu.perWindow() };
   } finally {
     await api?.close();
     await target.close();

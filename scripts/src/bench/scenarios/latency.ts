@@ -27,6 +27,7 @@ import { CompletionWatcher } from '../harness/sse-reader.js';
 import { distribution, type Distribution } from '../harness/stats.js';
 import { HitTarget } from '../harness/target.js';
 import { measureBareDispatch } from '../harness/bare-dispatch.js';
+import { chainProcesses, describeWindowCpu, WindowCpu } from '../harness/window-cpu.js';
 
 type Mode = 'long-poll' | 'polling';
 
@@ -34,6 +35,8 @@ interface ModeResult {
   mode: Mode;
   startLatency: Distribution;
   submitRoundTrip: Distribution;
+  /** Long-poll: each process's CPU inside a dispatch (submit → the target's request), by role. */
+  cpu?: ReturnType<WindowCpu['perWindow']>;
 }
 
 async function measure(o: Options, mode: Mode, shape: DeploymentShape, postgres: Postgres | null): Promise<ModeResult> {
@@ -66,9 +69,13 @@ async function measure(o: Options, mode: Mode, shape: DeploymentShape, postgres:
     const latencies: number[] = [];
     const roundTrips: number[] = [];
     const timeoutMs = longPoll ? 10_000 : pollInterval * 3 + 10_000;
+    const cpu = new WindowCpu(
+      chainProcesses({ replicas: deployment.servers.map((s) => s.proc.pid), agents: fleet.procs.map((p) => p.pid), postmaster: postgres?.pid }),
+    );
     for (let i = 0; i < warmup + samples; i++) {
       // With plain polling, a random pause puts the submit at a random phase of the agents' polls.
       if (!longPoll) await sleep(Math.random() * pollInterval);
+      if (longPoll) cpu.begin();
       const t0 = performance.now();
       const { body } = await server.api.call<{ id: string }>('POST', '/commands', {
         type: 'HTTP_GET_JSON',
@@ -76,6 +83,7 @@ async function measure(o: Options, mode: Mode, shape: DeploymentShape, postgres:
       });
       const acked = performance.now();
       const hitAt = await target.hit(i, timeoutMs);
+      if (longPoll) cpu.end(i >= warmup);
       await watcher.until(() => watcher.finished.has(body.id), `command ${i} to finish`, timeoutMs);
       if (watcher.finished.get(body.id)?.status !== 'COMPLETED') throw new Error(`command ${body.id} did not complete`);
       if (i >= warmup) {
@@ -83,7 +91,12 @@ async function measure(o: Options, mode: Mode, shape: DeploymentShape, postgres:
         roundTrips.push(acked - t0);
       }
     }
-    return { mode, startLatency: distribution(latencies), submitRoundTrip: distribution(roundTrips) };
+    const result: ModeResult = { mode, startLatency: distribution(latencies), submitRoundTrip: distribution(roundTrips) };
+    if (longPoll) {
+      result.cpu = cpu.perWindow();
+      console.log(`  ours: ${describeWindowCpu(result.cpu)}`);
+    }
+    return result;
   } finally {
     await fleet.stop();
     watcher.close();
@@ -142,6 +155,7 @@ async function runOn(o: Options, shape: DeploymentShape, postgres: Postgres | nu
       { name: `${kind} agents, ${mode}: start p99${label}`, value: d.p99, unit: 'ms', ...(longPoll ? { goal: { op: '<=', value: 5 } } : {}) },
       { name: `${kind} agents, ${mode}: submit round trip p50${label}`, value: r.submitRoundTrip.p50, unit: 'ms' },
     );
+    if (r.cpu) figures.push({ name: `${kind} agents, ${mode}: CPU per dispatch, all processes${label}`, value: r.cpu.all.cpuMs, unit: 'ms' });
   }
   const lp = results.find((r) => r.mode === 'long-poll');
   const pp = results.find((r) => r.mode === 'polling');
@@ -160,7 +174,7 @@ async function runOn(o: Options, shape: DeploymentShape, postgres: Postgres | nu
       { name: `graphile-worker ${o.num('agents')}x1: add → start p99`, value: dispatch.p99, unit: 'ms' },
     );
   }
-  let bare: Distribution | undefined;
+  let bare: Awaited<ReturnType<typeof measureBareDispatch>> | undefined;
   if (postgres && !o.bool('no-baseline')) {
     bare = await measureBareDispatch(postgres, {
       replicas: shape.replicas,
@@ -169,13 +183,19 @@ async function runOn(o: Options, shape: DeploymentShape, postgres: Postgres | nu
       warmup: o.num('warmup'),
       longPollWait: o.num('long-poll-wait'),
     });
-    console.log(`  bare chain (node:http + pg, same hops), same PostgreSQL: submit → target p50 ${bare.p50.toFixed(2)} ms, p99 ${bare.p99.toFixed(2)} ms`);
+    const { dispatch, cpu } = bare;
+    console.log(`  bare chain (node:http + pg, same hops), same PostgreSQL: submit → target p50 ${dispatch.p50.toFixed(2)} ms, p99 ${dispatch.p99.toFixed(2)} ms`);
+    console.log(`  bare chain: ${describeWindowCpu(cpu)}`);
     figures.push(
-      { name: `bare chain ${o.num('agents')}x1: start p50${label}`, value: bare.p50, unit: 'ms' },
-      { name: `bare chain ${o.num('agents')}x1: start p99${label}`, value: bare.p99, unit: 'ms' },
+      { name: `bare chain ${o.num('agents')}x1: start p50${label}`, value: dispatch.p50, unit: 'ms' },
+      { name: `bare chain ${o.num('agents')}x1: start p99${label}`, value: dispatch.p99, unit: 'ms' },
+      { name: `bare chain ${o.num('agents')}x1: CPU per dispatch, all processes${label}`, value: cpu.all.cpuMs, unit: 'ms' },
     );
     const ours = results.find((r) => r.mode === 'long-poll');
-    if (ours) figures.push({ name: `${kind} agents, long-poll p50 / bare chain p50${label}`, value: ours.startLatency.p50 / bare.p50, unit: '×' });
+    if (ours) figures.push({ name: `${kind} agents, long-poll p50 / bare chain p50${label}`, value: ours.startLatency.p50 / dispatch.p50, unit: '×' });
+    if (ours?.cpu) {
+      figures.push({ name: `${kind} agents, long-poll CPU per dispatch / bare chain's${label}`, value: ours.cpu.all.cpuMs / cpu.all.cpuMs, unit: '×' });
+    }
   }
   return { figures, details: { agent: kind, deployment: shape, results, graphile, bare } };
 }

@@ -1,0 +1,117 @@
+/**
+ * The CPU each process spends inside a measured window, and the time it spent waiting for a CPU,
+ * from `/proc/<pid>/task/<tid>/schedstat` (run time and run-queue wait, in nanoseconds, every
+ * thread) read just before and just after each window. On a machine of two cores a chain of
+ * processes (client → replica → PostgreSQL → replica → agent) is as fast as the CPU it burns in
+ * the window: this says whose it is.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** One process and the role its CPU is counted under ("replica A", "PostgreSQL", …). */
+export type Counted = [pid: number, role: string];
+
+/** Per window, on average: CPU time and run-queue wait, in ms. */
+export interface RoleCpu {
+  cpuMs: number;
+  waitMs: number;
+}
+
+export class WindowCpu {
+  private readonly totals = new Map<string, { run: number; wait: number }>();
+  private windows = 0;
+  private opened: Array<{ role: string; tids: string[]; pid: number; at: [number, number] }> = [];
+
+  /** `processes` is asked at each window's start: PostgreSQL opens backends as it goes. */
+  constructor(private readonly processes: () => Counted[]) {}
+
+  /** Just before the window. This process is read last, so reading the others is not in its window. */
+  begin(): void {
+    const counted = this.processes().sort(([a], [b]) => Number(a === process.pid) - Number(b === process.pid));
+    this.opened = counted.map(([pid, role]) => {
+      const tids = threads(pid);
+      return { role, pid, tids, at: schedstat(pid, tids) };
+    });
+  }
+
+  /** Just after the window; `counted` false drops it (a warm-up sample). This process is read first. */
+  end(counted = true): void {
+    const opened = this.opened.sort((a, b) => Number(b.pid === process.pid) - Number(a.pid === process.pid));
+    const readings = opened.map((o) => ({ ...o, now: schedstat(o.pid, o.tids) }));
+    this.opened = [];
+    if (!counted) return;
+    this.windows++;
+    for (const { role, at, now } of readings) {
+      const total = this.totals.get(role) ?? { run: 0, wait: 0 };
+      total.run += Math.max(0, now[0] - at[0]);
+      total.wait += Math.max(0, now[1] - at[1]);
+      this.totals.set(role, total);
+    }
+  }
+
+  /** Each role's CPU and wait per window, in the order roles were first seen; and their sum. */
+  perWindow(): { roles: Record<string, RoleCpu>; all: RoleCpu } {
+    const roles: Record<string, RoleCpu> = {};
+    const all = { cpuMs: 0, waitMs: 0 };
+    const n = Math.max(1, this.windows);
+    for (const [role, { run, wait }] of this.totals) {
+      roles[role] = { cpuMs: run / n / 1e6, waitMs: wait / n / 1e6 };
+      all.cpuMs += roles[role].cpuMs;
+      all.waitMs += roles[role].waitMs;
+    }
+    return { roles, all };
+  }
+}
+
+/** A process's children (PostgreSQL's backends are the postmaster's); none once it is gone. */
+export function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** One line per role: "replica A 1.81 ms (waited 0.86)". */
+export function describeWindowCpu({ roles, all }: ReturnType<WindowCpu['perWindow']>): string {
+  const parts = Object.entries(roles).map(([role, r]) => `${role} ${r.cpuMs.toFixed(2)} (waited ${r.waitMs.toFixed(2)})`);
+  return `CPU per dispatch ${all.cpuMs.toFixed(2)} ms, waiting for a CPU ${all.waitMs.toFixed(2)} ms: ${parts.join(', ')}`;
+}
+
+function threads(pid: number): string[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+}
+
+/** Run time and run-queue wait of every thread listed, summed; a thread gone since counts nothing. */
+function schedstat(pid: number, tids: string[]): [number, number] {
+  let run = 0;
+  let wait = 0;
+  for (const tid of tids) {
+    try {
+      const [r, w] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ');
+      run += Number(r);
+      wait += Number(w);
+    } catch {
+      // exited
+    }
+  }
+  return [run, wait];
+}
+
+/**
+ * The processes of a dispatch chain, by role: this process (the bench: the client and the target),
+ * the replica submitted to, the one polled (one role, "server", when they are the same), the
+ * agents, and PostgreSQL's backends when there is a postmaster.
+ */
+export function chainProcesses(o: { replicas: number[]; agents: number[]; postmaster?: number }): () => Counted[] {
+  const { replicas, agents, postmaster } = o;
+  const fixed: Counted[] = [[process.pid, 'bench'], ...agents.map((pid): Counted => [pid, 'agents'])];
+  replicas.forEach((pid, i) => {
+    const role = replicas.length === 1 ? 'server' : i === 0 ? 'replica A' : i === replicas.length - 1 ? 'replica B' : 'other replicas';
+    fixed.push([pid, role]);
+  });
+  return () => (postmaster === undefined ? fixed : [...fixed, ...childPids(postmaster).map((pid): Counted => [pid, 'PostgreSQL'])]);
+}
