@@ -38,6 +38,7 @@ test('counts the CPU each process burns inside a window, by role, and drops a wi
     cpu.end();
   }
   const { roles, all } = cpu.perWindow();
+  cpu.close();
   expect(roles.busy!.cpuMs).toBeGreaterThan(40);
   expect(roles.busy!.cpuMs).toBeLessThan(120);
   expect(roles.idle!.cpuMs).toBeLessThan(10);

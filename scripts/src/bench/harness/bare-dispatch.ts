@@ -66,15 +66,19 @@ export async function measureBareDispatch(
     api = new Api(urls[0] as string, 16);
     const latencies: number[] = [];
     const cpu = new WindowCpu(chainProcesses({ replicas, agents: workers.slice(replicas.length).map((w) => w.proc.pid), postmaster: postgres.pid }));
-    for (let i = 0; i < o.warmup + o.samples; i++) {
-      cpu.begin();
-      const t0 = performance.now();
-      await api.call('POST', '/commands', { payload: { url: `${target.url}/hit/${i}` } });
-      const hitAt = await target.hit(i, 10_000);
-      cpu.end(i >= o.warmup);
-      // Reported back to the polling replica: that agent polls again before the next submit.
-      await polled.next('done', 10_000);
-      if (i >= o.warmup) latencies.push(hitAt - t0);
+    try {
+      for (let i = 0; i < o.warmup + o.samples; i++) {
+        cpu.begin();
+        const t0 = performance.now();
+        await api.call('POST', '/commands', { payload: { url: `${target.url}/hit/${i}` } });
+        const hitAt = await target.hit(i, 10_000);
+        cpu.end(i >= o.warmup);
+        // Reported back to the polling replica: that agent polls again before the next submit.
+        await polled.next('done', 10_000);
+        if (i >= o.warmup) latencies.push(hitAt - t0);
+      }
+    } finally {
+      cpu.close();
     }
     return { dispatch: distribution(latencies), cpu: cpu.perWindow() };
   } finally {

@@ -72,24 +72,28 @@ async function measure(o: Options, mode: Mode, shape: DeploymentShape, postgres:
     const cpu = new WindowCpu(
       chainProcesses({ replicas: deployment.servers.map((s) => s.proc.pid), agents: fleet.procs.map((p) => p.pid), postmaster: postgres?.pid }),
     );
-    for (let i = 0; i < warmup + samples; i++) {
-      // With plain polling, a random pause puts the submit at a random phase of the agents' polls.
-      if (!longPoll) await sleep(Math.random() * pollInterval);
-      if (longPoll) cpu.begin();
-      const t0 = performance.now();
-      const { body } = await server.api.call<{ id: string }>('POST', '/commands', {
-        type: 'HTTP_GET_JSON',
-        payload: { url: `${target.url}/hit/${i}` },
-      });
-      const acked = performance.now();
-      const hitAt = await target.hit(i, timeoutMs);
-      if (longPoll) cpu.end(i >= warmup);
-      await watcher.until(() => watcher.finished.has(body.id), `command ${i} to finish`, timeoutMs);
-      if (watcher.finished.get(body.id)?.status !== 'COMPLETED') throw new Error(`command ${body.id} did not complete`);
-      if (i >= warmup) {
-        latencies.push(hitAt - t0);
-        roundTrips.push(acked - t0);
+    try {
+      for (let i = 0; i < warmup + samples; i++) {
+        // With plain polling, a random pause puts the submit at a random phase of the agents' polls.
+        if (!longPoll) await sleep(Math.random() * pollInterval);
+        if (longPoll) cpu.begin();
+        const t0 = performance.now();
+        const { body } = await server.api.call<{ id: string }>('POST', '/commands', {
+          type: 'HTTP_GET_JSON',
+          payload: { url: `${target.url}/hit/${i}` },
+        });
+        const acked = performance.now();
+        const hitAt = await target.hit(i, timeoutMs);
+        if (longPoll) cpu.end(i >= warmup);
+        await watcher.until(() => watcher.finished.has(body.id), `command ${i} to finish`, timeoutMs);
+        if (watcher.finished.get(body.id)?.status !== 'COMPLETED') throw new Error(`command ${body.id} did not complete`);
+        if (i >= warmup) {
+          latencies.push(hitAt - t0);
+          roundTrips.push(acked - t0);
+        }
       }
+    } finally {
+      cpu.close();
     }
     const result: ModeResult = { mode, startLatency: distribution(latencies), submitRoundTrip: distribution(roundTrips) };
     if (longPoll) {
