@@ -136,7 +136,7 @@ export class PgGroupCommit {
   /** Notifications held for the next commit, in commit order, and the timer that sends them if none comes. */
   private held: string[] = [];
   private heldTimer: NodeJS.Timeout | undefined;
-  /** The last notifications sent on their own, until PostgreSQL took them. */
+  /** The notifications sent on their own, until PostgreSQL took every one of them. */
   private heldSent: Promise<void> = Promise.resolve();
 
   constructor(
@@ -194,10 +194,11 @@ export class PgGroupCommit {
    */
   private sendAlone(payloads: string[]): void {
     if (payloads.length === 0) return;
-    this.heldSent = this.pool.query({ ...sql.notifyEach, values: [payloads] }).then(
+    const sent = this.pool.query({ ...sql.notifyEach, values: [payloads] }).then(
       () => undefined,
       () => undefined,
     );
+    this.heldSent = Promise.all([this.heldSent, sent]).then(() => undefined);
   }
 
   private async drain(): Promise<void> {

@@ -13,7 +13,7 @@ import { Api } from './http.js';
 import { freePort } from './processes.js';
 import { distribution, type Distribution } from './stats.js';
 import { HitTarget } from './target.js';
-import { chainProcesses, WindowCpu } from './window-cpu.js';
+import { chainProcesses, WindowCpu, type ChainCpu } from './window-cpu.js';
 import { startWorker, type Worker } from './workers.js';
 
 const BARE_SCHEMA = `CREATE TABLE bare_jobs (
@@ -34,7 +34,7 @@ export interface BareDispatchOptions {
 export async function measureBareDispatch(
   postgres: Postgres,
   o: BareDispatchOptions,
-): Promise<{ dispatch: Distribution; cpu: ReturnType<WindowCpu['perWindow']> }> {
+): Promise<{ dispatch: Distribution; cpu: ChainCpu }> {
   const url = await freshDatabase(postgres, 'bare');
   const client = new pg.Client({ connectionString: url });
   await client.connect();

@@ -16,6 +16,12 @@ export interface RoleCpu {
   waitMs: number;
 }
 
+/** What a measure's windows cost, by role and in all. */
+export interface ChainCpu {
+  roles: Record<string, RoleCpu>;
+  all: RoleCpu;
+}
+
 export class WindowCpu {
   private readonly totals = new Map<string, { run: number; wait: number }>();
   private windows = 0;
@@ -54,7 +60,7 @@ export class WindowCpu {
   }
 
   /** Each role's CPU and wait per window, in the order roles were first seen; and their sum. */
-  perWindow(): { roles: Record<string, RoleCpu>; all: RoleCpu } {
+  perWindow(): ChainCpu {
     const roles: Record<string, RoleCpu> = {};
     const all = { cpuMs: 0, waitMs: 0 };
     const n = Math.max(1, this.windows);
@@ -127,8 +133,8 @@ export function childPids(pid: number): number[] {
   }
 }
 
-/** One line per role: "replica A 1.81 ms (waited 0.86)". */
-export function describeWindowCpu({ roles, all }: ReturnType<WindowCpu['perWindow']>): string {
+/** One line: the sum, then each role as "replica A 1.81 (waited 0.86)", in ms. */
+export function describeWindowCpu({ roles, all }: ChainCpu): string {
   const parts = Object.entries(roles).map(([role, r]) => `${role} ${r.cpuMs.toFixed(2)} (waited ${r.waitMs.toFixed(2)})`);
   return `CPU per dispatch ${all.cpuMs.toFixed(2)} ms, waiting for a CPU ${all.waitMs.toFixed(2)} ms: ${parts.join(', ')}`;
 }

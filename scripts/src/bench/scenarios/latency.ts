@@ -27,7 +27,7 @@ import { CompletionWatcher } from '../harness/sse-reader.js';
 import { distribution, type Distribution } from '../harness/stats.js';
 import { HitTarget } from '../harness/target.js';
 import { measureBareDispatch } from '../harness/bare-dispatch.js';
-import { chainProcesses, describeWindowCpu, WindowCpu } from '../harness/window-cpu.js';
+import { chainProcesses, describeWindowCpu, WindowCpu, type ChainCpu } from '../harness/window-cpu.js';
 
 type Mode = 'long-poll' | 'polling';
 
@@ -36,7 +36,7 @@ interface ModeResult {
   startLatency: Distribution;
   submitRoundTrip: Distribution;
   /** Long-poll: each process's CPU inside a dispatch (submit → the target's request), by role. */
-  cpu?: ReturnType<WindowCpu['perWindow']>;
+  cpu?: ChainCpu;
 }
 
 async function measure(o: Options, mode: Mode, shape: DeploymentShape, postgres: Postgres | null): Promise<ModeResult> {
