@@ -9,9 +9,15 @@ const INT8_OID = 20;
  * CommandRow and EventRow the SQLite store reads: one `rowToCommand` for both stores.
  */
 export const pgTypes: pg.CustomTypesConfig = {
+  // Asked for every column of every result (node-postgres reads the row description each time):
+  // one parser for all bigint columns, not a new function each time.
   getTypeParser: ((oid: number, format?: string) =>
-    oid === INT8_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as 'text')) as pg.CustomTypesConfig['getTypeParser'],
+    oid === INT8_OID ? parseInt8 : pg.types.getTypeParser(oid, format as 'text')) as pg.CustomTypesConfig['getTypeParser'],
 };
+
+function parseInt8(value: string): number {
+  return Number(value);
+}
 
 /** The columns of `commands` in the order the insert statement binds them. */
 export function insertValues(row: CommandRow): unknown[] {
