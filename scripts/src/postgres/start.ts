@@ -8,7 +8,7 @@
 import { chmodSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from '@agent-executor/common/processes';
-import EmbeddedPostgres from './embedded-postgres.js';
+import EmbeddedPostgres, { stopAfterFailedStart } from './embedded-postgres.js';
 
 export interface Postgres {
   /** The `bench` database (created empty). */
@@ -21,7 +21,8 @@ export interface Postgres {
 /** Room for several replicas' pools, their listening connections and a peer's workers. */
 const MAX_CONNECTIONS = 200;
 
-export async function startPostgres(dir: string): Promise<Postgres> {
+/** `flags`: more `-c name=value` settings for the server, after the defaults. */
+export async function startPostgres(dir: string, flags: string[] = []): Promise<Postgres> {
   const port = await freePort();
   // mkdtemp made `dir` 0700 for root; the postgres user must traverse it to its data directory.
   chmodSync(dir, 0o755);
@@ -34,7 +35,7 @@ export async function startPostgres(dir: string): Promise<Postgres> {
     password: 'bench',
     persistent: false,
     createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `max_connections=${MAX_CONNECTIONS}`],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `max_connections=${MAX_CONNECTIONS}`, ...flags],
     onLog: (message: unknown) => {
       log = (log + String(message)).slice(-16_384);
     },
@@ -47,7 +48,7 @@ export async function startPostgres(dir: string): Promise<Postgres> {
     await pg.start();
     await pg.createDatabase('bench');
   } catch (err) {
-    await pg.stop().catch(() => undefined);
+    await stopAfterFailedStart(pg);
     throw new Error(`PostgreSQL (embedded-postgres) did not start: ${err instanceof Error ? err.message : String(err)}\n${log}`);
   }
   // The first line of postmaster.pid is the postmaster's pid.
