@@ -9,9 +9,9 @@ afterEach(() => {
 
 /**
  * A child that burns `ms` of its own CPU time (however long a loaded machine makes that take) each
- * time it reads a number, then answers "done".
+ * time it reads a number, then answers "done"; `ready` once it listens.
  */
-function spinner(): { child: ChildProcess; spin: (ms: number) => Promise<void> } {
+function spinner(): { child: ChildProcess; ready: Promise<void>; spin: (ms: number) => Promise<void> } {
   const child = spawn(process.execPath, [
     '-e',
     `const used = (s) => { const u = process.cpuUsage(s); return (u.user + u.system) / 1000; };
@@ -20,13 +20,13 @@ function spinner(): { child: ChildProcess; spin: (ms: number) => Promise<void> }
   ]);
   children.push(child);
   const next = () => new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
-  return { child, spin: async (ms) => { const answered = next(); child.stdin!.write(String(ms)); await answered; } };
+  return { child, ready: next(), spin: async (ms) => { const answered = next(); child.stdin!.write(String(ms)); await answered; } };
 }
 
 test('counts the CPU each process burns inside a window, by role, and drops a window not counted', async () => {
   const busy = spinner();
   const idle = spinner();
-  await Promise.all([busy, idle].map((s) => new Promise((r) => s.child.stdout!.once('data', r))));
+  await Promise.all([busy.ready, idle.ready]);
   const cpu = new WindowCpu(() => [[busy.child.pid!, 'busy'], [idle.child.pid!, 'idle']]);
   // Not counted: a warm-up window that burns a lot.
   cpu.begin();
@@ -46,7 +46,7 @@ test('counts the CPU each process burns inside a window, by role, and drops a wi
 });
 
 test('childPids lists a process\'s children', async () => {
-  const { child } = spinner();
-  await new Promise((r) => child.stdout!.once('data', r));
+  const { child, ready } = spinner();
+  await ready;
   expect(childPids(process.pid)).toContain(child.pid);
 });

@@ -287,7 +287,7 @@ export const sql = {
    */
   notifyEach: statement(
     'notify_each',
-    `SELECT count(pg_notify('${CHANNEL}', p.payload)) FROM unnest($1::text[]) WITH ORDINALITY AS p(payload, ord)`,
+    `SELECT count(pg_notify('${CHANNEL}', p.payload)) FROM unnest($1::text[]) AS p(payload)`,
   ),
   eventsSince: statement(
     'events_since',

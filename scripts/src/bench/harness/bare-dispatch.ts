@@ -31,10 +31,12 @@ export interface BareDispatchOptions {
 }
 
 /** The dispatch latency, and each process's CPU inside a dispatch (window-cpu.ts). */
-export async function measureBareDispatch(
-  postgres: Postgres,
-  o: BareDispatchOptions,
-): Promise<{ dispatch: Distribution; cpu: ChainCpu }> {
+export interface BareDispatch {
+  dispatch: Distribution;
+  cpu: ChainCpu;
+}
+
+export async function measureBareDispatch(postgres: Postgres, o: BareDispatchOptions): Promise<BareDispatch> {
   const url = await freshDatabase(postgres, 'bare');
   const client = new pg.Client({ connectionString: url });
   await client.connect();

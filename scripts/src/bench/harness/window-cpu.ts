@@ -40,7 +40,7 @@ export class WindowCpu {
 
   /** Just before the window. This process is read last, so reading the others is not in its window. */
   begin(): void {
-    const counted = this.processes().sort(([a], [b]) => Number(a === process.pid) - Number(b === process.pid));
+    const counted = [...this.processes()].sort(([a], [b]) => Number(a === process.pid) - Number(b === process.pid));
     this.opened = counted.map(([pid, role]) => ({ role, pid, at: this.read(pid, true) }));
   }
 

@@ -26,7 +26,7 @@ import type { Postgres } from '../../postgres/start.js';
 import { CompletionWatcher } from '../harness/sse-reader.js';
 import { distribution, type Distribution } from '../harness/stats.js';
 import { HitTarget } from '../harness/target.js';
-import { measureBareDispatch } from '../harness/bare-dispatch.js';
+import { measureBareDispatch, type BareDispatch } from '../harness/bare-dispatch.js';
 import { chainProcesses, describeWindowCpu, WindowCpu, type ChainCpu } from '../harness/window-cpu.js';
 
 type Mode = 'long-poll' | 'polling';
@@ -178,7 +178,7 @@ async function runOn(o: Options, shape: DeploymentShape, postgres: Postgres | nu
       { name: `graphile-worker ${o.num('agents')}x1: add → start p99`, value: dispatch.p99, unit: 'ms' },
     );
   }
-  let bare: Awaited<ReturnType<typeof measureBareDispatch>> | undefined;
+  let bare: BareDispatch | undefined;
   if (postgres && !o.bool('no-baseline')) {
     bare = await measureBareDispatch(postgres, {
       replicas: shape.replicas,
