@@ -88,6 +88,12 @@ test('replicas and an agent SIGKILLed while 120 commands run: every command comp
       what: 'every command COMPLETED',
       timeoutMs: 60_000,
       intervalMs: 250,
+    }).catch(async (err: unknown) => {
+      // What a stall needs to be read: where the commands are, and what each process said.
+      const said = [...servers.map((p, i) => [`replica ${i}`, p] as const), ...agents.map((p, i) => [`agent-${i}`, p] as const)].map(
+        ([who, p]) => `--- ${who} (pid ${p.pid}, ${p.isRunning() ? 'running' : 'exited'}):\n${p.output().slice(-2_000)}`,
+      );
+      throw new Error(`${String(err)}\ncommands by status: ${JSON.stringify(await counts())}\n${said.join('\n')}`);
     });
     expect(await counts()).toEqual([{ status: 'COMPLETED', n: 120 }]);
     expect(new Set(ids).size).toBe(120);
